@@ -1,0 +1,207 @@
+//! The ports: what the domain needs from the outside world. Adapters implement them; the
+//! service is generic over them. Async methods return `impl Future + Send` (no `async_trait`).
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+pub use crate::model::CodeSession;
+use crate::model::{
+    AppId, DecryptedUserInfo, EncryptedData, LoginCode, OpenId, ProfileUpdate, Session, SessionId,
+    SessionKey, Token, TokenDigest, UnionId, User, UserId,
+};
+
+/// Storage failures the domain distinguishes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is too busy right now (pool timeout, connection refused).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The row the operation needs does not exist (any more).
+    #[error("not found")]
+    NotFound,
+    /// Anything else; the text is for logs only.
+    #[error("unexpected store error: {0}")]
+    Unexpected(String),
+}
+
+/// Everything one login writes, in one transaction: find or create the user by
+/// `(app_id, open_id)`, record the unionid if new, and insert the session.
+#[derive(Debug, Clone)]
+pub struct NewLogin {
+    pub app_id: AppId,
+    pub open_id: OpenId,
+    pub union_id: Option<UnionId>,
+    /// The id to use if the user has to be created.
+    pub new_user_id: UserId,
+    pub session_id: SessionId,
+    pub token_digest: TokenDigest,
+    pub session_key: SessionKey,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The result of [`UserStore::login`].
+#[derive(Debug, Clone)]
+pub struct LoginRecord {
+    pub user: User,
+    pub is_new_user: bool,
+}
+
+/// A session found by its token digest, with its user.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub session: Session,
+    pub user: User,
+}
+
+/// One profile change, in one transaction: update the user's profile (and unionid if it was
+/// unknown), and optionally replace the session's key with a fresher one.
+#[derive(Debug, Clone)]
+pub struct ProfileChange {
+    pub app_id: AppId,
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub profile: ProfileUpdate,
+    pub union_id: Option<UnionId>,
+    pub rotated_session_key: Option<SessionKey>,
+    pub now: DateTime<Utc>,
+}
+
+/// Users, WeChat identities and sessions. Each method is atomic.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait UserStore: Clone + Send + Sync + 'static {
+    /// Finds the user by `(app_id, open_id)` or creates it, and inserts the session.
+    /// Concurrent calls for one new openid create exactly one user.
+    fn login(&self, login: NewLogin) -> impl Future<Output = Result<LoginRecord, StoreError>> + Send;
+
+    /// The session with this token digest (whatever its state) and its user, as seen by
+    /// `app_id`.
+    fn find_session(
+        &self,
+        app_id: &AppId,
+        digest: &TokenDigest,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Applies a profile change and returns the updated user. `NotFound` if the user is gone.
+    fn update_profile(
+        &self,
+        change: ProfileChange,
+    ) -> impl Future<Output = Result<User, StoreError>> + Send;
+
+    /// Checks that the database answers (for `/readyz`).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// WeChat failures, each mapped from an `errcode` or a transport failure. Texts never hold
+/// the app secret or a code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeChatError {
+    /// 40029: the code is invalid (or expired, or belongs to another app).
+    #[error("invalid code")]
+    InvalidCode,
+    /// 40163: the code was already used.
+    #[error("code already used")]
+    CodeUsed,
+    /// 45011: WeChat's per-user frequency limit.
+    #[error("rate limited by WeChat")]
+    RateLimited,
+    /// 40226: WeChat blocks this high-risk user.
+    #[error("risky user")]
+    RiskyUser,
+    /// -1, HTTP 5xx, timeouts, refused connections: try again later.
+    #[error("WeChat unavailable: {0}")]
+    Unavailable(String),
+    /// Anything we cannot make sense of, including configuration errors (40013, 40125).
+    #[error("unexpected WeChat answer: {0}")]
+    Unexpected(String),
+}
+
+/// WeChat's server API, for one mini-program.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait WeChat: Clone + Send + Sync + 'static {
+    /// The app id this client speaks for (the watermark must carry it).
+    fn app_id(&self) -> &AppId;
+
+    /// Exchanges a `wx.login` code. Never retried: codes are single use.
+    fn code_to_session(
+        &self,
+        code: &LoginCode,
+    ) -> impl Future<Output = Result<CodeSession, WeChatError>> + Send;
+}
+
+/// Why encrypted data or a signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CipherError {
+    /// Malformed input detectable before decryption (bad base64, IV or key not 16 bytes).
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+    /// Every failure after decoding: one uniform error (no padding oracle).
+    #[error("decryption failed")]
+    DecryptFailed,
+    /// `sha1(rawData + session_key)` did not match the signature.
+    #[error("signature mismatch")]
+    SignatureMismatch,
+}
+
+/// WeChat's user-data encryption (AES-128-CBC, PKCS#7, watermark) and `rawData` signatures.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait UserDataCipher: Clone + Send + Sync + 'static {
+    /// Decrypts user info and checks that the watermark names `app_id`.
+    fn decrypt_user_info(
+        &self,
+        key: &SessionKey,
+        app_id: &AppId,
+        data: &EncryptedData,
+    ) -> Result<DecryptedUserInfo, CipherError>;
+
+    /// Checks `signature == hex(sha1(raw_data + session_key))` in constant time.
+    fn verify_signature(
+        &self,
+        key: &SessionKey,
+        raw_data: &str,
+        signature: &str,
+    ) -> Result<(), CipherError>;
+}
+
+/// Mints bearer tokens and digests them.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait TokenMinter: Clone + Send + Sync + 'static {
+    /// A fresh token with 256 bits from the OS random source.
+    fn mint(&self) -> Token;
+    /// The digest stored in place of the token.
+    fn digest(&self, token: &str) -> TokenDigest;
+}
+
+/// The time, injectable for tests.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait Clock: Clone + Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+// mockall's generated mocks are not Clone; the ports require it, so give them a Clone that
+// hands out a fresh mock. Tests configure the mock they pass in, never a clone.
+#[cfg(feature = "mocks")]
+mod mock_clone {
+    use super::*;
+    macro_rules! fresh_clone {
+        ($($m:ident),*) => {$(
+            impl Clone for $m {
+                fn clone(&self) -> Self {
+                    Self::new()
+                }
+            }
+        )*};
+    }
+    fresh_clone!(MockUserStore, MockWeChat, MockUserDataCipher, MockTokenMinter, MockClock);
+}

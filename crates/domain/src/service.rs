@@ -1,0 +1,274 @@
+//! The use cases. `Service` is generic over its ports and performs the IO around the pure
+//! state machine in `state`. Each use case has one exhaustive error enum.
+
+use chrono::{DateTime, Duration};
+
+use crate::model::{
+    AvatarUrl, EncryptedData, LoginCode, NickName, ProfileUpdate, Session, SessionId, Token, User,
+    UserId,
+};
+use crate::ports::{
+    CipherError, Clock, NewLogin, ProfileChange, StoreError, TokenMinter, UserDataCipher,
+    UserStore, WeChat, WeChatError,
+};
+use crate::state::{LoginEvent, LoginState, ProfileStatus, SessionState};
+
+/// Settings the use cases need.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Absolute lifetime of a session from its login.
+    pub session_ttl: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::days(30),
+        }
+    }
+}
+
+/// The ports the service runs on.
+#[derive(Debug, Clone)]
+pub struct Service<S, W, C, T, K> {
+    store: S,
+    wechat: W,
+    cipher: C,
+    tokens: T,
+    clock: K,
+    config: ServiceConfig,
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    /// The bearer token, shown to the client once.
+    pub token: Token,
+    pub expires_at: DateTime<chrono::Utc>,
+    pub is_new_user: bool,
+    pub user: User,
+    pub status: ProfileStatus,
+}
+
+/// Why a login failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    WeChat(#[from] WeChatError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An invariant broke (the store bound another openid); details are for logs.
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+}
+
+/// A request authenticated by its bearer token.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub session: Session,
+    pub user: User,
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown, malformed or revoked token.
+    #[error("invalid token")]
+    InvalidToken,
+    /// The session's lifetime is over; the client must log in again.
+    #[error("token expired")]
+    TokenExpired,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `updateUserInfo`: encrypted profile data plus what may come with it.
+#[derive(Debug, Clone)]
+pub struct EncryptedProfile {
+    pub data: EncryptedData,
+    /// `rawData` and `signature` from `getUserInfo`, checked when present (both or neither).
+    pub raw_data: Option<String>,
+    pub signature: Option<String>,
+    /// A fresh `wx.login` code: exchanged first, and its session key used to decrypt.
+    pub code: Option<LoginCode>,
+}
+
+/// Why an encrypted profile update failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateUserInfoError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The request is malformed in a way the HTTP layer could not see.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+    /// Exchanging the fresh code failed.
+    #[error(transparent)]
+    WeChat(#[from] WeChatError),
+    /// The fresh code belongs to a different WeChat user than the token.
+    #[error("the code belongs to another user")]
+    CodeForAnotherUser,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl<S, W, C, T, K> Service<S, W, C, T, K>
+where
+    S: UserStore,
+    W: WeChat,
+    C: UserDataCipher,
+    T: TokenMinter,
+    K: Clock,
+{
+    pub fn new(store: S, wechat: W, cipher: C, tokens: T, clock: K, config: ServiceConfig) -> Self {
+        Self {
+            store,
+            wechat,
+            cipher,
+            tokens,
+            clock,
+            config,
+        }
+    }
+
+    /// The classic login: exchange the code, find or create the user, open a session.
+    pub async fn login(&self, code: &LoginCode) -> Result<LoginOutcome, LoginError> {
+        let exchanged = self.wechat.code_to_session(code).await?;
+        let state = LoginState::Anonymous
+            .on(LoginEvent::CodeExchanged(exchanged.clone()))
+            .map_err(|e| LoginError::Unexpected(e.to_string()))?;
+
+        let token = self.tokens.mint();
+        let now = self.clock.now();
+        let expires_at = now + self.config.session_ttl;
+        let record = self
+            .store
+            .login(NewLogin {
+                app_id: self.wechat.app_id().clone(),
+                open_id: exchanged.open_id,
+                union_id: exchanged.union_id,
+                new_user_id: UserId::new(),
+                session_id: SessionId::new(),
+                token_digest: self.tokens.digest(token.expose()),
+                session_key: exchanged.session_key,
+                now,
+                expires_at,
+            })
+            .await?;
+
+        let state = state
+            .on(LoginEvent::UserBound(record.user.clone()))
+            .map_err(|e| LoginError::Unexpected(e.to_string()))?;
+        let LoginState::SignedIn { profile, .. } = state else {
+            return Err(LoginError::Unexpected("login did not sign in".into()));
+        };
+        Ok(LoginOutcome {
+            token,
+            expires_at,
+            is_new_user: record.is_new_user,
+            user: record.user,
+            status: profile,
+        })
+    }
+
+    /// Resolves a bearer token to its active session and user.
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
+        // Anything without our prefix was never issued by us: no need to ask the database.
+        if !token.starts_with(Token::PREFIX) || token.len() > 256 {
+            return Err(AuthError::InvalidToken);
+        }
+        let digest = self.tokens.digest(token);
+        let record = self
+            .store
+            .find_session(self.wechat.app_id(), &digest)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        match SessionState::of(&record.session, self.clock.now()) {
+            SessionState::Active => Ok(Authenticated {
+                session: record.session,
+                user: record.user,
+            }),
+            SessionState::Expired => Err(AuthError::TokenExpired),
+            SessionState::Revoked => Err(AuthError::InvalidToken),
+        }
+    }
+
+    /// `updateUserInfo`: decrypts the profile with the session's key (or a fresh code's key),
+    /// checks the watermark and the optional signature, and stores the profile.
+    pub async fn update_user_info(
+        &self,
+        token: &str,
+        request: EncryptedProfile,
+    ) -> Result<User, UpdateUserInfoError> {
+        let auth = self.authenticate(token).await?;
+        let signed = match (&request.raw_data, &request.signature) {
+            (Some(raw), Some(sig)) => Some((raw.as_str(), sig.as_str())),
+            (None, None) => None,
+            _ => {
+                return Err(UpdateUserInfoError::InvalidRequest(
+                    "rawData and signature must come together",
+                ));
+            }
+        };
+
+        let fresh_key = match &request.code {
+            Some(code) => {
+                let exchanged = self.wechat.code_to_session(code).await?;
+                if exchanged.open_id != auth.user.open_id {
+                    return Err(UpdateUserInfoError::CodeForAnotherUser);
+                }
+                Some(exchanged.session_key)
+            }
+            None => None,
+        };
+        let key = fresh_key.as_ref().unwrap_or(&auth.session.session_key);
+
+        if let Some((raw, sig)) = signed {
+            self.cipher.verify_signature(key, raw, sig)?;
+        }
+        let info = self
+            .cipher
+            .decrypt_user_info(key, self.wechat.app_id(), &request.data)?;
+        // Data for another openid cannot have been encrypted with this user's key; treat it
+        // like any other undecryptable payload.
+        if info.open_id.as_ref().is_some_and(|o| *o != auth.user.open_id) {
+            return Err(CipherError::DecryptFailed.into());
+        }
+
+        let user = self
+            .store
+            .update_profile(ProfileChange {
+                app_id: self.wechat.app_id().clone(),
+                user_id: auth.user.id,
+                session_id: auth.session.id,
+                profile: without_placeholders(info.profile),
+                union_id: info.union_id,
+                rotated_session_key: fresh_key,
+                now: self.clock.now(),
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => UpdateUserInfoError::Auth(AuthError::InvalidToken),
+                other => other.into(),
+            })?;
+        Ok(user)
+    }
+
+    /// Whether the service can serve requests (the database answers).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+}
+
+/// WeChat's anonymous nickname and grey avatar carry no information; never let them
+/// overwrite what the user gave us.
+fn without_placeholders(mut update: ProfileUpdate) -> ProfileUpdate {
+    if update.0.nick_name.as_ref().is_some_and(NickName::is_placeholder) {
+        update.0.nick_name = None;
+    }
+    if update.0.avatar_url.as_ref().is_some_and(AvatarUrl::is_placeholder) {
+        update.0.avatar_url = None;
+    }
+    update
+}

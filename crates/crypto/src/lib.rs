@@ -1,1 +1,16 @@
+//! wxlogin's crypto adapter: everything that touches key material.
+//!
+//! - [`WeChatCipher`] implements the domain's [`UserDataCipher`](wxlogin_domain::UserDataCipher)
+//!   port: decrypting WeChat's `encryptedData` (AES-128-CBC, strict PKCS#7, watermark check)
+//!   and checking `rawData` signatures (`sha1(rawData + session_key)`, constant time).
+//! - [`OsTokens`] implements [`TokenMinter`](wxlogin_domain::TokenMinter): bearer tokens with
+//!   256 bits from the OS random source, and the SHA-256 digests stored in their place.
+//! - [`encrypt_user_data`] is the inverse of decryption, for the mock WeChat and for tests.
+//!
+//! Error values never carry key material, ciphertext or plaintext.
 
+mod cipher;
+mod tokens;
+
+pub use cipher::{WeChatCipher, encrypt_user_data};
+pub use tokens::OsTokens;

@@ -256,7 +256,10 @@ fn parse_text(
 ) -> Result<String, InvalidValue> {
     let t = s.trim();
     if has_control(t) {
-        return Err(InvalidValue::new(field, "must not contain control characters"));
+        return Err(InvalidValue::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     if !allow_empty && t.is_empty() {
         return Err(InvalidValue::new(field, "must not be empty"));
@@ -298,9 +301,15 @@ impl AvatarUrl {
         let rest = lower
             .strip_prefix("https://")
             .or_else(|| lower.strip_prefix("http://"))
-            .ok_or(InvalidValue::new("avatarUrl", "must be an http or https URL"))?;
+            .ok_or(InvalidValue::new(
+                "avatarUrl",
+                "must be an http or https URL",
+            ))?;
         if rest.is_empty() || rest.starts_with('/') || t.chars().any(char::is_whitespace) {
-            return Err(InvalidValue::new("avatarUrl", "must be an http or https URL"));
+            return Err(InvalidValue::new(
+                "avatarUrl",
+                "must be an http or https URL",
+            ));
         }
         Ok(Self(t))
     }

@@ -73,7 +73,10 @@ pub struct ProfileChange {
 pub trait UserStore: Clone + Send + Sync + 'static {
     /// Finds the user by `(app_id, open_id)` or creates it, and inserts the session.
     /// Concurrent calls for one new openid create exactly one user.
-    fn login(&self, login: NewLogin) -> impl Future<Output = Result<LoginRecord, StoreError>> + Send;
+    fn login(
+        &self,
+        login: NewLogin,
+    ) -> impl Future<Output = Result<LoginRecord, StoreError>> + Send;
 
     /// The session with this token digest (whatever its state) and its user, as seen by
     /// `app_id`.
@@ -203,5 +206,11 @@ mod mock_clone {
             }
         )*};
     }
-    fresh_clone!(MockUserStore, MockWeChat, MockUserDataCipher, MockTokenMinter, MockClock);
+    fresh_clone!(
+        MockUserStore,
+        MockWeChat,
+        MockUserDataCipher,
+        MockTokenMinter,
+        MockClock
+    );
 }

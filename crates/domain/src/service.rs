@@ -232,7 +232,11 @@ where
             .decrypt_user_info(key, self.wechat.app_id(), &request.data)?;
         // Data for another openid cannot have been encrypted with this user's key; treat it
         // like any other undecryptable payload.
-        if info.open_id.as_ref().is_some_and(|o| *o != auth.user.open_id) {
+        if info
+            .open_id
+            .as_ref()
+            .is_some_and(|o| *o != auth.user.open_id)
+        {
             return Err(CipherError::DecryptFailed.into());
         }
 
@@ -264,10 +268,20 @@ where
 /// WeChat's anonymous nickname and grey avatar carry no information; never let them
 /// overwrite what the user gave us.
 fn without_placeholders(mut update: ProfileUpdate) -> ProfileUpdate {
-    if update.0.nick_name.as_ref().is_some_and(NickName::is_placeholder) {
+    if update
+        .0
+        .nick_name
+        .as_ref()
+        .is_some_and(NickName::is_placeholder)
+    {
         update.0.nick_name = None;
     }
-    if update.0.avatar_url.as_ref().is_some_and(AvatarUrl::is_placeholder) {
+    if update
+        .0
+        .avatar_url
+        .as_ref()
+        .is_some_and(AvatarUrl::is_placeholder)
+    {
         update.0.avatar_url = None;
     }
     update

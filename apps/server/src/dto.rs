@@ -1,0 +1,168 @@
+//! HTTP payloads (camelCase, WeChat's own field names) and their conversion from domain types.
+//! Domain types carry no serde; this is the only place that shapes JSON.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{ApiRequest, Object, payload::Form, payload::Json};
+use serde::Deserialize;
+use wxlogin_domain::{LoginOutcome, ProfileStatus, User};
+
+/// `POST /onLogin`: the code from `wx.login`.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct LoginBody {
+    /// The `code` that `wx.login` returned (single use, valid for 5 minutes).
+    pub code: String,
+}
+
+/// The login body, as a form (the classic client) or as JSON.
+#[derive(Debug, ApiRequest)]
+pub enum LoginRequest {
+    Form(Form<LoginBody>),
+    Json(Json<LoginBody>),
+}
+
+impl LoginRequest {
+    pub fn into_inner(self) -> LoginBody {
+        match self {
+            Self::Form(Form(b)) | Self::Json(Json(b)) => b,
+        }
+    }
+}
+
+/// `POST /updateUserInfo`: `encryptedData` + `iv` from `getUserInfo`/`getUserProfile`.
+#[derive(Debug, Clone, Object, Deserialize)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateUserInfoBody {
+    /// The `encryptedData` (base64) WeChat gave the client.
+    pub encrypted_data: String,
+    /// The `iv` (base64 of 16 bytes) that came with it.
+    pub iv: String,
+    /// The token from `/onLogin`; may instead come as `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// `rawData` from `getUserInfo`; checked against `signature` when both are present.
+    pub raw_data: Option<String>,
+    /// `signature` = sha1(rawData + session_key), hex.
+    pub signature: Option<String>,
+    /// A fresh `wx.login` code. Send it when the session key may have rotated since login:
+    /// the server exchanges it first and decrypts with the new key.
+    pub code: Option<String>,
+}
+
+/// The update body, as a form (the classic client) or as JSON.
+#[derive(Debug, ApiRequest)]
+pub enum UpdateUserInfoRequest {
+    Form(Form<UpdateUserInfoBody>),
+    Json(Json<UpdateUserInfoBody>),
+}
+
+impl UpdateUserInfoRequest {
+    pub fn into_inner(self) -> UpdateUserInfoBody {
+        match self {
+            Self::Form(Form(b)) | Self::Json(Json(b)) => b,
+        }
+    }
+}
+
+/// A user as clients see it. Unknown values are `null`.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct UserDto {
+    /// wxlogin's own user id (UUID v7).
+    pub id: String,
+    /// The user's openid in this mini-program.
+    pub open_id: String,
+    /// The user's unionid, when the mini-program is bound to an Open Platform account.
+    pub union_id: Option<String>,
+    pub nick_name: Option<String>,
+    pub avatar_url: Option<String>,
+    /// 0 unknown, 1 male, 2 female.
+    pub gender: Option<i64>,
+    pub country: Option<String>,
+    pub province: Option<String>,
+    pub city: Option<String>,
+    pub language: Option<String>,
+    pub phone_number: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserDto {
+    fn from(u: &User) -> Self {
+        let p = &u.profile;
+        let text = |t: &Option<wxlogin_domain::ProfileText>| t.as_ref().map(|t| t.as_str().to_owned());
+        Self {
+            id: u.id.to_string(),
+            open_id: u.open_id.as_str().to_owned(),
+            union_id: u.union_id.as_ref().map(|x| x.as_str().to_owned()),
+            nick_name: p.nick_name.as_ref().map(|n| n.as_str().to_owned()),
+            avatar_url: p.avatar_url.as_ref().map(|a| a.as_str().to_owned()),
+            gender: p.gender.map(|g| g.code()),
+            country: text(&p.country),
+            province: text(&p.province),
+            city: text(&p.city),
+            language: text(&p.language),
+            phone_number: u.phone_number.clone(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// A successful login.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct LoginReply {
+    /// Always 200 (classic clients test `data.status == 200`).
+    pub status: u16,
+    /// The bearer token for later requests. Shown once; the server keeps only its digest.
+    pub token: String,
+    /// When the token stops working.
+    pub expires_at: DateTime<Utc>,
+    /// True when this login created the user.
+    pub is_new_user: bool,
+    /// False until the user has a real nickname and avatar (not WeChat's placeholders).
+    pub profile_complete: bool,
+    pub user: UserDto,
+}
+
+impl From<LoginOutcome> for LoginReply {
+    fn from(o: LoginOutcome) -> Self {
+        Self {
+            status: 200,
+            token: o.token.expose().to_owned(),
+            expires_at: o.expires_at,
+            is_new_user: o.is_new_user,
+            profile_complete: o.status == ProfileStatus::Complete,
+            user: UserDto::from(&o.user),
+        }
+    }
+}
+
+/// A successful profile update.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct UserReply {
+    /// Always 200.
+    pub status: u16,
+    pub profile_complete: bool,
+    pub user: UserDto,
+}
+
+impl From<&User> for UserReply {
+    fn from(u: &User) -> Self {
+        Self {
+            status: 200,
+            profile_complete: u.profile_complete(),
+            user: UserDto::from(u),
+        }
+    }
+}
+
+/// Liveness and readiness answers.
+#[derive(Debug, Clone, Object)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Duration};
 
 use crate::model::{
-    AvatarUrl, EncryptedData, LoginCode, NickName, ProfileUpdate, Session, SessionId, Token, User,
-    UserId,
+    AvatarUrl, EncryptedData, Gender, LoginCode, NickName, ProfileUpdate, Session, SessionId,
+    Token, User, UserId,
 };
 use crate::ports::{
     CipherError, Clock, NewLogin, ProfileChange, StoreError, TokenMinter, UserDataCipher,
@@ -283,6 +283,10 @@ fn without_placeholders(mut update: ProfileUpdate) -> ProfileUpdate {
         .is_some_and(AvatarUrl::is_placeholder)
     {
         update.0.avatar_url = None;
+    }
+    // Anonymised data says gender 0 ("unknown"): no information, so keep what we have.
+    if update.0.gender == Some(Gender::Unknown) {
+        update.0.gender = None;
     }
     update
 }

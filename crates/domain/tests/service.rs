@@ -822,6 +822,37 @@ async fn wechat_placeholders_never_overwrite_the_profile() {
 }
 
 #[tokio::test]
+async fn anonymised_unknown_gender_never_overwrites_the_profile() {
+    let mut m = Mocks::with_session(active_record());
+    m.cipher
+        .expect_decrypt_user_info()
+        .times(1)
+        .returning(|_, _, _| {
+            Ok(decrypted(
+                Some("oUser"),
+                Profile {
+                    nick_name: Some(NickName::parse("Band").expect("valid")),
+                    gender: Some(Gender::Unknown),
+                    ..Profile::default()
+                },
+            ))
+        });
+    let seen = m.capture_update(Ok(updated_user()));
+
+    m.service()
+        .update_user_info(TOKEN, request(None))
+        .await
+        .expect("update succeeds");
+
+    let change = taken(&seen);
+    assert_eq!(change.profile.0.gender, None);
+    assert_eq!(
+        change.profile.0.nick_name.as_ref().map(NickName::as_str),
+        Some("Band")
+    );
+}
+
+#[tokio::test]
 async fn a_user_gone_from_the_store_is_an_invalid_token() {
     let mut m = Mocks::with_session(active_record());
     m.cipher

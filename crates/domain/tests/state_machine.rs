@@ -316,6 +316,7 @@ proptest! {
                         }
                         (LoginState::SignedIn { user_id: was, .. }, LoginEvent::ProfileUpdated(u), LoginState::SignedIn { user_id, profile }) => {
                             prop_assert_eq!(was, user_id);
+                            prop_assert_eq!(u.id, *user_id);
                             prop_assert_eq!(*profile, ProfileStatus::of(u));
                         }
                         _ => prop_assert!(false, "unexpected transition {previous:?} --{event:?}--> {next:?}"),

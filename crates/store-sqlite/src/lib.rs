@@ -276,13 +276,14 @@ impl UserStore for Sqlite {
         }
 
         if let Some(key) = &change.rotated_session_key {
-            let rotated = sqlx::query("UPDATE sessions SET session_key = ? WHERE id = ? AND user_id = ?")
-                .bind(key.expose_base64())
-                .bind(uuid_text(change.session_id.as_uuid()))
-                .bind(&user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+            let rotated =
+                sqlx::query("UPDATE sessions SET session_key = ? WHERE id = ? AND user_id = ?")
+                    .bind(key.expose_base64())
+                    .bind(uuid_text(change.session_id.as_uuid()))
+                    .bind(&user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
             if rotated.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }

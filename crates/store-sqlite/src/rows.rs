@@ -53,7 +53,9 @@ impl UserRow {
             province: lenient("province", self.province.as_deref(), |s| {
                 ProfileText::place("province", s)
             }),
-            city: lenient("city", self.city.as_deref(), |s| ProfileText::place("city", s)),
+            city: lenient("city", self.city.as_deref(), |s| {
+                ProfileText::place("city", s)
+            }),
             language: lenient("language", self.language.as_deref(), ProfileText::language),
         };
         Ok(User {
@@ -80,7 +82,10 @@ fn lenient<V, T>(
     match parse(value) {
         Ok(v) => Some(v),
         Err(_) => {
-            tracing::warn!(field, "stored profile value is no longer valid; treated as unknown");
+            tracing::warn!(
+                field,
+                "stored profile value is no longer valid; treated as unknown"
+            );
             None
         }
     }
@@ -101,11 +106,10 @@ pub(crate) struct SessionRow {
 
 impl SessionRow {
     pub(crate) fn into_record(self) -> Result<SessionRecord, StoreError> {
-        let digest: [u8; 32] = self
-            .token_digest
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Unexpected("stored token digest is not 32 bytes".into()))?;
+        let digest: [u8; 32] =
+            self.token_digest.as_slice().try_into().map_err(|_| {
+                StoreError::Unexpected("stored token digest is not 32 bytes".into())
+            })?;
         // The error text must not echo the key.
         let session_key = SessionKey::from_base64(&self.session_key).map_err(|_| {
             StoreError::Unexpected("stored session key has an impossible length".into())

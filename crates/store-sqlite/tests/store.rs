@@ -16,11 +16,11 @@ const KEY_B: &str = "tiihtNczf5v6AKRyjwEUhQ==";
 const KEY_C: &str = "BBBBBBBBBBBBBBBBBBBBBB==";
 
 fn app() -> AppId {
-    AppId::parse("wx4f4bc4dec97d474b").unwrap()
+    AppId::parse("wx4f4bc4dec97d474b").expect("valid app id")
 }
 
 fn other_app() -> AppId {
-    AppId::parse("wx0000000000000000").unwrap()
+    AppId::parse("wx0000000000000000").expect("valid app id")
 }
 
 fn digest(n: u32) -> TokenDigest {
@@ -30,18 +30,18 @@ fn digest(n: u32) -> TokenDigest {
 }
 
 fn key(s: &str) -> SessionKey {
-    SessionKey::from_base64(s).unwrap()
+    SessionKey::from_base64(s).expect("valid session key")
 }
 
 /// A time with nanoseconds, to prove the round trip is exact.
 fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_714_550_400, 123_456_789).unwrap()
+    DateTime::from_timestamp(1_714_550_400, 123_456_789).expect("valid time")
 }
 
 fn login_for(open_id: &str, n: u32, session_key: &str) -> NewLogin {
     NewLogin {
         app_id: app(),
-        open_id: OpenId::parse(open_id).unwrap(),
+        open_id: OpenId::parse(open_id).expect("valid openid"),
         union_id: None,
         new_user_id: UserId::new(),
         session_id: SessionId::new(),
@@ -53,11 +53,14 @@ fn login_for(open_id: &str, n: u32, session_key: &str) -> NewLogin {
 }
 
 fn db_url(dir: &TempDir) -> String {
-    format!("sqlite://{}?mode=rwc", dir.path().join("wxlogin.db").display())
+    format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("wxlogin.db").display()
+    )
 }
 
 async fn open(dir: &TempDir) -> Sqlite {
-    Sqlite::connect(&db_url(dir)).await.unwrap()
+    Sqlite::connect(&db_url(dir)).await.expect("store opens")
 }
 
 /// Counts rows behind the store's back, through a connection of its own.
@@ -66,12 +69,12 @@ async fn count(dir: &TempDir, table: &str) -> i64 {
         .max_connections(1)
         .connect(&db_url(dir))
         .await
-        .unwrap();
+        .expect("side connection opens");
     let sql = format!("SELECT COUNT(*) FROM {table}");
     let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .fetch_one(&pool)
         .await
-        .unwrap();
+        .expect("count query runs");
     pool.close().await;
     n
 }
@@ -135,7 +138,11 @@ async fn concurrent_first_logins_create_one_user() {
     assert_eq!(count(&dir, "wechat_identities").await, 1);
     assert_eq!(count(&dir, "sessions").await, 50);
     for n in 0..50 {
-        let found = store.find_session(&app(), &digest(n)).await.unwrap().unwrap();
+        let found = store
+            .find_session(&app(), &digest(n))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(Some(&found.user.id), ids.iter().next());
     }
 }
@@ -151,7 +158,11 @@ async fn sessions_are_found_by_digest_and_app() {
     let session_b = login_b.session_id;
     store.login(login_b).await.unwrap();
 
-    let a = store.find_session(&app(), &digest(1)).await.unwrap().unwrap();
+    let a = store
+        .find_session(&app(), &digest(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(a.user, user);
     assert_eq!(a.session.id, session_a);
     assert_eq!(a.session.user_id, user.id);
@@ -160,12 +171,22 @@ async fn sessions_are_found_by_digest_and_app() {
     assert_eq!(a.session.revoked_at, None);
 
     // Two logins keep the session key each of them exchanged.
-    let b = store.find_session(&app(), &digest(2)).await.unwrap().unwrap();
+    let b = store
+        .find_session(&app(), &digest(2))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(b.session.id, session_b);
     assert_eq!(b.session.session_key, key(KEY_B));
     assert_eq!(b.user.id, user.id);
 
-    assert!(store.find_session(&app(), &digest(99)).await.unwrap().is_none());
+    assert!(
+        store
+            .find_session(&app(), &digest(99))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         store
             .find_session(&other_app(), &digest(1))
@@ -183,15 +204,24 @@ async fn union_id_is_recorded_once() {
     let mut with_union = login_for("oUnion", 1, KEY_A);
     with_union.union_id = Some(UnionId::parse("uFirst").unwrap());
     let first = store.login(with_union).await.unwrap();
-    assert_eq!(first.user.union_id.as_ref().map(UnionId::as_str), Some("uFirst"));
+    assert_eq!(
+        first.user.union_id.as_ref().map(UnionId::as_str),
+        Some("uFirst")
+    );
 
     // A login without a unionid does not erase it; a different one does not replace it.
     let again = store.login(login_for("oUnion", 2, KEY_A)).await.unwrap();
-    assert_eq!(again.user.union_id.as_ref().map(UnionId::as_str), Some("uFirst"));
+    assert_eq!(
+        again.user.union_id.as_ref().map(UnionId::as_str),
+        Some("uFirst")
+    );
     let mut other_union = login_for("oUnion", 3, KEY_A);
     other_union.union_id = Some(UnionId::parse("uSecond").unwrap());
     let again = store.login(other_union).await.unwrap();
-    assert_eq!(again.user.union_id.as_ref().map(UnionId::as_str), Some("uFirst"));
+    assert_eq!(
+        again.user.union_id.as_ref().map(UnionId::as_str),
+        Some("uFirst")
+    );
 
     // Unknown at first login, learnt at a later one.
     let late = store.login(login_for("oLate", 4, KEY_A)).await.unwrap();
@@ -199,9 +229,19 @@ async fn union_id_is_recorded_once() {
     let mut learnt = login_for("oLate", 5, KEY_A);
     learnt.union_id = Some(UnionId::parse("uLate").unwrap());
     let late = store.login(learnt).await.unwrap();
-    assert_eq!(late.user.union_id.as_ref().map(UnionId::as_str), Some("uLate"));
-    let found = store.find_session(&app(), &digest(4)).await.unwrap().unwrap();
-    assert_eq!(found.user.union_id.as_ref().map(UnionId::as_str), Some("uLate"));
+    assert_eq!(
+        late.user.union_id.as_ref().map(UnionId::as_str),
+        Some("uLate")
+    );
+    let found = store
+        .find_session(&app(), &digest(4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.user.union_id.as_ref().map(UnionId::as_str),
+        Some("uLate")
+    );
 }
 
 #[tokio::test]
@@ -272,9 +312,17 @@ async fn rotated_session_key_replaces_only_that_sessions_key() {
     let updated = store.update_profile(change).await.unwrap();
     assert_eq!(updated.profile, Profile::default());
 
-    let rotated = store.find_session(&app(), &digest(1)).await.unwrap().unwrap();
+    let rotated = store
+        .find_session(&app(), &digest(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(rotated.session.session_key, key(KEY_C));
-    let untouched = store.find_session(&app(), &digest(2)).await.unwrap().unwrap();
+    let untouched = store
+        .find_session(&app(), &digest(2))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(untouched.session.session_key, key(KEY_A));
 }
 
@@ -308,7 +356,11 @@ async fn a_failed_login_leaves_nothing_behind() {
     assert_eq!(count(&dir, "sessions").await, 1);
 
     // The earlier session is intact, and the writer connection is usable again.
-    let first = store.find_session(&app(), &digest(7)).await.unwrap().unwrap();
+    let first = store
+        .find_session(&app(), &digest(7))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.user.open_id.as_str(), "oFirst");
     assert_eq!(first.session.session_key, key(KEY_A));
     let retry = store.login(login_for("oSecond", 8, KEY_B)).await.unwrap();
@@ -351,7 +403,11 @@ async fn timestamps_round_trip_exactly() {
     assert_eq!(record.user.created_at, now);
     assert_eq!(record.user.updated_at, now);
 
-    let found = store.find_session(&app(), &digest(1)).await.unwrap().unwrap();
+    let found = store
+        .find_session(&app(), &digest(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.session.created_at, now);
     assert_eq!(found.session.expires_at, expires_at);
     assert_eq!(found.user.created_at, now);
@@ -380,7 +436,10 @@ async fn ping_answers_and_a_closed_store_is_unavailable() {
     let store = open(&dir).await;
     store.ping().await.unwrap();
     store.close().await;
-    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
     assert!(matches!(
         store.login(login_for("oLate", 1, KEY_A)).await,
         Err(StoreError::Unavailable(_))
@@ -393,10 +452,20 @@ async fn in_memory_databases_work() {
     store.ping().await.unwrap();
     let record = store.login(login_for("oMemory", 1, KEY_A)).await.unwrap();
     assert!(record.is_new_user);
-    let found = store.find_session(&app(), &digest(1)).await.unwrap().unwrap();
+    let found = store
+        .find_session(&app(), &digest(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.user, record.user);
 
     // Another in-memory store is another database.
     let other = Sqlite::connect("sqlite::memory:").await.unwrap();
-    assert!(other.find_session(&app(), &digest(1)).await.unwrap().is_none());
+    assert!(
+        other
+            .find_session(&app(), &digest(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

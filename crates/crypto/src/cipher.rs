@@ -86,7 +86,11 @@ fn decrypt_payload(
     // Malformed input is reported precisely (a client bug, nothing secret to learn from it)…
     let ciphertext = decode_base64(&data.encrypted_data, "encryptedData is not valid base64")?;
     let key = decode_block(key_b64, KEY_BASE64, KEY_LEN)?;
-    let iv = decode_block(&data.iv, "iv is not valid base64", "iv must decode to 16 bytes")?;
+    let iv = decode_block(
+        &data.iv,
+        "iv is not valid base64",
+        "iv must decode to 16 bytes",
+    )?;
 
     // …but from here on every failure is the same `DecryptFailed`, so the answer never tells
     // a padding failure from a JSON or watermark failure (no padding oracle). A wrong key

@@ -24,7 +24,8 @@ const FULL_PAD_BLOCK: &str = "GcodvR7tgng/tYktnhqhJA+HOKDB4sp0Yc2XSROIUizAkNPTeJ
 // openssl: watermark naming another app (wx0000000000000000).
 const OTHER_APPID: &str = "6p0CQZpWlyBDt1Dyx8EO26FK8x2UAFo9Iu3EA6fcR1otTaOyquz41X9CSW+zgywMGevrjXRZJCbZipipcpWaBTlv7R8HEVuZcQQNJOzQmJEql9jHOAFKXj3Uny5Kn9fzDnG3Qrd0+bos+OkYOYDO5Q==";
 // openssl: `{"openId":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","nickName":"Band"}`, no watermark.
-const NO_WATERMARK: &str = "6p0CQZpWlyBDt1Dyx8EO26FK8x2UAFo9Iu3EA6fcR1p+RL62sTPdgdxpw6wM6YC5BHlTlbTns9UV1BgJBRRjwA==";
+const NO_WATERMARK: &str =
+    "6p0CQZpWlyBDt1Dyx8EO26FK8x2UAFo9Iu3EA6fcR1p+RL62sTPdgdxpw6wM6YC5BHlTlbTns9UV1BgJBRRjwA==";
 // openssl: `openId=oGZUI0egBJY1zhBYw2KhdUfwVJJE`, valid padding but not JSON.
 const NOT_JSON: &str = "rZl8WdJZvXtLCGTJ37P73pB6Y/ogaTnNl+m1M8LzVSR2H3or5KV/BPC5a+rXr0Ip";
 // openssl: `{"a":"\xff\xfe"}`, valid padding but not UTF-8.
@@ -46,11 +47,11 @@ const RAW_KEY: &str = "HyVFkGl5F5OQWJZZaNzBBg==";
 const RAW_SIGNATURE: &str = "75e81ceda165f4ffa64f4068af58c64b8f54b88c";
 
 fn key(b64: &str) -> SessionKey {
-    SessionKey::from_base64(b64).unwrap()
+    SessionKey::from_base64(b64).expect("test key")
 }
 
 fn app(id: &str) -> AppId {
-    AppId::parse(id).unwrap()
+    AppId::parse(id).expect("test app id")
 }
 
 fn data(encrypted: &str, iv: &str) -> EncryptedData {
@@ -68,7 +69,7 @@ fn decrypt(encrypted: &str) -> Result<DecryptedUserInfo, CipherError> {
 fn edited(encrypted: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
-    let mut bytes = STANDARD.decode(encrypted).unwrap();
+    let mut bytes = STANDARD.decode(encrypted).expect("test vector is base64");
     edit(&mut bytes);
     STANDARD.encode(bytes)
 }
@@ -76,8 +77,14 @@ fn edited(encrypted: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
 #[test]
 fn decrypts_wechat_shaped_user_info() {
     let info = decrypt(USER_INFO).unwrap();
-    assert_eq!(info.open_id.unwrap().as_str(), "oGZUI0egBJY1zhBYw2KhdUfwVJJE");
-    assert_eq!(info.union_id.unwrap().as_str(), "ocMvos6NjeKLIBqg5Mr9QjxrP1FA");
+    assert_eq!(
+        info.open_id.unwrap().as_str(),
+        "oGZUI0egBJY1zhBYw2KhdUfwVJJE"
+    );
+    assert_eq!(
+        info.union_id.unwrap().as_str(),
+        "ocMvos6NjeKLIBqg5Mr9QjxrP1FA"
+    );
     let p = info.profile.0;
     assert_eq!(p.nick_name.unwrap().as_str(), "小明");
     assert_eq!(p.gender, Some(Gender::Male));
@@ -96,8 +103,14 @@ fn decrypts_wechat_official_sample() {
     let info = WeChatCipher
         .decrypt_user_info(&key(WX_KEY), &app(WX_APP_ID), &data(WX_DATA, WX_IV))
         .unwrap();
-    assert_eq!(info.open_id.unwrap().as_str(), "oGZUI0egBJY1zhBYw2KhdUfwVJJE");
-    assert_eq!(info.union_id.unwrap().as_str(), "ocMvos6NjeKLIBqg5Mr9QjxrP1FA");
+    assert_eq!(
+        info.open_id.unwrap().as_str(),
+        "oGZUI0egBJY1zhBYw2KhdUfwVJJE"
+    );
+    assert_eq!(
+        info.union_id.unwrap().as_str(),
+        "ocMvos6NjeKLIBqg5Mr9QjxrP1FA"
+    );
     assert_eq!(info.profile.0.nick_name.unwrap().as_str(), "Band");
     assert_eq!(info.profile.0.gender, Some(Gender::Male));
 }
@@ -135,7 +148,14 @@ fn empty_and_invalid_fields_are_dropped() {
     let p = info.profile.0;
     assert_eq!(p.country.unwrap().as_str(), "CN");
     assert_eq!(
-        (p.nick_name, p.avatar_url, p.gender, p.language, p.city, p.province),
+        (
+            p.nick_name,
+            p.avatar_url,
+            p.gender,
+            p.language,
+            p.city,
+            p.province
+        ),
         (None, None, None, None, None, None)
     );
 }
@@ -188,7 +208,11 @@ fn missing_or_malformed_watermark_fails() {
         r#""wx4f4bc4dec97d474b""#,
     ] {
         let encrypted = encrypt_user_data(KEY, &IV_BYTES, plain.as_bytes()).unwrap();
-        assert_eq!(decrypt(&encrypted), Err(CipherError::DecryptFailed), "{plain}");
+        assert_eq!(
+            decrypt(&encrypted),
+            Err(CipherError::DecryptFailed),
+            "{plain}"
+        );
     }
 }
 
@@ -237,7 +261,10 @@ fn short_iv_or_key_is_invalid_input() {
     let res = WeChatCipher.decrypt_user_info(&key(KEY), &app(APP_ID), &data(USER_INFO, iv17));
     assert!(matches!(res, Err(CipherError::InvalidInput(_))), "{res:?}");
 
-    for short in ["AAECAwQFBgcICQoLDA0O", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="] {
+    for short in [
+        "AAECAwQFBgcICQoLDA0O",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    ] {
         let res = WeChatCipher.decrypt_user_info(&key(short), &app(APP_ID), &data(USER_INFO, IV));
         assert!(matches!(res, Err(CipherError::InvalidInput(_))), "{res:?}");
         assert!(matches!(
@@ -259,7 +286,8 @@ fn invalid_base64_is_invalid_input() {
         let res = WeChatCipher.decrypt_user_info(&key(KEY), &app(APP_ID), d);
         assert!(matches!(res, Err(CipherError::InvalidInput(_))), "{res:?}");
     }
-    let res = WeChatCipher.decrypt_user_info(&key("not*base64"), &app(APP_ID), &data(USER_INFO, IV));
+    let res =
+        WeChatCipher.decrypt_user_info(&key("not*base64"), &app(APP_ID), &data(USER_INFO, IV));
     assert!(matches!(res, Err(CipherError::InvalidInput(_))), "{res:?}");
 }
 
@@ -299,8 +327,11 @@ fn signature_mismatches() {
     );
     let mut flipped = RAW_SIGNATURE.to_owned();
     flipped.replace_range(39.., "d");
-    assert_eq!(WeChatCipher.verify_signature(&k, RAW_DATA, &flipped), mismatch);
-    // Not hex, wrong length, empty, or the key's decoded bytes instead of its text.
+    assert_eq!(
+        WeChatCipher.verify_signature(&k, RAW_DATA, &flipped),
+        mismatch
+    );
+    // Empty, one hex digit short or two too many, not hex, or a multi-byte character.
     for sig in [
         "",
         "75e81ceda165f4ffa64f4068af58c64b8f54b88",
@@ -308,6 +339,10 @@ fn signature_mismatches() {
         "zze81ceda165f4ffa64f4068af58c64b8f54b88c",
         "75e81ceda165f4ffa64f4068af58c64b8f54b8é",
     ] {
-        assert_eq!(WeChatCipher.verify_signature(&k, RAW_DATA, sig), mismatch, "{sig}");
+        assert_eq!(
+            WeChatCipher.verify_signature(&k, RAW_DATA, sig),
+            mismatch,
+            "{sig}"
+        );
     }
 }

@@ -64,8 +64,9 @@ proptest! {
                 &data,
             )
             .unwrap();
-        prop_assert_eq!(info.open_id.unwrap().as_str(), open_id.as_str());
-        prop_assert_eq!(info.profile.0.nick_name.unwrap().as_str(), nick.as_str());
+        prop_assert_eq!(info.open_id.as_ref().map(|o| o.as_str()), Some(open_id.as_str()));
+        let got_nick = info.profile.0.nick_name.as_ref().map(|n| n.as_str());
+        prop_assert_eq!(got_nick, Some(nick.as_str()));
         prop_assert_eq!(info.profile.0.gender.map(|g| g.code()), Some(gender));
     }
 }

@@ -92,6 +92,14 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         change: ProfileChange,
     ) -> impl Future<Output = Result<User, StoreError>> + Send;
 
+    /// Replaces a session's session key with a fresher one from WeChat (a fresh code was
+    /// exchanged, but what came with it could not be used). `NotFound` if the session is gone.
+    fn rotate_session_key(
+        &self,
+        session_id: SessionId,
+        key: SessionKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Checks that the database answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -224,12 +224,28 @@ where
         };
         let key = fresh_key.as_ref().unwrap_or(&auth.session.session_key);
 
-        if let Some((raw, sig)) = signed {
-            self.cipher.verify_signature(key, raw, sig)?;
-        }
-        let info = self
-            .cipher
-            .decrypt_user_info(key, self.wechat.app_id(), &request.data)?;
+        let checked = signed
+            .map_or(Ok(()), |(raw, sig)| {
+                self.cipher.verify_signature(key, raw, sig)
+            })
+            .and_then(|()| {
+                self.cipher
+                    .decrypt_user_info(key, self.wechat.app_id(), &request.data)
+            });
+        let info = match checked {
+            Ok(info) => info,
+            Err(e) => {
+                // The exchange already made the fresh key WeChat's only valid one for this
+                // user: keep it on the session even though this payload was unusable, so the
+                // next attempt without a code decrypts with the right key.
+                if let Some(fresh) = fresh_key {
+                    self.store
+                        .rotate_session_key(auth.session.id, fresh)
+                        .await?;
+                }
+                return Err(e.into());
+            }
+        };
         // Data for another openid cannot have been encrypted with this user's key; treat it
         // like any other undecryptable payload.
         if info

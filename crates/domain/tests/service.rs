@@ -648,6 +648,64 @@ async fn the_signature_is_checked_with_the_key_that_decrypts() {
 }
 
 #[tokio::test]
+async fn a_fresh_key_is_kept_on_the_session_even_when_its_data_fails() {
+    for failure in [CipherError::DecryptFailed, CipherError::SignatureMismatch] {
+        let mut m = Mocks::with_session(active_record());
+        m.exchange_returns(
+            "fresh-code",
+            Ok(CodeSession {
+                open_id: open_id("oUser"),
+                union_id: None,
+                session_key: key(FRESH_KEY),
+            }),
+        );
+        let fail = failure.clone();
+        m.cipher
+            .expect_decrypt_user_info()
+            .withf(|k, _, _| *k == key(FRESH_KEY))
+            .returning(move |_, _, _| Err(fail.clone()));
+        let fail = failure.clone();
+        m.cipher
+            .expect_verify_signature()
+            .returning(move |_, _, _| match &fail {
+                CipherError::SignatureMismatch => Err(CipherError::SignatureMismatch),
+                _ => Ok(()),
+            });
+        m.store
+            .expect_rotate_session_key()
+            .withf(|id, k| *id == active_record().session.id && *k == key(FRESH_KEY))
+            .times(1)
+            .returning(|_, _| Box::pin(async { Ok(()) }));
+        m.update_never();
+
+        let req = EncryptedProfile {
+            raw_data: Some("{}".into()),
+            signature: Some("00".into()),
+            ..request(Some(code("fresh-code")))
+        };
+        let result = m.service().update_user_info(TOKEN, req).await;
+        assert_eq!(result, Err(UpdateUserInfoError::Cipher(failure)));
+    }
+}
+
+#[tokio::test]
+async fn without_a_fresh_code_a_decrypt_failure_rotates_nothing() {
+    let mut m = Mocks::with_session(active_record());
+    m.cipher
+        .expect_decrypt_user_info()
+        .times(1)
+        .returning(|_, _, _| Err(CipherError::DecryptFailed));
+    m.store.expect_rotate_session_key().never();
+    m.update_never();
+
+    let result = m.service().update_user_info(TOKEN, request(None)).await;
+    assert_eq!(
+        result,
+        Err(UpdateUserInfoError::Cipher(CipherError::DecryptFailed))
+    );
+}
+
+#[tokio::test]
 async fn a_fresh_code_of_another_user_is_refused_and_nothing_is_stored() {
     let mut m = Mocks::with_session(active_record());
     m.exchange_returns(

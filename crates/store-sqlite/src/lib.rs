@@ -25,7 +25,7 @@ use sqlx::sqlite::{
 };
 use wxlogin_domain::{
     AppId, AvatarUrl, Gender, LoginRecord, NewLogin, NickName, ProfileChange, ProfileText,
-    SessionRecord, StoreError, TokenDigest, User, UserStore,
+    SessionId, SessionKey, SessionRecord, StoreError, TokenDigest, User, UserStore,
 };
 
 use crate::rows::{IdentityRow, SessionRow, UserRow};
@@ -294,6 +294,23 @@ impl UserStore for Sqlite {
             .ok_or(StoreError::NotFound)?;
         tx.commit().await.map_err(map_err)?;
         Ok(user)
+    }
+
+    async fn rotate_session_key(
+        &self,
+        session_id: SessionId,
+        key: SessionKey,
+    ) -> Result<(), StoreError> {
+        let rotated = sqlx::query("UPDATE sessions SET session_key = ? WHERE id = ?")
+            .bind(key.expose_base64())
+            .bind(uuid_text(session_id.as_uuid()))
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        if rotated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

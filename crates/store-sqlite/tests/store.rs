@@ -327,6 +327,40 @@ async fn rotated_session_key_replaces_only_that_sessions_key() {
 }
 
 #[tokio::test]
+async fn rotate_session_key_alone_changes_only_that_session() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let first = login_for("oRotate2", 1, KEY_A);
+    let first_session = first.session_id;
+    let before = store.login(first).await.unwrap().user;
+    store.login(login_for("oRotate2", 2, KEY_B)).await.unwrap();
+
+    store
+        .rotate_session_key(first_session, key(KEY_C))
+        .await
+        .unwrap();
+    let rotated = store
+        .find_session(&app(), &digest(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.session.session_key, key(KEY_C));
+    // The user row is untouched (no profile write happened).
+    assert_eq!(rotated.user, before);
+    let other = store
+        .find_session(&app(), &digest(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.session.session_key, key(KEY_B));
+
+    assert_eq!(
+        store.rotate_session_key(SessionId::new(), key(KEY_A)).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+#[tokio::test]
 async fn profile_update_of_a_missing_user_is_not_found() {
     let dir = TempDir::new().unwrap();
     let store = open(&dir).await;

@@ -100,6 +100,14 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         key: SessionKey,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Revokes a session at `now` (logout). Revoking twice keeps the first time; `NotFound` if
+    /// the session does not exist.
+    fn revoke_session(
+        &self,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Checks that the database answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -275,6 +275,20 @@ where
         Ok(user)
     }
 
+    /// Logout: revokes the token's session, so the token stops working everywhere at once.
+    pub async fn logout(&self, token: &str) -> Result<(), AuthError> {
+        let auth = self.authenticate(token).await?;
+        match self
+            .store
+            .revoke_session(auth.session.id, self.clock.now())
+            .await
+        {
+            // Revoked concurrently by another request: the outcome is the same.
+            Ok(()) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether the service can serve requests (the database answers).
     pub async fn ready(&self) -> Result<(), StoreError> {
         self.store.ping().await

@@ -996,3 +996,49 @@ async fn ready_passes_the_stores_ping_through() {
         Err(StoreError::Unavailable("connection refused".into()))
     );
 }
+
+#[tokio::test]
+async fn logout_revokes_the_tokens_session_now() {
+    let mut m = Mocks::with_session(active_record());
+    m.store
+        .expect_revoke_session()
+        .withf(|id, at| *id == active_record().session.id && *at == now())
+        .times(1)
+        .returning(|_, _| Box::pin(async { Ok(()) }));
+    assert_eq!(m.service().logout(TOKEN).await, Ok(()));
+}
+
+#[tokio::test]
+async fn logout_of_a_concurrently_removed_session_still_succeeds_but_outages_do_not() {
+    for (store_answer, expected) in [
+        (Err(StoreError::NotFound), Ok(())),
+        (
+            Err(StoreError::Unavailable("down".into())),
+            Err(AuthError::Store(StoreError::Unavailable("down".into()))),
+        ),
+    ] {
+        let mut m = Mocks::with_session(active_record());
+        m.store
+            .expect_revoke_session()
+            .times(1)
+            .returning(move |_, _| {
+                let answer = store_answer.clone();
+                Box::pin(async move { answer })
+            });
+        assert_eq!(m.service().logout(TOKEN).await, expected);
+    }
+}
+
+#[tokio::test]
+async fn logout_with_an_unknown_token_revokes_nothing() {
+    let mut m = Mocks::new();
+    m.store
+        .expect_find_session()
+        .times(1)
+        .returning(|_, _| Box::pin(async { Ok(None) }));
+    m.store.expect_revoke_session().never();
+    assert_eq!(
+        m.service().logout(TOKEN).await,
+        Err(AuthError::InvalidToken)
+    );
+}

@@ -313,6 +313,25 @@ impl UserStore for Sqlite {
         Ok(())
     }
 
+    async fn revoke_session(
+        &self,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // COALESCE keeps the first revocation time when a session is revoked twice.
+        let revoked =
+            sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+                .bind(ts(&now))
+                .bind(uuid_text(session_id.as_uuid()))
+                .execute(&self.writer)
+                .await
+                .map_err(map_err)?;
+        if revoked.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.reader)

@@ -361,6 +361,39 @@ async fn rotate_session_key_alone_changes_only_that_session() {
 }
 
 #[tokio::test]
+async fn revoking_a_session_keeps_the_first_time_and_spares_the_others() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let first = login_for("oRevoke", 1, KEY_A);
+    let first_session = first.session_id;
+    store.login(first).await.unwrap();
+    store.login(login_for("oRevoke", 2, KEY_B)).await.unwrap();
+
+    let at = t0() + Duration::minutes(7);
+    store.revoke_session(first_session, at).await.unwrap();
+    store
+        .revoke_session(first_session, at + Duration::minutes(1))
+        .await
+        .unwrap();
+    let revoked = store
+        .find_session(&app(), &digest(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.session.revoked_at, Some(at));
+    let other = store
+        .find_session(&app(), &digest(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.session.revoked_at, None);
+    assert_eq!(
+        store.revoke_session(SessionId::new(), at).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+#[tokio::test]
 async fn profile_update_of_a_missing_user_is_not_found() {
     let dir = TempDir::new().unwrap();
     let store = open(&dir).await;

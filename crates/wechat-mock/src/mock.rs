@@ -14,7 +14,9 @@ use rand::distr::{Alphanumeric, SampleString as _};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use wxlogin_domain::{AppId, CodeSession, LoginCode, OpenId, SessionKey, UnionId, WeChat, WeChatError};
+use wxlogin_domain::{
+    AppId, CodeSession, LoginCode, OpenId, SessionKey, UnionId, WeChat, WeChatError,
+};
 
 use crate::cipher;
 
@@ -42,7 +44,8 @@ pub enum Failure {
     Http500,
     /// HTTP 200 with a body that is not JSON.
     Garbage,
-    /// Stall this long, then answer normally (the code *is* consumed after the stall).
+    /// Stall this long, then answer normally: the code *is* consumed after the stall, as a
+    /// slow WeChat would, unless the caller hung up first (the answer is then never computed).
     Slow(Duration),
 }
 
@@ -372,7 +375,10 @@ impl MockWeChat {
             Some(Failure::Slow(delay)) => tokio::time::sleep(delay).await,
             Some(Failure::Busy) => return Answer::error(-1, "system error"),
             Some(Failure::RateLimited) => {
-                return Answer::error(45011, "api minute-quota reach limit  mustslower  retry next minute");
+                return Answer::error(
+                    45011,
+                    "api minute-quota reach limit  mustslower  retry next minute",
+                );
             }
             Some(Failure::Risky) => return Answer::error(40226, "invalid user, high risk user"),
             Some(Failure::Http500) => return Answer::Http500,
@@ -396,14 +402,16 @@ impl MockWeChat {
         else {
             return None;
         };
-        let present = |v: &Option<&str>| v.filter(|s| !s.is_empty());
-        let Some(appid) = present(appid) else {
+        fn present(v: Option<&str>) -> Option<&str> {
+            v.filter(|s| !s.is_empty())
+        }
+        let Some(appid) = present(*appid) else {
             return Some(Answer::error(41002, "appid missing"));
         };
-        let Some(secret) = present(secret) else {
+        let Some(secret) = present(*secret) else {
             return Some(Answer::error(41004, "appsecret missing"));
         };
-        if present(&code).is_none() {
+        if present(code).is_none() {
             return Some(Answer::error(41008, "missing code"));
         }
         if *grant_type != Some("authorization_code") {
@@ -541,7 +549,10 @@ mod tests {
                 .len(),
             16
         );
-        assert_eq!(mock.code_to_session(&code(&c)).await, Err(WeChatError::CodeUsed));
+        assert_eq!(
+            mock.code_to_session(&code(&c)).await,
+            Err(WeChatError::CodeUsed)
+        );
         assert_eq!(
             mock.code_to_session(&code("never-minted")).await,
             Err(WeChatError::InvalidCode)
@@ -554,7 +565,10 @@ mod tests {
         let mock = mock().with_code_ttl(Duration::from_millis(20));
         let c = mock.mint_code("o1", None);
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert_eq!(mock.code_to_session(&code(&c)).await, Err(WeChatError::InvalidCode));
+        assert_eq!(
+            mock.code_to_session(&code(&c)).await,
+            Err(WeChatError::InvalidCode)
+        );
     }
 
     #[tokio::test]
@@ -631,7 +645,10 @@ mod tests {
 
         // A caller's own watermark and openId are kept.
         let forged = mock
-            .encrypt_user_info("o1", json!({"openId": "x", "watermark": {"appid": "wxother"}}))
+            .encrypt_user_info(
+                "o1",
+                json!({"openId": "x", "watermark": {"appid": "wxother"}}),
+            )
             .unwrap();
         let plain = decrypt(&key, &forged);
         assert_eq!(plain["openId"], "x");
@@ -655,7 +672,10 @@ mod tests {
                 Err(WeChatError::Unavailable(_))
             ));
         }
-        assert_eq!(mock.code_to_session(&c).await, Err(WeChatError::RateLimited));
+        assert_eq!(
+            mock.code_to_session(&c).await,
+            Err(WeChatError::RateLimited)
+        );
         assert_eq!(mock.code_to_session(&c).await, Err(WeChatError::RiskyUser));
         assert!(matches!(
             mock.code_to_session(&c).await,

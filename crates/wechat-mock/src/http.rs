@@ -1,0 +1,250 @@
+//! The mock over HTTP: WeChat's `jscode2session` and the control API.
+//!
+//! Control API (JSON in and out; errors are `{"error", "message"}` with 400 or 404):
+//! - `POST /codes` `{"openId", "unionId"?}` → 200 `{"code"}`
+//! - `POST /encrypt` `{"openId", "userInfo": {…}}` → 200 `{"encryptedData", "iv"}`
+//! - `POST /failures` `{"mode", "times"?: 1, "delayMs"?}` → 204
+//! - `DELETE /failures` → 204
+//! - `GET /stats` → 200 `{"exchangeAttempts"}`
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use poem::http::StatusCode;
+use poem::listener::TcpAcceptor;
+use poem::web::{Data, Query};
+use poem::{Endpoint, EndpointExt, Response, Route, Server, get, handler, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use wxlogin_domain::{OpenId, UnionId};
+
+use crate::mock::{Answer, Caller, Failure, FailureMode, MockError, MockWeChat};
+
+/// How long `serve` lets in-flight requests (a `slow` stall, say) finish after shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// WeChat's `GET /sns/jscode2session`, at the root as on `api.weixin.qq.com`.
+pub fn wechat_routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
+    wechat_route().data(mock)
+}
+
+/// The control API, meant to be nested (at `/mock` by [`routes`] and by the server's
+/// in-process mock mode).
+pub fn control_routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
+    Route::new()
+        .at("/codes", post(mint_code))
+        .at("/encrypt", post(encrypt))
+        .at("/failures", post(add_failure).delete(clear_failures))
+        .at("/stats", get(stats))
+        .data(mock)
+        // Route misses and wrong methods get the same JSON error shape as everything else.
+        .catch_all_error(|err: poem::Error| async move {
+            let status = err.status();
+            let code = match status {
+                StatusCode::NOT_FOUND => "not_found",
+                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+                s if s.is_client_error() => "bad_request",
+                _ => "internal",
+            };
+            error_response(status, code, err)
+        })
+}
+
+/// Everything a standalone mock serves: WeChat's paths at `/`, the control API at `/mock`.
+pub fn routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
+    wechat_route()
+        .nest("/mock", control_routes(mock.clone()))
+        .data(mock)
+}
+
+/// Serves [`routes`] on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish for a few seconds. Taking a bound listener lets callers bind port 0 and learn the
+/// real address first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mock: MockWeChat,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    tracing::info!(app_id = %mock.app_id(), "mock WeChat serving");
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes(mock), shutdown, Some(SHUTDOWN_GRACE))
+        .await
+}
+
+fn wechat_route() -> Route {
+    Route::new().at("/sns/jscode2session", get(jscode2session))
+}
+
+#[derive(Deserialize)]
+struct JsCodeParams {
+    appid: Option<String>,
+    secret: Option<String>,
+    js_code: Option<String>,
+    grant_type: Option<String>,
+}
+
+#[handler]
+async fn jscode2session(mock: Data<&MockWeChat>, Query(params): Query<JsCodeParams>) -> Response {
+    let caller = Caller::Http {
+        appid: params.appid.as_deref(),
+        secret: params.secret.as_deref(),
+        grant_type: params.grant_type.as_deref(),
+    };
+    let answer = mock.jscode2session(caller, params.js_code.as_deref()).await;
+    render(answer)
+}
+
+fn render(answer: Answer) -> Response {
+    match answer {
+        Answer::Session {
+            open_id,
+            union_id,
+            session_key,
+        } => {
+            let mut body = json!({"openid": open_id, "session_key": session_key});
+            if let Some(union_id) = union_id {
+                body["unionid"] = union_id.into();
+            }
+            json_response(StatusCode::OK, &body)
+        }
+        Answer::Error { errcode, errmsg } => {
+            // WeChat appends a request id that differs on every call: clients must match on
+            // errcode, never on errmsg.
+            let rid = format!(
+                "{:08x}-{:08x}-{:08x}",
+                rand::random::<u32>(),
+                rand::random::<u32>(),
+                rand::random::<u32>()
+            );
+            json_response(
+                StatusCode::OK,
+                &json!({"errcode": errcode, "errmsg": format!("{errmsg}, rid: {rid}")}),
+            )
+        }
+        Answer::Http500 => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .content_type("text/html; charset=utf-8")
+            .body(
+                "<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n\
+                 <body>\r\n<center><h1>500 Internal Server Error</h1></center>\r\n\
+                 </body>\r\n</html>\r\n",
+            ),
+        Answer::Garbage => Response::builder()
+            .status(StatusCode::OK)
+            .content_type("text/html; charset=utf-8")
+            .body("<html><body>upstream connect error or disconnect/reset before headers"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MintCodeBody {
+    open_id: String,
+    union_id: Option<String>,
+}
+
+#[handler]
+async fn mint_code(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
+    let body: MintCodeBody = match parse_body(&body) {
+        Ok(body) => body,
+        Err(message) => return bad_request(message),
+    };
+    let Ok(open_id) = OpenId::parse(&body.open_id) else {
+        return bad_request("openId must be 1-128 printable ASCII characters");
+    };
+    let union_id = match body.union_id.as_deref().map(UnionId::parse).transpose() {
+        Ok(union_id) => union_id,
+        Err(_) => return bad_request("unionId must be 1-128 printable ASCII characters"),
+    };
+    let code = mock.mint_code(open_id.as_str(), union_id.as_ref().map(UnionId::as_str));
+    json_response(StatusCode::OK, &json!({ "code": code }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EncryptBody {
+    open_id: String,
+    user_info: Value,
+}
+
+#[handler]
+async fn encrypt(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
+    let body: EncryptBody = match parse_body(&body) {
+        Ok(body) => body,
+        Err(message) => return bad_request(message),
+    };
+    match mock.encrypt_user_info(&body.open_id, body.user_info) {
+        Ok(payload) => json_response(StatusCode::OK, &json!(payload)),
+        Err(err @ MockError::UnknownUser(_)) => {
+            error_response(StatusCode::NOT_FOUND, "unknown_user", err)
+        }
+        Err(err @ MockError::NotAnObject) => bad_request(err),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FailureBody {
+    mode: FailureMode,
+    times: Option<u32>,
+    delay_ms: Option<u64>,
+}
+
+#[handler]
+async fn add_failure(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
+    let body: FailureBody = match parse_body(&body) {
+        Ok(body) => body,
+        Err(message) => return bad_request(message),
+    };
+    let failure = match Failure::from_parts(body.mode, body.delay_ms) {
+        Ok(failure) => failure,
+        Err(message) => return bad_request(message),
+    };
+    let times = body.times.unwrap_or(1);
+    if times == 0 {
+        return bad_request("times must be at least 1");
+    }
+    mock.fail_next(failure, times);
+    StatusCode::NO_CONTENT.into()
+}
+
+#[handler]
+async fn clear_failures(mock: Data<&MockWeChat>) -> Response {
+    mock.clear_failures();
+    StatusCode::NO_CONTENT.into()
+}
+
+#[handler]
+async fn stats(mock: Data<&MockWeChat>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({ "exchangeAttempts": mock.exchange_attempts() }),
+    )
+}
+
+// Bodies are parsed by hand rather than with poem's `Json` so that every refusal, including
+// broken JSON and a missing content type, has the `{"error", "message"}` shape.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|err| format!("invalid JSON body: {err}"))
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
+fn error_response(status: StatusCode, error: &str, message: impl Display) -> Response {
+    json_response(
+        status,
+        &json!({ "error": error, "message": message.to_string() }),
+    )
+}
+
+fn bad_request(message: impl Display) -> Response {
+    error_response(StatusCode::BAD_REQUEST, "bad_request", message)
+}

@@ -153,6 +153,8 @@ pub(crate) enum Caller<'a> {
 struct CodeEntry {
     open_id: String,
     union_id: Option<String>,
+    /// The session key this login made current; the exchange hands it out.
+    session_key: [u8; 16],
     expires_at: Instant,
     used: bool,
 }
@@ -258,7 +260,8 @@ impl MockWeChat {
     }
 
     /// Mints a random single-use code for `open_id`, valid for the code TTL (5 minutes by
-    /// default), as `wx.login` would. A `union_id` is remembered for the user from then on.
+    /// default), as `wx.login` would — and, like `wx.login`, rotates the user's session key:
+    /// data encrypted from now on uses the new key, which exchanging this code returns. A `union_id` is remembered for the user from then on.
     pub fn mint_code(&self, open_id: &str, union_id: Option<&str>) -> String {
         let now = Instant::now();
         let mut state = self.state();
@@ -272,11 +275,20 @@ impl MockWeChat {
             }
         };
         let expires_at = now + state.code_ttl;
+        // `wx.login` is what rotates the key on WeChat's side: from now on data is encrypted
+        // with the new key, and exchanging this code hands that key out.
+        let key: [u8; 16] = rand::random();
+        let user = state.users.entry(open_id.to_owned()).or_insert(UserEntry {
+            session_key: key,
+            union_id: None,
+        });
+        user.session_key = key;
         state.codes.insert(
             code.clone(),
             CodeEntry {
                 open_id: open_id.to_owned(),
                 union_id: union_id.map(str::to_owned),
+                session_key: key,
                 expires_at,
                 used: false,
             },
@@ -443,8 +455,8 @@ impl MockWeChat {
             return Answer::error(40029, "invalid code");
         }
         entry.used = true;
-        // Every exchange rotates the key: the previous one stops decrypting new data.
-        let key: [u8; 16] = rand::random();
+        // The key was rotated when the code was minted (`wx.login`); hand out that key.
+        let key = entry.session_key;
         let user = state
             .users
             .entry(entry.open_id.clone())
@@ -452,7 +464,6 @@ impl MockWeChat {
                 session_key: key,
                 union_id: None,
             });
-        user.session_key = key;
         if entry.union_id.is_some() {
             user.union_id.clone_from(&entry.union_id);
         }
@@ -601,6 +612,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.union_id.as_ref().map(UnionId::as_str), Some("u2"));
+    }
+
+    #[tokio::test]
+    async fn wx_login_rotates_the_key_before_the_code_is_exchanged() {
+        let mock = mock();
+        let first = mock
+            .code_to_session(&code(&mock.mint_code("o1", None)))
+            .await
+            .unwrap();
+        // A second wx.login: WeChat rotates at once, before our server sees the code.
+        let fresh = mock.mint_code("o1", None);
+        let current = mock.current_session_key("o1").unwrap();
+        assert_ne!(current, first.session_key.expose_base64());
+        let exchanged = mock.code_to_session(&code(&fresh)).await.unwrap();
+        assert_eq!(exchanged.session_key.expose_base64(), current);
     }
 
     #[tokio::test]

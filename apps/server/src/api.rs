@@ -3,18 +3,17 @@
 
 use std::sync::Arc;
 
+use poem_openapi::auth::Bearer;
 use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
-use poem_openapi::{OpenApi, Tags};
+use poem_openapi::{OpenApi, SecurityScheme, Tags};
 use wxlogin_crypto::{OsTokens, WeChatCipher};
 use wxlogin_domain::{
     EncryptedData, EncryptedProfile, LoginCode, Service, SystemClock, UserStore, WeChat,
 };
 
-use crate::dto::{
-    Health, LoginReply, LoginRequest, UpdateUserInfoRequest, UserReply,
-};
-use crate::error::{ApiError, Reply};
+use crate::dto::{Health, LoginBody, LoginReply, LoginRequest, UpdateUserInfoRequest, UserReply};
+use crate::error::{ApiError, NoContentReply, Reply};
 
 /// The service with the adapters that never vary: the cipher, the token minter, the clock.
 pub type AppService<S, W> = Service<S, W, WeChatCipher, OsTokens, SystemClock>;
@@ -23,9 +22,16 @@ pub type AppService<S, W> = Service<S, W, WeChatCipher, OsTokens, SystemClock>;
 enum ApiTags {
     /// The classic mini-program flow: `wx.login` → `/onLogin` → `/updateUserInfo`.
     Classic,
+    /// The JSON API for today's mini-programs (`Authorization: Bearer <token>`).
+    Session,
     /// Liveness and readiness probes.
     Health,
 }
+
+/// The token from `/onLogin` or `/api/v1/login`, as `Authorization: Bearer <token>`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer")]
+struct BearerToken(Bearer);
 
 /// The HTTP API.
 pub struct Api<S, W> {
@@ -125,6 +131,52 @@ impl<S: UserStore, W: WeChat> Api<S, W> {
                 tracing::info!(user_id = %user.id, "profile updated from encrypted data");
                 Reply::Ok(Json(UserReply::from(&user)))
             }
+            Err(e) => ApiError::from(e).into(),
+        }
+    }
+
+    /// Log in with a `wx.login` code (JSON)
+    ///
+    /// The same as `/onLogin`, for JSON clients: `{"code": "…"}`.
+    #[oai(
+        path = "/api/v1/login",
+        method = "post",
+        operation_id = "login",
+        tag = "ApiTags::Session"
+    )]
+    async fn login(&self, body: Json<LoginBody>) -> Reply<LoginReply> {
+        self.on_login(LoginRequest::Json(body)).await
+    }
+
+    /// The signed-in user
+    ///
+    /// Answers the token's user and whether the profile is complete.
+    #[oai(
+        path = "/api/v1/me",
+        method = "get",
+        operation_id = "me",
+        tag = "ApiTags::Session"
+    )]
+    async fn me(&self, auth: BearerToken) -> Reply<UserReply> {
+        match self.service.authenticate(&auth.0.token).await {
+            Ok(a) => Reply::Ok(Json(UserReply::from(&a.user))),
+            Err(e) => ApiError::from(e).into(),
+        }
+    }
+
+    /// Log out
+    ///
+    /// Revokes the token's session at once, on every instance. The token stops working; other
+    /// sessions of the user are untouched.
+    #[oai(
+        path = "/api/v1/session",
+        method = "delete",
+        operation_id = "logout",
+        tag = "ApiTags::Session"
+    )]
+    async fn logout(&self, auth: BearerToken) -> NoContentReply {
+        match self.service.logout(&auth.0.token).await {
+            Ok(()) => NoContentReply::NoContent,
             Err(e) => ApiError::from(e).into(),
         }
     }

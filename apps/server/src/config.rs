@@ -232,8 +232,7 @@ impl Settings {
             Ok(StoreKind::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Err(ConfigError(
-                "database.url: Postgres is not supported by this build yet (use sqlite://…)"
-                    .into(),
+                "database.url: Postgres is not supported by this build yet (use sqlite://…)".into(),
             ))
         } else {
             Err(ConfigError(
@@ -273,13 +272,28 @@ mod tests {
     fn invalid_values_name_their_key() {
         let mut s = Settings::default();
         s.server.addr = "nonsense".into();
-        assert!(s.validate().unwrap_err().to_string().contains("server.addr"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("server.addr")
+        );
         let mut s = Settings::default();
         s.database.url = "mysql://x".into();
-        assert!(s.validate().unwrap_err().to_string().contains("database.url"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("database.url")
+        );
         let mut s = Settings::default();
         s.session.ttl_secs = 0;
-        assert!(s.validate().unwrap_err().to_string().contains("session.ttl_secs"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("session.ttl_secs")
+        );
     }
 
     #[test]

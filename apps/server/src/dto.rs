@@ -91,7 +91,8 @@ pub struct UserDto {
 impl From<&User> for UserDto {
     fn from(u: &User) -> Self {
         let p = &u.profile;
-        let text = |t: &Option<wxlogin_domain::ProfileText>| t.as_ref().map(|t| t.as_str().to_owned());
+        let text =
+            |t: &Option<wxlogin_domain::ProfileText>| t.as_ref().map(|t| t.as_str().to_owned());
         Self {
             id: u.id.to_string(),
             open_id: u.open_id.as_str().to_owned(),

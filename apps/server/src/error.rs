@@ -107,7 +107,12 @@ impl ApiError {
 fn parse_error_text(err: &poem::Error) -> String {
     let text = err.to_string();
     // Keep it short and single-line for clients.
-    text.lines().next().unwrap_or("bad request").chars().take(200).collect()
+    text.lines()
+        .next()
+        .unwrap_or("bad request")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 /// Every answer of an operation: the success body, or an error with its documented status.
@@ -174,6 +179,39 @@ impl<T: ToJSON + Type + Send + Sync> From<ApiError> for Reply<T> {
             StatusCode::UNPROCESSABLE_ENTITY => Self::UnprocessableEntity(body),
             StatusCode::TOO_MANY_REQUESTS => Self::TooManyRequests(body),
             StatusCode::BAD_GATEWAY => Self::BadGateway(body),
+            StatusCode::SERVICE_UNAVAILABLE => Self::ServiceUnavailable(body),
+            _ => Self::Internal(ApiError::internal().body()),
+        }
+    }
+}
+
+/// The answers of an operation that returns no body (logout).
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "no_content_bad_request")]
+pub enum NoContentReply {
+    /// Done.
+    #[oai(status = 204)]
+    NoContent,
+    /// `invalid_token` or `token_expired`.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// `internal`: details are in the server log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `database_unavailable`; retry.
+    #[oai(status = 503)]
+    ServiceUnavailable(Json<ErrorBody>),
+}
+
+fn no_content_bad_request(err: poem::Error) -> NoContentReply {
+    ApiError::from_parse_error(&err).into()
+}
+
+impl From<ApiError> for NoContentReply {
+    fn from(e: ApiError) -> Self {
+        let body = e.body();
+        match e.status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(body),
             StatusCode::SERVICE_UNAVAILABLE => Self::ServiceUnavailable(body),
             _ => Self::Internal(ApiError::internal().body()),
         }
@@ -327,7 +365,11 @@ mod tests {
             (WeChatError::CodeUsed, 400, "code_used"),
             (WeChatError::RateLimited, 429, "wechat_rate_limited"),
             (WeChatError::RiskyUser, 403, "risky_user"),
-            (WeChatError::Unavailable("x".into()), 503, "wechat_unavailable"),
+            (
+                WeChatError::Unavailable("x".into()),
+                503,
+                "wechat_unavailable",
+            ),
             (WeChatError::Unexpected("x".into()), 502, "wechat_error"),
         ];
         for (err, status, code) in cases {
@@ -342,14 +384,23 @@ mod tests {
         assert_eq!(api.code, "internal");
         assert!(!api.message.contains("secret detail"));
         let api = ApiError::from(StoreError::Unavailable("pool timed out".into()));
-        assert_eq!((api.status.as_u16(), api.code), (503, "database_unavailable"));
+        assert_eq!(
+            (api.status.as_u16(), api.code),
+            (503, "database_unavailable")
+        );
     }
 
     #[test]
     fn auth_and_cipher_errors() {
-        assert_eq!(ApiError::from(AuthError::TokenExpired).code, "token_expired");
+        assert_eq!(
+            ApiError::from(AuthError::TokenExpired).code,
+            "token_expired"
+        );
         assert_eq!(ApiError::from(AuthError::InvalidToken).status.as_u16(), 401);
-        assert_eq!(ApiError::from(CipherError::DecryptFailed).status.as_u16(), 422);
+        assert_eq!(
+            ApiError::from(CipherError::DecryptFailed).status.as_u16(),
+            422
+        );
         assert_eq!(
             ApiError::from(CipherError::InvalidInput("iv must be 16 bytes")).code,
             "invalid_request"

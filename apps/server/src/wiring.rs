@@ -101,16 +101,7 @@ where
     W: WeChat,
     M: Endpoint + 'static,
 {
-    let service = Service::new(
-        store,
-        wechat,
-        WeChatCipher,
-        OsTokens,
-        SystemClock,
-        ServiceConfig {
-            session_ttl: chrono::Duration::seconds(settings.session.ttl_secs),
-        },
-    );
+    let service = new_service(store, wechat, &settings);
     let app = build_app(Arc::new(service), mock_control, &settings);
 
     let listener = tokio::net::TcpListener::bind(&settings.server.addr)
@@ -143,16 +134,33 @@ where
     })
 }
 
+/// The service over the chosen store and WeChat, with the fixed adapters.
+pub fn new_service<S: UserStore, W: WeChat>(
+    store: S,
+    wechat: W,
+    settings: &Settings,
+) -> crate::api::AppService<S, W> {
+    Service::new(
+        store,
+        wechat,
+        WeChatCipher,
+        OsTokens,
+        SystemClock,
+        ServiceConfig {
+            session_ttl: chrono::Duration::seconds(settings.session.ttl_secs),
+        },
+    )
+}
+
 /// The OpenAPI service: operations, schemas and server description.
 pub fn openapi<S: UserStore, W: WeChat>(
     service: Arc<crate::api::AppService<S, W>>,
 ) -> OpenApiService<Api<S, W>, ()> {
-    OpenApiService::new(Api::new(service), "wxlogin", env!("CARGO_PKG_VERSION"))
-        .description(
-            "WeChat mini-program login backend: exchanges `wx.login` codes for users and \
+    OpenApiService::new(Api::new(service), "wxlogin", env!("CARGO_PKG_VERSION")).description(
+        "WeChat mini-program login backend: exchanges `wx.login` codes for users and \
              sessions, and stores profiles from `encryptedData`. Errors answer \
              `{\"status\", \"error\", \"message\"}` with a stable `error` code.",
-        )
+    )
 }
 
 /// The whole HTTP app: the API, `/openapi.json`, Swagger UI at `/docs`, the mock's control
@@ -204,8 +212,9 @@ async fn limit_body<E: Endpoint>(
             return Ok(ApiError::payload_too_large().into_poem_response());
         }
         Err(_) => {
-            return Ok(ApiError::invalid_request("could not read the request body")
-                .into_poem_response());
+            return Ok(
+                ApiError::invalid_request("could not read the request body").into_poem_response()
+            );
         }
     }
     ep.call(req).await.map(IntoResponse::into_response)

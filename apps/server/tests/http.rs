@@ -1,6 +1,5 @@
-//! Handler tests through `poem::test::TestClient`: the real app (routes, error mapping, body
-//! limit) over a mocked store where a failure must be forced, or over real SQLite and the
-//! in-process mock WeChat where the whole flow matters.
+//! Handler tests through `poem::test::TestClient`: the real app (routes, error mapping) over a
+//! mockall store, for failures that real adapters cannot be made to produce on demand.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 

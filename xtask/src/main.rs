@@ -1,6 +1,8 @@
 //! `cargo xtask …`: project automation in Rust (matklad's cargo-xtask pattern). Few
 //! dependencies; shells out to the `cargo` that invoked it.
 
+mod postgres;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,28 +18,54 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run every test suite (unit, adapter, end-to-end) against the chosen adapters.
+    /// Run the unit, contract and end-to-end suites against the chosen adapters.
     Test {
-        /// Which store adapter the suites run against.
-        #[arg(long, value_enum, default_value_t = Store::All)]
-        store: Store,
-        /// Extra arguments passed to `cargo test` (after `--`).
+        /// Which store the contract and end-to-end suites run against.
+        #[arg(long, value_enum, default_value_t = StoreArg::All)]
+        store: StoreArg,
+        /// How the end-to-end suite reaches the mock WeChat: over real HTTP (the real client)
+        /// or in process.
+        #[arg(long, value_enum, default_value_t = WeChatArg::Http)]
+        wechat: WeChatArg,
+        /// Run every backend even after one failed, and report all failures at the end.
+        #[arg(long)]
+        keep_going: bool,
+        /// Extra arguments passed to the test binaries (after `--`).
         #[arg(last = true)]
         rest: Vec<String>,
     },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Store {
-    /// SQLite (embedded; always available).
+enum StoreArg {
     Sqlite,
-    /// Every store this build supports.
+    Postgres,
     All,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WeChatArg {
+    Inproc,
+    Http,
+}
+
+impl WeChatArg {
+    fn as_env(self) -> &'static str {
+        match self {
+            Self::Inproc => "inproc",
+            Self::Http => "http",
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Cmd::Test { store, rest } => test(store, &rest),
+        Cmd::Test {
+            store,
+            wechat,
+            keep_going,
+            rest,
+        } => test(store, wechat, keep_going, &rest),
     }
 }
 
@@ -55,29 +83,118 @@ fn cargo() -> Command {
 }
 
 fn run(mut cmd: Command) -> anyhow::Result<()> {
-    eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    eprintln!("xtask: running {}", describe(&cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", describe(&cmd)))?;
     if !status.success() {
-        bail!("{cmd:?} failed with {status}");
+        bail!("{} failed with {status}", describe(&cmd));
     }
     Ok(())
 }
 
-fn test(store: Store, rest: &[String]) -> anyhow::Result<()> {
-    // SQLite is the only store so far; `all` and `sqlite` run the same suites. The store
-    // adapter's own tests use real SQLite files, and the end-to-end crate starts the real
-    // server on a fresh SQLite file per test.
-    match store {
-        Store::Sqlite | Store::All => {}
+/// The command line without environment values (they may hold database URLs).
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
     }
-    let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--all-targets", "--locked"]);
+    s
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn with_rest(mut cmd: Command, rest: &[String]) -> Command {
     if !rest.is_empty() {
         cmd.arg("--").args(rest);
     }
-    run(cmd)?;
-    // Doc tests are not part of --all-targets.
-    let mut doc = cargo();
-    doc.args(["test", "--workspace", "--doc", "--locked"]);
-    run(doc)
+    cmd
+}
+
+fn test(
+    store: StoreArg,
+    wechat: WeChatArg,
+    keep_going: bool,
+    rest: &[String],
+) -> anyhow::Result<()> {
+    let mut failures: Vec<String> = Vec::new();
+    let mut step = |name: &str, cmd: Command| -> anyhow::Result<()> {
+        match run(cmd) {
+            Ok(()) => Ok(()),
+            Err(e) if keep_going => {
+                eprintln!("xtask: {name} FAILED: {e:#}");
+                failures.push(name.to_owned());
+                Ok(())
+            }
+            Err(e) => Err(e.context(format!("{name} failed"))),
+        }
+    };
+
+    // Everything that needs no server: unit and property tests, the crypto vectors, the
+    // WeChat client against the mock over HTTP, the SQLite store (contract suite included),
+    // and the end-to-end suite on SQLite.
+    if matches!(store, StoreArg::Sqlite | StoreArg::All) {
+        let mut cmd = cargo();
+        cmd.args(["test", "--workspace", "--all-targets", "--locked"])
+            .env("WXLOGIN_TEST_STORE", "sqlite")
+            .env("WXLOGIN_TEST_WECHAT", wechat.as_env());
+        step("sqlite suites", with_rest(cmd, rest))?;
+        let mut doc = cargo();
+        doc.args(["test", "--workspace", "--doc", "--locked"]);
+        step("doc tests", doc)?;
+    }
+
+    if matches!(store, StoreArg::Postgres | StoreArg::All) {
+        match postgres::acquire()? {
+            Some(pg) => {
+                let url = pg.admin_url().to_owned();
+                let mut contract = cargo();
+                contract
+                    .args([
+                        "test",
+                        "--locked",
+                        "-p",
+                        "wxlogin-store-postgres",
+                        "--features",
+                        "postgres-tests",
+                    ])
+                    .env("WXLOGIN_TEST_POSTGRES_URL", &url);
+                step("postgres store suites", with_rest(contract, rest))?;
+
+                let mut e2e = cargo();
+                e2e.args([
+                    "test",
+                    "--locked",
+                    "-p",
+                    "wxlogin-e2e",
+                    "--features",
+                    "postgres",
+                ])
+                .env("WXLOGIN_TEST_STORE", "postgres")
+                .env("WXLOGIN_TEST_WECHAT", wechat.as_env())
+                .env("WXLOGIN_TEST_POSTGRES_URL", &url);
+                step("postgres end-to-end suites", with_rest(e2e, rest))?;
+                drop(pg);
+            }
+            None => {
+                let msg = "Postgres suites SKIPPED: no DATABASE_URL/WXLOGIN_TEST_POSTGRES_URL, \
+                           nothing listening on 127.0.0.1:5432, and no initdb/pg_ctl found. \
+                           Set WXLOGIN_TEST_POSTGRES_URL=postgres://… or install PostgreSQL \
+                           (e.g. apt-get install postgresql) to run them.";
+                if in_ci() {
+                    bail!("{msg} (CI=true: a missing Postgres fails the run)");
+                }
+                eprintln!("\n!!!!! xtask: {msg}\n");
+            }
+        }
+    }
+
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        bail!("failed: {}", failures.join(", "))
+    }
 }

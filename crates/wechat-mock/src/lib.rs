@@ -7,7 +7,8 @@
 //! inject failures.
 //!
 //! What it is faithful to: single-use codes valid for five minutes, a new random 16-byte session
-//! key on every exchange (so a later login invalidates the previous key), errors as HTTP 200
+//! key on every `wx.login` (minting a code rotates the key at once, and exchanging that code
+//! returns it; data encrypted with an older key stops decrypting), errors as HTTP 200
 //! with `errcode`/`errmsg` and a varying `rid` suffix, AES-128-CBC/PKCS#7 encrypted data with a
 //! watermark. It must never depend on `wxlogin-crypto`: it encrypts with its own aes/cbc code so
 //! that it checks the real cipher independently.

@@ -43,7 +43,7 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `sqlite://path?mode=rwc` (the embedded default).
+    /// `sqlite://path?mode=rwc` (the embedded default) or `postgres://user@host/db`.
     pub url: String,
 }
 
@@ -158,6 +158,7 @@ pub struct ConfigError(pub String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
     Sqlite,
+    Postgres,
 }
 
 impl Settings {
@@ -231,12 +232,12 @@ impl Settings {
         if url.starts_with("sqlite:") {
             Ok(StoreKind::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Err(ConfigError(
-                "database.url: Postgres is not supported by this build yet (use sqlite://…)".into(),
-            ))
+            Ok(StoreKind::Postgres)
         } else {
             Err(ConfigError(
-                "database.url: must start with sqlite: (e.g. sqlite://wxlogin.db?mode=rwc)".into(),
+                "database.url: must start with sqlite: or postgres:// \
+                 (e.g. sqlite://wxlogin.db?mode=rwc)"
+                    .into(),
             ))
         }
     }
@@ -286,6 +287,8 @@ mod tests {
                 .to_string()
                 .contains("database.url")
         );
+        s.database.url = "postgresql://u@db.example.com/wx".into();
+        assert_eq!(s.store_kind().unwrap(), StoreKind::Postgres);
         let mut s = Settings::default();
         s.session.ttl_secs = 0;
         assert!(

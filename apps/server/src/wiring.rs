@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wxlogin_crypto::{OsTokens, WeChatCipher};
 use wxlogin_domain::{AppId, Service, ServiceConfig, SystemClock, UserStore, WeChat};
+use wxlogin_store_postgres::Postgres;
 use wxlogin_store_sqlite::Sqlite;
 use wxlogin_wechat_http::{WeChatHttp, WeChatHttpConfig};
 use wxlogin_wechat_mock::MockWeChat;
@@ -53,11 +54,24 @@ impl RunningServer {
 /// Builds the adapters named by `settings` and starts serving on `server.addr`.
 pub async fn spawn(settings: Settings) -> anyhow::Result<RunningServer> {
     settings.validate()?;
-    let store = match settings.store_kind()? {
-        StoreKind::Sqlite => Sqlite::connect(&settings.database.url)
-            .await
-            .context("cannot open the SQLite database (database.url)")?,
-    };
+    match settings.store_kind()? {
+        StoreKind::Sqlite => {
+            let store = Sqlite::connect(&settings.database.url)
+                .await
+                .context("cannot open the SQLite database (database.url)")?;
+            with_wechat(settings, store).await
+        }
+        StoreKind::Postgres => {
+            let store = Postgres::connect(&settings.database.url)
+                .await
+                .context("cannot connect to Postgres (database.url)")?;
+            with_wechat(settings, store).await
+        }
+    }
+}
+
+/// Picks the WeChat adapter for an opened store.
+async fn with_wechat<S: UserStore>(settings: Settings, store: S) -> anyhow::Result<RunningServer> {
     let app_id = AppId::parse(settings.wechat.resolved_app_id())
         .map_err(|e| anyhow::anyhow!("wechat.app_id: {e}"))?;
     match settings.wechat.resolved_mode() {

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 
 pub use crate::model::CodeSession;
 use crate::model::{
@@ -203,8 +203,10 @@ pub trait Clock: Clone + Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Microsecond precision: what Postgres' `timestamptz` keeps, so every store returns
+    /// exactly the times it was given.
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        Utc::now().trunc_subsecs(6)
     }
 }
 

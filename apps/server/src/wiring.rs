@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
 use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::headers::HeaderMapExt as _;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
@@ -53,25 +54,46 @@ impl RunningServer {
 
 /// Builds the adapters named by `settings` and starts serving on `server.addr`.
 pub async fn spawn(settings: Settings) -> anyhow::Result<RunningServer> {
+    spawn_inner(settings, None).await
+}
+
+/// Like [`spawn`] in `mock` mode, but with the caller's in-process mock WeChat, so a test can
+/// mint codes and inject failures on the very instance the server uses.
+pub async fn spawn_with_mock(
+    mut settings: Settings,
+    mock: MockWeChat,
+) -> anyhow::Result<RunningServer> {
+    settings.wechat.mode = Some(WeChatMode::Mock);
+    spawn_inner(settings, Some(mock)).await
+}
+
+async fn spawn_inner(
+    settings: Settings,
+    mock: Option<MockWeChat>,
+) -> anyhow::Result<RunningServer> {
     settings.validate()?;
     match settings.store_kind()? {
         StoreKind::Sqlite => {
             let store = Sqlite::connect(&settings.database.url)
                 .await
                 .context("cannot open the SQLite database (database.url)")?;
-            with_wechat(settings, store).await
+            with_wechat(settings, store, mock).await
         }
         StoreKind::Postgres => {
             let store = Postgres::connect(&settings.database.url)
                 .await
                 .context("cannot connect to Postgres (database.url)")?;
-            with_wechat(settings, store).await
+            with_wechat(settings, store, mock).await
         }
     }
 }
 
 /// Picks the WeChat adapter for an opened store.
-async fn with_wechat<S: UserStore>(settings: Settings, store: S) -> anyhow::Result<RunningServer> {
+async fn with_wechat<S: UserStore>(
+    settings: Settings,
+    store: S,
+    mock: Option<MockWeChat>,
+) -> anyhow::Result<RunningServer> {
     let app_id = AppId::parse(settings.wechat.resolved_app_id())
         .map_err(|e| anyhow::anyhow!("wechat.app_id: {e}"))?;
     match settings.wechat.resolved_mode() {
@@ -81,7 +103,7 @@ async fn with_wechat<S: UserStore>(settings: Settings, store: S) -> anyhow::Resu
                 "using the built-in mock WeChat (no wechat.app_secret configured); \
                  its control API is at /mock"
             );
-            let mock = MockWeChat::new(app_id, None);
+            let mock = mock.unwrap_or_else(|| MockWeChat::new(app_id, None));
             let control = wxlogin_wechat_mock::control_routes(mock.clone());
             start(settings, store, mock, Some(control)).await
         }
@@ -220,17 +242,30 @@ async fn limit_body<E: Endpoint>(
     if declared.is_some_and(|len| len > limit as u64) {
         return Ok(ApiError::payload_too_large().into_poem_response());
     }
-    match req.take_body().into_bytes_limit(limit).await {
-        Ok(bytes) => req.set_body(bytes),
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => {
-            return Ok(ApiError::payload_too_large().into_poem_response());
-        }
-        Err(_) => {
+    let mut stream = req.take_body().into_bytes_stream();
+    let mut body = Vec::new();
+    let mut total = 0usize;
+    // Past the limit, keep reading (and discarding) up to a bound before answering 413: a
+    // client still sending its body would otherwise see the connection reset instead of the
+    // answer. Beyond the bound, stop reading: the connection is dropped.
+    let drain_bound = limit.saturating_mul(16);
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
             return Ok(
                 ApiError::invalid_request("could not read the request body").into_poem_response()
             );
+        };
+        total = total.saturating_add(chunk.len());
+        if total <= limit {
+            body.extend_from_slice(&chunk);
+        } else if total > drain_bound {
+            break;
         }
     }
+    if total > limit {
+        return Ok(ApiError::payload_too_large().into_poem_response());
+    }
+    req.set_body(body);
     ep.call(req).await.map(IntoResponse::into_response)
 }
 

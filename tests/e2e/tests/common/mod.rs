@@ -1,7 +1,12 @@
 //! `spawn_app` (zero2prod's pattern): the mock WeChat as a real HTTP server on port 0, the real
-//! server on port 0 in `http` mode pointed at it, a fresh SQLite file per test, and a client
-//! that speaks exactly as a mini-program does (form bodies, `code`, `encryptedData`, `iv`,
-//! `token`). Shared by several test binaries, so not every helper is used by each.
+//! server on port 0 in `http` mode pointed at it, a fresh database per test, and a client that
+//! speaks exactly as a mini-program does (form bodies, `code`, `encryptedData`, `iv`, `token`).
+//! Shared by several test binaries, so not every helper is used by each.
+//!
+//! The adapters come from the environment, set by `cargo xtask test`:
+//! `WXLOGIN_TEST_STORE=sqlite|postgres` (a fresh SQLite file, or a fresh database on the server
+//! named by `WXLOGIN_TEST_POSTGRES_URL`/`DATABASE_URL`) and `WXLOGIN_TEST_WECHAT=http|inproc`
+//! (the real HTTP client against the mock's HTTP server, or the server's in-process mock).
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -14,8 +19,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wxlogin_domain::AppId;
 use wxlogin_server::config::WeChatMode;
-use wxlogin_server::wiring::RunningServer;
+use wxlogin_server::wiring::{RunningServer, spawn_with_mock};
 use wxlogin_server::{Settings, spawn};
+use wxlogin_store_postgres::testing::{FreshDatabase, fresh_database, require_admin_url};
 use wxlogin_wechat_mock::{EncryptedPayload, MockWeChat};
 
 /// The mini-program the tests play.
@@ -80,6 +86,63 @@ impl Drop for MockServer {
     }
 }
 
+/// The store the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreUnderTest {
+    Sqlite,
+    Postgres,
+}
+
+pub fn store_under_test() -> StoreUnderTest {
+    match std::env::var("WXLOGIN_TEST_STORE").as_deref() {
+        Ok("postgres") => StoreUnderTest::Postgres,
+        Ok("sqlite") | Err(_) => StoreUnderTest::Sqlite,
+        Ok(other) => panic!("WXLOGIN_TEST_STORE={other:?}: use sqlite or postgres"),
+    }
+}
+
+/// True when the server reaches the mock WeChat over HTTP (the default), false when it uses
+/// the mock in process (`WXLOGIN_TEST_WECHAT=inproc`).
+pub fn wechat_over_http() -> bool {
+    match std::env::var("WXLOGIN_TEST_WECHAT").as_deref() {
+        Ok("inproc") => false,
+        Ok("http") | Err(_) => true,
+        Ok(other) => panic!("WXLOGIN_TEST_WECHAT={other:?}: use http or inproc"),
+    }
+}
+
+/// A fresh, empty database for one test; kept alive as long as the value.
+pub enum TestDb {
+    Sqlite(TempDir),
+    Postgres(FreshDatabase),
+}
+
+impl TestDb {
+    pub async fn fresh() -> Self {
+        Self::fresh_for(store_under_test()).await
+    }
+
+    pub async fn fresh_for(store: StoreUnderTest) -> Self {
+        match store {
+            StoreUnderTest::Sqlite => Self::Sqlite(tempfile::tempdir().expect("temp dir")),
+            StoreUnderTest::Postgres => Self::Postgres(
+                fresh_database(&require_admin_url())
+                    .await
+                    .expect("create a fresh Postgres database"),
+            ),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => {
+                format!("sqlite://{}?mode=rwc", dir.path().join("wx.db").display())
+            }
+            Self::Postgres(db) => db.url().to_owned(),
+        }
+    }
+}
+
 /// A server, its mock WeChat, its database and a mini-program client.
 pub struct TestApp {
     pub client: reqwest::Client,
@@ -89,8 +152,8 @@ pub struct TestApp {
     pub mock_server: MockServer,
     /// The settings the server runs with (same database across restarts).
     pub settings: Settings,
-    /// Holds the SQLite file; dropped last.
-    pub dir: TempDir,
+    /// Holds the database; dropped last.
+    pub db: TestDb,
     server: Option<RunningServer>,
 }
 
@@ -103,11 +166,11 @@ pub fn client() -> reqwest::Client {
         .expect("build the reqwest client")
 }
 
-/// Settings for the real server in `http` mode against `wechat_url`, on a fresh database in `dir`.
-pub fn http_settings(dir: &TempDir, wechat_url: &str) -> Settings {
+/// Settings for the real server in `http` mode against `wechat_url`, on the database `db_url`.
+pub fn http_settings(db_url: &str, wechat_url: &str) -> Settings {
     let mut settings = Settings::default();
     settings.server.addr = "127.0.0.1:0".into();
-    settings.database.url = format!("sqlite://{}?mode=rwc", dir.path().join("wx.db").display());
+    settings.database.url = db_url.to_owned();
     settings.wechat.mode = Some(WeChatMode::Http);
     settings.wechat.base_url = wechat_url.to_owned();
     settings.wechat.app_id = Some(APP_ID.into());
@@ -121,22 +184,33 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// Starts a server on `settings` with the WeChat the suite runs with: `http` mode as given,
+/// or the shared in-process `mock`.
+pub async fn spawn_server(settings: Settings, mock: &MockWeChat) -> RunningServer {
+    let server = if wechat_over_http() {
+        spawn(settings).await
+    } else {
+        spawn_with_mock(settings, mock.clone()).await
+    };
+    server.expect("spawn the server")
+}
+
 /// `spawn_app` with the server's settings adjusted first (timeouts, limits).
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let app_id = AppId::parse(APP_ID).expect("valid app id");
     let mock = MockWeChat::new(app_id, Some(APP_SECRET.into()));
     let mock_server = MockServer::start(mock.clone()).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = http_settings(&dir, &mock_server.url);
+    let db = TestDb::fresh().await;
+    let mut settings = http_settings(&db.url(), &mock_server.url);
     adjust(&mut settings);
-    let server = spawn(settings.clone()).await.expect("spawn the server");
+    let server = spawn_server(settings.clone(), &mock).await;
     TestApp {
         client: client(),
         url: server.url(),
         mock,
         mock_server,
         settings,
-        dir,
+        db,
         server: Some(server),
     }
 }
@@ -147,18 +221,24 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
         }
-        let server = spawn(self.settings.clone())
-            .await
-            .expect("respawn the server");
+        let server = spawn_server(self.settings.clone(), &self.mock).await;
         self.url = server.url();
         self.server = Some(server);
     }
 
-    /// Another server on the same database, with adjusted settings (e.g. WeChat unreachable).
+    /// Another server on the same database and WeChat, with adjusted settings.
     pub async fn spawn_sibling(&self, adjust: impl FnOnce(&mut Settings)) -> RunningServer {
         let mut settings = self.settings.clone();
         adjust(&mut settings);
-        spawn(settings).await.expect("spawn a sibling server")
+        spawn_server(settings, &self.mock).await
+    }
+
+    /// Another server on the same database that reaches WeChat over HTTP whatever the suite's
+    /// mode (for failures only HTTP can produce: a closed port).
+    pub async fn spawn_http_sibling(&self, adjust: impl FnOnce(&mut Settings)) -> RunningServer {
+        let mut settings = self.settings.clone();
+        adjust(&mut settings);
+        spawn(settings).await.expect("spawn an http sibling server")
     }
 
     /// What `wx.login` gives the mini-program.

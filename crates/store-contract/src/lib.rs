@@ -1,0 +1,59 @@
+//! The one test suite every [`UserStore`](wxlogin_domain::UserStore) adapter must pass,
+//! written against the port only, so SQLite and PostgreSQL are held to the same semantics.
+//!
+//! Must never depend on an adapter: adapters depend on it (as a dev-dependency), never the
+//! other way round.
+//!
+//! Use it from an adapter's `tests/contract.rs`:
+//!
+//! ```text
+//! async fn fresh_store() -> (MyStore, Guard) { /* a new, empty store */ }
+//! wxlogin_store_contract::store_contract_tests!(fresh_store);
+//! ```
+//!
+//! The macro generates one multi-threaded `#[tokio::test]` per case in [`cases`] (the calling
+//! crate needs `tokio` with `macros` and `rt-multi-thread` among its dev-dependencies). The
+//! factory returns a fresh, empty store and a guard (a temporary directory, a throwaway
+//! database) that is dropped when the case has finished.
+//!
+//! **Timestamps.** The service's timestamps come from `Utc::now()`, with nanoseconds;
+//! PostgreSQL keeps microseconds. The contract therefore requires that a timestamp read back
+//! equals the one written either exactly or truncated to the microsecond (never rounded: an
+//! expiry must not move later). Cases other than [`cases::timestamps_round_trip`] use
+//! microsecond-precise times and compare exactly.
+
+pub mod cases;
+
+/// Generates one `#[tokio::test(flavor = "multi_thread", worker_threads = 4)]` per contract
+/// case. `$factory` names an `async fn() -> (Store, Guard)`; the guard is kept alive until
+/// the case returns.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($factory:path) => {
+        $crate::store_contract_tests!(
+            @cases $factory;
+            find_or_create,
+            concurrent_first_logins_create_one_user,
+            sessions_are_found_by_digest_and_app,
+            expiry_fields_round_trip,
+            revocation_keeps_the_first_time,
+            session_keys_are_per_session,
+            profile_updates_apply_only_given_fields,
+            union_id_is_recorded_once,
+            failed_login_leaves_nothing_behind,
+            failed_profile_update_changes_nothing,
+            timestamps_round_trip,
+            ping_answers,
+        );
+    };
+    (@cases $factory:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let (store, guard) = $factory().await;
+                $crate::cases::$case(store).await;
+                ::std::mem::drop(guard);
+            }
+        )+
+    };
+}

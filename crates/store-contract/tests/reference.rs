@@ -1,0 +1,442 @@
+//! The contract checked against itself: an in-memory reference store must pass every case, and
+//! stores with one planted flaw each must fail the case that guards against that flaw (so no
+//! case passes vacuously).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use wxlogin_domain::{
+    AppId, LoginRecord, NewLogin, OpenId, Profile, ProfileChange, SessionId, SessionKey,
+    SessionRecord, StoreError, TokenDigest, UnionId, User, UserId, UserStore,
+};
+use wxlogin_store_contract::cases;
+
+/// One planted bug per variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flaw {
+    /// Find-or-create as check, pause, then insert: racing first logins create several users.
+    RacyLogin,
+    /// A re-login rewrites the user's `updated_at`.
+    ReloginTouchesUser,
+    /// Sessions are found by digest whatever their app.
+    IgnoresApp,
+    /// The expiry is recomputed instead of stored as given.
+    IgnoresExpiry,
+    /// A second revocation overwrites the first time.
+    RevokeOverwrites,
+    /// Rotating a key rotates every session of the user.
+    SharedSessionKey,
+    /// Absent profile fields erase stored ones.
+    ProfileReplacesAll,
+    /// A known unionid is replaced by a newer one.
+    OverwritesUnionId,
+    /// A failing session insert keeps the user and identity written before it.
+    NotAtomicLogin,
+    /// A failing key rotation keeps the profile written before it.
+    NotAtomicProfile,
+    /// Timestamps are rounded to the microsecond instead of truncated.
+    RoundsTimestamps,
+    /// `ping` reports the store unavailable.
+    PingFails,
+}
+
+#[derive(Debug, Clone)]
+struct UserData {
+    profile: Profile,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+struct Identity {
+    user_id: UserId,
+    union_id: Option<UnionId>,
+}
+
+#[derive(Debug, Clone)]
+struct SessionData {
+    user_id: UserId,
+    app_id: AppId,
+    digest: TokenDigest,
+    key: SessionKey,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    users: HashMap<UserId, UserData>,
+    identities: HashMap<(AppId, OpenId), Identity>,
+    sessions: HashMap<SessionId, SessionData>,
+}
+
+impl State {
+    fn user(&self, user_id: UserId, app_id: &AppId) -> Option<User> {
+        let data = self.users.get(&user_id)?;
+        let ((_, open_id), identity) = self
+            .identities
+            .iter()
+            .find(|((app, _), i)| app == app_id && i.user_id == user_id)?;
+        Some(User {
+            id: user_id,
+            open_id: open_id.clone(),
+            union_id: identity.union_id.clone(),
+            profile: data.profile.clone(),
+            phone_number: None,
+            created_at: data.created_at,
+            updated_at: data.updated_at,
+        })
+    }
+}
+
+/// A store in memory: each method takes the one lock, works on a copy of the state and
+/// publishes it only on success, which makes every method atomic.
+#[derive(Debug, Clone, Default)]
+struct MemStore {
+    state: Arc<Mutex<State>>,
+    flaw: Option<Flaw>,
+}
+
+impl MemStore {
+    fn flawed(flaw: Flaw) -> Self {
+        Self {
+            flaw: Some(flaw),
+            ..Self::default()
+        }
+    }
+
+    fn has(&self, flaw: Flaw) -> bool {
+        self.flaw == Some(flaw)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn time(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        if self.has(Flaw::RoundsTimestamps) {
+            t.duration_round(Duration::microseconds(1)).unwrap_or(t)
+        } else {
+            t
+        }
+    }
+
+    /// Runs `f` on a copy of the state and publishes the copy only if `f` succeeds.
+    fn transaction<T>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut state = self.lock();
+        let mut copy = state.clone();
+        let out = f(&mut copy)?;
+        *state = copy;
+        Ok(out)
+    }
+
+    fn login_in(&self, s: &mut State, login: &NewLogin) -> Result<LoginRecord, StoreError> {
+        let now = self.time(login.now);
+        let key = (login.app_id.clone(), login.open_id.clone());
+        let is_new_user = match s.identities.get_mut(&key) {
+            Some(identity) => {
+                if identity.union_id.is_none() || self.has(Flaw::OverwritesUnionId) {
+                    identity.union_id = login.union_id.clone().or(identity.union_id.take());
+                }
+                if self.has(Flaw::ReloginTouchesUser)
+                    && let Some(user) = s.users.get_mut(&identity.user_id)
+                {
+                    user.updated_at = now;
+                }
+                false
+            }
+            None => {
+                if s.users.contains_key(&login.new_user_id) {
+                    return Err(StoreError::Unexpected("duplicate user id".into()));
+                }
+                s.users.insert(
+                    login.new_user_id,
+                    UserData {
+                        profile: Profile::default(),
+                        created_at: now,
+                        updated_at: now,
+                    },
+                );
+                s.identities.insert(
+                    key.clone(),
+                    Identity {
+                        user_id: login.new_user_id,
+                        union_id: login.union_id.clone(),
+                    },
+                );
+                true
+            }
+        };
+        let user_id = s.identities[&key].user_id;
+        if s.sessions.values().any(|x| x.digest == login.token_digest) {
+            return Err(StoreError::Unexpected("duplicate token digest".into()));
+        }
+        let expires_at = if self.has(Flaw::IgnoresExpiry) {
+            now + Duration::days(30)
+        } else {
+            self.time(login.expires_at)
+        };
+        s.sessions.insert(
+            login.session_id,
+            SessionData {
+                user_id,
+                app_id: login.app_id.clone(),
+                digest: login.token_digest,
+                key: login.session_key.clone(),
+                created_at: now,
+                expires_at,
+                revoked_at: None,
+            },
+        );
+        let user = s
+            .user(user_id, &login.app_id)
+            .ok_or_else(|| StoreError::Unexpected("user vanished".into()))?;
+        Ok(LoginRecord { user, is_new_user })
+    }
+}
+
+impl UserStore for MemStore {
+    async fn login(&self, login: NewLogin) -> Result<LoginRecord, StoreError> {
+        if self.has(Flaw::RacyLogin) {
+            let known = self
+                .lock()
+                .identities
+                .contains_key(&(login.app_id.clone(), login.open_id.clone()));
+            tokio::task::yield_now().await;
+            if !known {
+                // Overwrites whatever identity a racing login inserted meanwhile.
+                self.lock()
+                    .identities
+                    .remove(&(login.app_id.clone(), login.open_id.clone()));
+            }
+        }
+        if self.has(Flaw::NotAtomicLogin) {
+            let mut state = self.lock();
+            return self.login_in(&mut state, &login);
+        }
+        self.transaction(|s| self.login_in(s, &login))
+    }
+
+    async fn find_session(
+        &self,
+        app_id: &AppId,
+        digest: &TokenDigest,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let s = self.lock();
+        let Some((id, data)) = s.sessions.iter().find(|(_, x)| {
+            x.digest == *digest && (x.app_id == *app_id || self.has(Flaw::IgnoresApp))
+        }) else {
+            return Ok(None);
+        };
+        let user = s
+            .user(data.user_id, &data.app_id)
+            .ok_or_else(|| StoreError::Unexpected("orphan session".into()))?;
+        Ok(Some(SessionRecord {
+            session: wxlogin_domain::Session {
+                id: *id,
+                user_id: data.user_id,
+                token_digest: data.digest,
+                session_key: data.key.clone(),
+                created_at: data.created_at,
+                expires_at: data.expires_at,
+                revoked_at: data.revoked_at,
+            },
+            user,
+        }))
+    }
+
+    async fn update_profile(&self, change: ProfileChange) -> Result<User, StoreError> {
+        let apply = |s: &mut State| {
+            let user = s
+                .users
+                .get_mut(&change.user_id)
+                .ok_or(StoreError::NotFound)?;
+            if self.has(Flaw::ProfileReplacesAll) {
+                user.profile = change.profile.0.clone();
+            } else {
+                user.profile.apply(&change.profile);
+            }
+            user.updated_at = self.time(change.now);
+            if let Some(union_id) = &change.union_id
+                && let Some(identity) = s.identities.iter_mut().find_map(|((app, _), i)| {
+                    (*app == change.app_id && i.user_id == change.user_id).then_some(i)
+                })
+                && (identity.union_id.is_none() || self.has(Flaw::OverwritesUnionId))
+            {
+                identity.union_id = Some(union_id.clone());
+            }
+            if let Some(key) = &change.rotated_session_key {
+                let session = s
+                    .sessions
+                    .get_mut(&change.session_id)
+                    .filter(|x| x.user_id == change.user_id)
+                    .ok_or(StoreError::NotFound)?;
+                session.key = key.clone();
+            }
+            s.user(change.user_id, &change.app_id)
+                .ok_or(StoreError::NotFound)
+        };
+        if self.has(Flaw::NotAtomicProfile) {
+            return apply(&mut self.lock());
+        }
+        self.transaction(apply)
+    }
+
+    async fn rotate_session_key(
+        &self,
+        session_id: SessionId,
+        key: SessionKey,
+    ) -> Result<(), StoreError> {
+        self.transaction(|s| {
+            let owner = s
+                .sessions
+                .get(&session_id)
+                .ok_or(StoreError::NotFound)?
+                .user_id;
+            for (id, x) in &mut s.sessions {
+                if *id == session_id || (self.has(Flaw::SharedSessionKey) && x.user_id == owner) {
+                    x.key = key.clone();
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn revoke_session(
+        &self,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = self.time(now);
+        self.transaction(|s| {
+            let session = s
+                .sessions
+                .get_mut(&session_id)
+                .ok_or(StoreError::NotFound)?;
+            if session.revoked_at.is_none() || self.has(Flaw::RevokeOverwrites) {
+                session.revoked_at = Some(now);
+            }
+            Ok(())
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.has(Flaw::PingFails) {
+            return Err(StoreError::Unavailable("planted".into()));
+        }
+        Ok(())
+    }
+}
+
+async fn fresh_store() -> (MemStore, ()) {
+    (MemStore::default(), ())
+}
+
+wxlogin_store_contract::store_contract_tests!(fresh_store);
+
+/// Runs one case against a flawed store and asserts that it fails.
+macro_rules! must_catch {
+    ($test:ident, $case:ident, $flaw:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $test() {
+            let outcome = tokio::spawn(cases::$case(MemStore::flawed($flaw))).await;
+            assert!(
+                outcome.is_err_and(|e| e.is_panic()),
+                "{} passed a store with {:?}",
+                stringify!($case),
+                $flaw
+            );
+        }
+    };
+}
+
+must_catch!(
+    catches_racy_login,
+    concurrent_first_logins_create_one_user,
+    Flaw::RacyLogin
+);
+must_catch!(
+    catches_relogin_touching_the_user,
+    find_or_create,
+    Flaw::ReloginTouchesUser
+);
+must_catch!(
+    catches_lookup_across_apps,
+    sessions_are_found_by_digest_and_app,
+    Flaw::IgnoresApp
+);
+must_catch!(
+    catches_recomputed_expiry,
+    expiry_fields_round_trip,
+    Flaw::IgnoresExpiry
+);
+must_catch!(
+    catches_overwritten_revocation,
+    revocation_keeps_the_first_time,
+    Flaw::RevokeOverwrites
+);
+must_catch!(
+    catches_shared_session_key,
+    session_keys_are_per_session,
+    Flaw::SharedSessionKey
+);
+must_catch!(
+    catches_profile_erasing_fields,
+    profile_updates_apply_only_given_fields,
+    Flaw::ProfileReplacesAll
+);
+must_catch!(
+    catches_replaced_union_id,
+    union_id_is_recorded_once,
+    Flaw::OverwritesUnionId
+);
+must_catch!(
+    catches_half_written_login,
+    failed_login_leaves_nothing_behind,
+    Flaw::NotAtomicLogin
+);
+must_catch!(
+    catches_half_written_profile,
+    failed_profile_update_changes_nothing,
+    Flaw::NotAtomicProfile
+);
+must_catch!(
+    catches_rounded_timestamps,
+    timestamps_round_trip,
+    Flaw::RoundsTimestamps
+);
+must_catch!(catches_failing_ping, ping_answers, Flaw::PingFails);
+
+/// Every public case in `cases` is listed in the macro, so none is silently left out.
+#[test]
+fn the_macro_runs_every_case() {
+    let names = |source: &str, marker: &str| -> Vec<String> {
+        source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(marker))
+            .filter_map(|rest| rest.split(['<', '(']).next())
+            .map(|name| name.trim().to_owned())
+            .collect()
+    };
+    let mut defined = names(include_str!("../src/cases.rs"), "pub async fn ");
+    defined.sort();
+    let lib = include_str!("../src/lib.rs");
+    let listed_block = lib
+        .split("@cases $factory;")
+        .nth(1)
+        .and_then(|rest| rest.split(");").next())
+        .expect("the macro lists its cases");
+    let mut listed: Vec<String> = listed_block
+        .split(',')
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    listed.sort();
+    assert_eq!(defined, listed);
+    assert_eq!(defined.len(), 12);
+}

@@ -1,0 +1,498 @@
+//! What only the Postgres store has to prove (the shared semantics are in `tests/contract.rs`):
+//! availability errors, migrations, native column types, several instances on one database,
+//! and the throwaway databases of `testing`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, PgConnection};
+use tokio::sync::Barrier;
+use wxlogin_domain::{
+    AppId, NewLogin, OpenId, SessionId, SessionKey, StoreError, TokenDigest, UserId, UserStore,
+};
+use wxlogin_store_postgres::testing::{FreshDatabase, fresh_database, require_admin_url};
+use wxlogin_store_postgres::{Postgres, PostgresOptions};
+
+const KEY_A: &str = "HyVFkGl5F5OQWJZZaNzBBg==";
+const KEY_B: &str = "tiihtNczf5v6AKRyjwEUhQ==";
+
+fn app() -> AppId {
+    AppId::parse("wx4f4bc4dec97d474b").expect("valid app id")
+}
+
+fn digest(n: u32) -> TokenDigest {
+    let mut bytes = [0x5A; 32];
+    bytes[..4].copy_from_slice(&n.to_be_bytes());
+    TokenDigest::from_bytes(bytes)
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_714_550_400, 0).expect("valid time")
+}
+
+fn login_for(open_id: &str, n: u32, key: &str) -> NewLogin {
+    NewLogin {
+        app_id: app(),
+        open_id: OpenId::parse(open_id).expect("valid openid"),
+        union_id: None,
+        new_user_id: UserId::new(),
+        session_id: SessionId::new(),
+        token_digest: digest(n),
+        session_key: SessionKey::from_base64(key).expect("valid key"),
+        now: t0(),
+        expires_at: t0() + chrono::Duration::days(30),
+    }
+}
+
+async fn fresh() -> FreshDatabase {
+    fresh_database(&require_admin_url())
+        .await
+        .unwrap_or_else(|e| panic!("cannot create a test database: {e}"))
+}
+
+async fn open(db: &FreshDatabase) -> Postgres {
+    Postgres::connect(db.url())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect: {e}"))
+}
+
+/// A connection of the test's own, behind the store's back.
+async fn side(url: &str) -> PgConnection {
+    PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("side connection: {e}"))
+}
+
+/// Opens the pool's connections (by pinging from many tasks at once), so that the logins
+/// that follow really run side by side instead of behind the first one.
+async fn warm_up(store: &Postgres) {
+    let start = Arc::new(Barrier::new(32));
+    let pings: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                store.ping().await
+            })
+        })
+        .collect();
+    for ping in pings {
+        ping.await.expect("task").expect("warm-up ping");
+    }
+}
+
+async fn database_exists(name: &str) -> bool {
+    let mut admin = side(&require_admin_url()).await;
+    let (exists,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("pg_database query");
+    admin.close().await.ok();
+    exists
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_unavailable_within_the_acquire_timeout() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/nowhere");
+    let options = PostgresOptions {
+        acquire_timeout: Duration::from_millis(500),
+        ..PostgresOptions::default()
+    };
+    let started = Instant::now();
+    let result = Postgres::connect_with(&url, options).await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_is_unavailable_quickly_and_recovers() {
+    let db = fresh().await;
+    let options = PostgresOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(300),
+    };
+    let store = Postgres::connect_with(db.url(), options)
+        .await
+        .expect("connects");
+
+    // Hold a lock that makes a login wait while holding the pool's only connection.
+    let mut blocker = side(db.url()).await;
+    sqlx::query("BEGIN")
+        .execute(&mut blocker)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+    let login = tokio::spawn({
+        let store = store.clone();
+        async move { store.login(login_for("oBlocked", 1, KEY_A)).await }
+    });
+    let mut watcher = side(db.url()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'wxlogin' \
+             AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the login never blocked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let started = Instant::now();
+    let ping = store.ping().await;
+    let elapsed = started.elapsed();
+    assert!(matches!(ping, Err(StoreError::Unavailable(_))), "{ping:?}");
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+
+    sqlx::query("COMMIT")
+        .execute(&mut blocker)
+        .await
+        .expect("commit");
+    let record = login
+        .await
+        .expect("task")
+        .expect("the blocked login completes");
+    assert!(record.is_new_user);
+    store.ping().await.expect("the pool recovered");
+
+    blocker.close().await.ok();
+    watcher.close().await.ok();
+    store.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_store_is_unavailable() {
+    let db = fresh().await;
+    let store = open(&db).await;
+    store.ping().await.expect("ping");
+    store.close().await;
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.login(login_for("oLate", 1, KEY_A)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_apply_once_however_many_instances_start() {
+    let db = fresh().await;
+    // Several instances starting at once on an empty database: sqlx's advisory lock lets one
+    // migrate while the others wait, then find nothing left to do.
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url().to_owned();
+            tokio::spawn(async move { Postgres::connect(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.expect("task").expect("concurrent connect"));
+    }
+    // And again, later: applying the migrations a second time is a no-op.
+    let again = open(&db).await;
+    stores.push(again);
+
+    let mut conn = side(db.url()).await;
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .expect("migrations table");
+    let files = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/postgres"
+    ))
+    .expect("migrations folder")
+    .filter(|e| {
+        e.as_ref()
+            .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+    })
+    .count();
+    assert_eq!(applied.len(), files);
+    assert!(applied.iter().all(|(_, success)| *success));
+    assert_eq!(applied.first().map(|(v, _)| *v), Some(1));
+
+    conn.close().await.ok();
+    for store in &stores {
+        store.close().await;
+    }
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_have_native_types_and_indexes_exist() {
+    let db = fresh().await;
+    let store = open(&db).await;
+    let mut conn = side(db.url()).await;
+
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text \
+         FROM information_schema.columns WHERE table_schema = 'public' \
+         AND table_name IN ('users', 'wechat_identities', 'sessions')",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("information_schema");
+    let type_of = |table: &str, column: &str| {
+        columns
+            .iter()
+            .find(|(t, c, _)| t == table && c == column)
+            .map(|(_, _, ty)| ty.as_str())
+            .unwrap_or_else(|| panic!("no column {table}.{column}"))
+    };
+    let tz = "timestamp with time zone";
+    for (table, column, expected) in [
+        ("users", "id", "uuid"),
+        ("users", "gender", "smallint"),
+        ("users", "created_at", tz),
+        ("users", "updated_at", tz),
+        ("wechat_identities", "user_id", "uuid"),
+        ("wechat_identities", "created_at", tz),
+        ("sessions", "id", "uuid"),
+        ("sessions", "user_id", "uuid"),
+        ("sessions", "token_digest", "bytea"),
+        ("sessions", "created_at", tz),
+        ("sessions", "expires_at", tz),
+        ("sessions", "revoked_at", tz),
+    ] {
+        assert_eq!(type_of(table, column), expected, "{table}.{column}");
+    }
+
+    let indexes: HashSet<String> = sqlx::query_as::<_, (String,)>(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("pg_indexes")
+    .into_iter()
+    .map(|(n,)| n)
+    .collect();
+    for index in [
+        "users_pkey",
+        "wechat_identities_app_open_key",
+        "wechat_identities_user_app_key",
+        "wechat_identities_union_id",
+        "sessions_pkey",
+        "sessions_token_digest_key",
+        "sessions_user_id",
+    ] {
+        assert!(
+            indexes.contains(index),
+            "missing index {index}: {indexes:?}"
+        );
+    }
+
+    // The schema itself rejects what the domain never produces.
+    let user = UserId::new();
+    sqlx::query("INSERT INTO users (id, created_at, updated_at) VALUES ($1, now(), now())")
+        .bind(user.as_uuid())
+        .execute(&mut conn)
+        .await
+        .expect("insert user");
+    let short_digest = sqlx::query(
+        "INSERT INTO sessions (id, user_id, app_id, token_digest, session_key, created_at, \
+         expires_at) VALUES ($1, $2, 'wx', $3, 'k', now(), now())",
+    )
+    .bind(SessionId::new().as_uuid())
+    .bind(user.as_uuid())
+    .bind(vec![0_u8; 31])
+    .execute(&mut conn)
+    .await;
+    assert!(short_digest.is_err_and(|e| {
+        e.as_database_error()
+            .is_some_and(|d| d.is_check_violation())
+    }));
+    let bad_gender = sqlx::query("UPDATE users SET gender = 3 WHERE id = $1")
+        .bind(user.as_uuid())
+        .execute(&mut conn)
+        .await;
+    assert!(bad_gender.is_err_and(|e| {
+        e.as_database_error()
+            .is_some_and(|d| d.is_check_violation())
+    }));
+
+    conn.close().await.ok();
+    store.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_sharing_a_database_create_one_user() {
+    let db = fresh().await;
+    let a = open(&db).await;
+    let b = open(&db).await;
+    warm_up(&a).await;
+    warm_up(&b).await;
+    let start = Arc::new(Barrier::new(60));
+    let tasks: Vec<_> = (0..60)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                store.login(login_for("oShared", n, KEY_A)).await
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for task in tasks {
+        let record = task.await.expect("task").expect("login");
+        ids.insert(record.user.id);
+        created += usize::from(record.is_new_user);
+    }
+    assert_eq!(ids.len(), 1);
+    assert_eq!(created, 1);
+
+    let mut conn = side(db.url()).await;
+    let (users,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+    // The losers' user rows were deleted in their transactions.
+    assert_eq!(users, 1);
+    conn.close().await.ok();
+    a.close().await;
+    b.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_serializable_server_default_does_not_fail_racing_logins() {
+    // The store asks for READ COMMITTED explicitly. With a plain `BEGIN` this test fails with
+    // SQLSTATE 40001 (serialization failure) on racing first logins.
+    let db = fresh().await;
+    let mut admin = side(&require_admin_url()).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{}\" SET default_transaction_isolation = 'serializable'",
+        db.name()
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("alter database");
+    admin.close().await.ok();
+
+    let mut check = side(db.url()).await;
+    let (level,): (String,) = sqlx::query_as("SHOW transaction_isolation")
+        .fetch_one(&mut check)
+        .await
+        .expect("show");
+    assert_eq!(level, "serializable", "the server default applies");
+    check.close().await.ok();
+
+    let store = open(&db).await;
+    warm_up(&store).await;
+    let start = Arc::new(Barrier::new(64));
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let store = store.clone();
+            let start = Arc::clone(&start);
+            let open_id = format!("oSerial{}", n % 4);
+            tokio::spawn(async move {
+                start.wait().await;
+                store.login(login_for(&open_id, n, KEY_B)).await
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        let record = task
+            .await
+            .expect("task")
+            .unwrap_or_else(|e| panic!("racing login failed: {e}"));
+        ids.insert(record.user.id);
+    }
+    assert_eq!(ids.len(), 4);
+    store.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_error_names_the_constraint_not_the_values() {
+    let db = fresh().await;
+    let store = open(&db).await;
+    store
+        .login(login_for("oFirst", 1, KEY_A))
+        .await
+        .expect("login");
+    let err = store
+        .login(login_for("oSecond", 1, KEY_B))
+        .await
+        .expect_err("duplicate digest");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Unexpected(_)), "{err:?}");
+    assert!(text.contains("sessions_token_digest_key"), "{text}");
+    for secret in [KEY_B, "oSecond", "5a5a5a"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    store.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_a_reconnect() {
+    let db = fresh().await;
+    let store = open(&db).await;
+    let record = store
+        .login(login_for("oDurable", 1, KEY_A))
+        .await
+        .expect("login");
+    store.close().await;
+
+    let reopened = open(&db).await;
+    let found = reopened
+        .find_session(&app(), &digest(1))
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.user, record.user);
+    reopened.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throwaway_databases_are_dropped_explicitly_or_on_drop() {
+    let explicit = fresh().await;
+    let name = explicit.name().to_owned();
+    assert!(name.starts_with("wxlogin_t_"), "{name}");
+    assert!(database_exists(&name).await);
+    // Still connected: WITH (FORCE) disconnects the pool.
+    let store = open(&explicit).await;
+    explicit.drop_database().await.expect("drop");
+    assert!(!database_exists(&name).await);
+    store.close().await;
+
+    let implicit = fresh().await;
+    let name = implicit.name().to_owned();
+    assert!(database_exists(&name).await);
+    drop(implicit);
+    assert!(!database_exists(&name).await);
+}

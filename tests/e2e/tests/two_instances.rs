@@ -1,0 +1,163 @@
+//! Scale-out: two stateless servers on one Postgres behave as one. A token issued by one is
+//! accepted by the other, concurrent first logins of one openid spread over both create one
+//! user, and a logout on one is honoured by the other at once.
+//!
+//! Needs a PostgreSQL server (feature `postgres`, turned on by `cargo xtask test`).
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use futures::future::join_all;
+use reqwest::StatusCode;
+use wxlogin_domain::AppId;
+use wxlogin_wechat_mock::MockWeChat;
+
+struct Pair {
+    a: wxlogin_server::RunningServer,
+    b: wxlogin_server::RunningServer,
+    mock: MockWeChat,
+    client: reqwest::Client,
+    _mock_server: MockServer,
+    _db: TestDb,
+}
+
+async fn two_servers_on_one_postgres() -> Pair {
+    let mock = MockWeChat::new(
+        AppId::parse(APP_ID).expect("valid app id"),
+        Some(APP_SECRET.into()),
+    );
+    let mock_server = MockServer::start(mock.clone()).await;
+    let db = TestDb::fresh_for(StoreUnderTest::Postgres).await;
+    let settings = http_settings(&db.url(), &mock_server.url);
+    let a = spawn_server(settings.clone(), &mock).await;
+    let b = spawn_server(settings, &mock).await;
+    assert_ne!(a.addr(), b.addr());
+    Pair {
+        a,
+        b,
+        mock,
+        client: client(),
+        _mock_server: mock_server,
+        _db: db,
+    }
+}
+
+impl Pair {
+    async fn login(&self, base: &str, code: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{base}/onLogin"))
+            .form(&[("code", code)])
+            .send()
+            .await
+            .expect("POST /onLogin")
+    }
+
+    async fn me(&self, base: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /api/v1/me")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_from_one_instance_works_on_the_other() {
+    let p = two_servers_on_one_postgres().await;
+    let code = p.mock.mint_code("o-roam", None);
+    let login = expect_status(p.login(&p.a.url(), &code).await, StatusCode::OK).await;
+    let token = token_of(&login);
+
+    let me = expect_status(p.me(&p.b.url(), &token).await, StatusCode::OK).await;
+    assert_eq!(me["user"]["id"], login["user"]["id"]);
+
+    // The session key stored by A decrypts on B.
+    let payload = p
+        .mock
+        .encrypt_user_info("o-roam", wechat_user_info("Roamer"))
+        .expect("encrypt");
+    let resp = p
+        .client
+        .post(format!("{}/updateUserInfo", p.b.url()))
+        .form(&[
+            ("encryptedData", payload.encrypted_data.as_str()),
+            ("iv", payload.iv.as_str()),
+            ("token", token.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST /updateUserInfo");
+    let updated = expect_status(resp, StatusCode::OK).await;
+    assert_eq!(updated["user"]["nickName"], "Roamer");
+    let me = expect_status(p.me(&p.a.url(), &token).await, StatusCode::OK).await;
+    assert_eq!(me["user"]["nickName"], "Roamer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_logins_over_both_instances_create_one_user() {
+    let p = two_servers_on_one_postgres().await;
+    let codes: Vec<String> = (0..40).map(|_| p.mock.mint_code("o-race", None)).collect();
+    let (url_a, url_b) = (p.a.url(), p.b.url());
+    let answers = join_all(codes.iter().enumerate().map(|(i, code)| {
+        let base = if i % 2 == 0 { &url_a } else { &url_b };
+        p.login(base, code)
+    }))
+    .await;
+    let mut users = HashSet::new();
+    let mut new_users = 0;
+    for resp in answers {
+        let body = expect_status(resp, StatusCode::OK).await;
+        users.insert(user_id_of(&body));
+        if body["isNewUser"] == true {
+            new_users += 1;
+        }
+    }
+    assert_eq!(users.len(), 1, "one openid, one user: {users:?}");
+    assert_eq!(new_users, 1, "exactly one login created the user");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_on_one_instance_is_honoured_by_the_other() {
+    let p = two_servers_on_one_postgres().await;
+    let first = expect_status(
+        p.login(&p.a.url(), &p.mock.mint_code("o-leave", None))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let second = expect_status(
+        p.login(&p.b.url(), &p.mock.mint_code("o-leave", None))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let (token, other) = (token_of(&first), token_of(&second));
+    expect_status(p.me(&p.b.url(), &token).await, StatusCode::OK).await;
+
+    let resp = p
+        .client
+        .delete(format!("{}/api/v1/session", p.a.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("DELETE /api/v1/session");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    expect_error(
+        p.me(&p.b.url(), &token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    expect_error(
+        p.me(&p.a.url(), &token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    // The user's other session is untouched.
+    expect_status(p.me(&p.b.url(), &other).await, StatusCode::OK).await;
+}

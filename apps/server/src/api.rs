@@ -6,7 +6,7 @@ use std::sync::Arc;
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
-use poem_openapi::{OpenApi, SecurityScheme, Tags};
+use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use wxlogin_crypto::{OsTokens, WeChatCipher};
 use wxlogin_domain::{
     EncryptedData, EncryptedProfile, LoginCode, Service, SystemClock, UserStore, WeChat,
@@ -42,6 +42,14 @@ impl<S, W> Api<S, W> {
     pub fn new(service: Arc<AppService<S, W>>) -> Self {
         Self { service }
     }
+}
+
+/// The liveness answer.
+#[derive(ApiResponse)]
+enum Alive {
+    /// The process is up and serving.
+    #[oai(status = 200)]
+    Ok(Json<Health>),
 }
 
 /// Takes the token from the body, or else from `Authorization: Bearer …`.
@@ -185,10 +193,10 @@ impl<S: UserStore, W: WeChat> Api<S, W> {
     ///
     /// Answers 200 while the process runs.
     #[oai(path = "/healthz", method = "get", tag = "ApiTags::Health")]
-    async fn healthz(&self) -> Json<Health> {
-        Json(Health {
+    async fn healthz(&self) -> Alive {
+        Alive::Ok(Json(Health {
             status: "ok".into(),
-        })
+        }))
     }
 
     /// Readiness

@@ -75,16 +75,26 @@ pub struct UserDto {
     pub open_id: String,
     /// The user's unionid, when the mini-program is bound to an Open Platform account.
     pub union_id: Option<String>,
+    /// The nickname (1–64 characters). WeChat's placeholder "微信用户" is never stored over a
+    /// real one.
     pub nick_name: Option<String>,
+    /// The avatar URL (http or https).
     pub avatar_url: Option<String>,
     /// 0 unknown, 1 male, 2 female.
     pub gender: Option<i64>,
+    /// Country, as WeChat names it.
     pub country: Option<String>,
+    /// Province, as WeChat names it.
     pub province: Option<String>,
+    /// City, as WeChat names it.
     pub city: Option<String>,
+    /// The client's language, e.g. `zh_CN`.
     pub language: Option<String>,
+    /// The phone number, once captured.
     pub phone_number: Option<String>,
+    /// When the user first logged in.
     pub created_at: DateTime<Utc>,
+    /// When the user record last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -125,6 +135,7 @@ pub struct LoginReply {
     pub is_new_user: bool,
     /// False until the user has a real nickname and avatar (not WeChat's placeholders).
     pub profile_complete: bool,
+    /// The signed-in user.
     pub user: UserDto,
 }
 
@@ -147,7 +158,9 @@ impl From<LoginOutcome> for LoginReply {
 pub struct UserReply {
     /// Always 200.
     pub status: u16,
+    /// True once the user has a real nickname and avatar.
     pub profile_complete: bool,
+    /// The user as stored now.
     pub user: UserDto,
 }
 

@@ -58,3 +58,68 @@ async fn a_database_outage_answers_503_database_unavailable() {
     // Liveness does not depend on the database.
     cli.get("/healthz").send().await.assert_status_is_ok();
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_operation_field_and_error() {
+    let settings = Settings::default();
+    let app = build_app(
+        Arc::new(new_service(
+            MockUserStore::new(),
+            MockWeChat::new(app_id(), None),
+            &settings,
+        )),
+        None::<Route>,
+        &settings,
+    );
+    let cli = TestClient::new(app);
+    let resp = cli.get("/openapi.json").send().await;
+    resp.assert_status_is_ok();
+    let doc = json_of(resp).await;
+
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/onLogin",
+        "/updateUserInfo",
+        "/healthz",
+        "/readyz",
+        "/api/v1/me",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            assert!(
+                op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{method} {path} has a summary"
+            );
+            for (status, response) in op["responses"].as_object().unwrap() {
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status} is described"
+                );
+            }
+        }
+    }
+    let login = &doc["paths"]["/onLogin"]["post"];
+    for status in ["200", "400", "403", "429", "502", "503"] {
+        assert!(
+            login["responses"].get(status).is_some(),
+            "/onLogin documents {status}"
+        );
+    }
+    let content = login["requestBody"]["content"].as_object().unwrap();
+    assert!(content.contains_key("application/x-www-form-urlencoded"));
+    assert!(content.keys().any(|k| k.starts_with("application/json")));
+
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        for (field, prop) in schema["properties"].as_object().unwrap() {
+            let described = prop["description"].as_str().is_some_and(|d| !d.is_empty())
+                || prop["allOf"].is_array()
+                || prop["$ref"].is_string();
+            assert!(described, "{name}.{field} is described");
+        }
+    }
+    assert!(cli.get("/docs").send().await.0.status().is_success());
+}

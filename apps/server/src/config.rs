@@ -94,12 +94,20 @@ impl Default for WeChatSettings {
 }
 
 impl WeChatSettings {
-    /// The mode in effect: explicit, else `http` exactly when an app secret is set.
+    /// The mode in effect: explicit, else `mock` only when no app credential at all is
+    /// configured. A configured app id with a missing secret (a deploy whose secret was not
+    /// injected) must fail at start, never fall back to the mock and its open control API.
     pub fn resolved_mode(&self) -> WeChatMode {
-        self.mode.unwrap_or(match &self.app_secret {
-            Some(s) if !s.expose_secret().is_empty() => WeChatMode::Http,
-            _ => WeChatMode::Mock,
-        })
+        let configured = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
+        self.mode.unwrap_or(
+            if configured(self.app_id.as_deref())
+                || configured(self.app_secret.as_ref().map(ExposeSecret::expose_secret))
+            {
+                WeChatMode::Http
+            } else {
+                WeChatMode::Mock
+            },
+        )
     }
 
     /// The app id in effect (the mock has a default one).
@@ -194,8 +202,12 @@ impl Settings {
             return bad("server.body_limit_bytes", "must be at least 1024");
         }
         self.store_kind()?;
-        if self.session.ttl_secs <= 0 {
-            return bad("session.ttl_secs", "must be positive");
+        // Ten years at most: beyond that, date arithmetic overflows and no session needs it.
+        if self.session.ttl_secs <= 0 || self.session.ttl_secs > 10 * 366 * 24 * 3600 {
+            return bad(
+                "session.ttl_secs",
+                "must be between 1 and 316224000 (ten years)",
+            );
         }
         if self.wechat.timeout_ms == 0 || self.wechat.connect_timeout_ms == 0 {
             return bad("wechat.timeout_ms", "timeouts must be positive");
@@ -204,6 +216,24 @@ impl Settings {
             && wxlogin_domain::AppId::parse(id).is_err()
         {
             return bad("wechat.app_id", "must be a non-empty printable app id");
+        }
+        // The implicit mock (no credentials at all) is for a developer's machine: its control
+        // API mints login codes for any openid, so it never listens beyond loopback unless
+        // asked for by name.
+        if self.wechat.mode.is_none()
+            && self.wechat.resolved_mode() == WeChatMode::Mock
+            && self
+                .server
+                .addr
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| !a.ip().is_loopback())
+        {
+            return bad(
+                "wechat.app_secret",
+                "no WeChat credentials are configured, so the built-in mock WeChat would serve \
+                 its control API on a non-loopback address; set wechat.app_id and \
+                 wechat.app_secret, or wechat.mode = \"mock\" to really want the mock",
+            );
         }
         if self.wechat.resolved_mode() == WeChatMode::Http {
             if self.wechat.app_id.is_none() {
@@ -270,6 +300,45 @@ mod tests {
     }
 
     #[test]
+    fn an_app_id_without_a_secret_never_falls_back_to_the_mock() {
+        let mut s = Settings::default();
+        s.wechat.app_id = Some("wx1234567890abcdef".into());
+        assert_eq!(s.wechat.resolved_mode(), WeChatMode::Http);
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("wechat.app_secret"), "{err}");
+        // An explicit mock is the operator's choice.
+        s.wechat.mode = Some(WeChatMode::Mock);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn the_implicit_mock_stays_on_loopback() {
+        let mut s = Settings::default();
+        s.server.addr = "0.0.0.0:8080".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("wechat.app_secret"), "{err}");
+        s.server.addr = "[::1]:8080".into();
+        assert!(s.validate().is_ok());
+        s.server.addr = "0.0.0.0:8080".into();
+        s.wechat.mode = Some(WeChatMode::Mock);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn session_lifetime_is_bounded() {
+        let mut s = Settings::default();
+        s.session.ttl_secs = i64::MAX;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("session.ttl_secs")
+        );
+        s.session.ttl_secs = 10 * 365 * 24 * 3600;
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
     fn invalid_values_name_their_key() {
         let mut s = Settings::default();
         s.server.addr = "nonsense".into();
@@ -305,7 +374,7 @@ mod tests {
         let path = dir.path().join("wxlogin.toml");
         std::fs::write(
             &path,
-            "[server]\naddr = \"127.0.0.1:9999\"\n[wechat]\napp_id = \"wxabc\"\n",
+            "[server]\naddr = \"127.0.0.1:9999\"\n[wechat]\nmode = \"mock\"\napp_id = \"wxabc\"\n",
         )
         .unwrap();
         let s = Settings::load(Some(&path)).unwrap();

@@ -7,12 +7,36 @@ use serde::Deserialize;
 use wxlogin_domain::{LoginOutcome, ProfileStatus, User};
 
 /// `POST /onLogin`: the code from `wx.login`.
-#[derive(Debug, Clone, Object, Deserialize)]
+#[derive(Clone, Object, Deserialize)]
 #[oai(rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
 pub struct LoginBody {
     /// The `code` that `wx.login` returned (single use, valid for 5 minutes).
     pub code: String,
+}
+
+// Request bodies carry single-use codes, tokens and encrypted data: their Debug output names
+// the fields and hides the values, so a stray `{:?}` cannot put them in a log.
+impl std::fmt::Debug for LoginBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginBody")
+            .field("code", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for UpdateUserInfoBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |o: &Option<String>| if o.is_some() { "[REDACTED]" } else { "None" };
+        f.debug_struct("UpdateUserInfoBody")
+            .field("encrypted_data", &"[REDACTED]")
+            .field("iv", &self.iv)
+            .field("token", &shown(&self.token))
+            .field("raw_data", &self.raw_data.as_ref().map(String::len))
+            .field("signature", &shown(&self.signature))
+            .field("code", &shown(&self.code))
+            .finish()
+    }
 }
 
 /// The login body, as a form (the classic client) or as JSON.
@@ -31,7 +55,7 @@ impl LoginRequest {
 }
 
 /// `POST /updateUserInfo`: `encryptedData` + `iv` from `getUserInfo`/`getUserProfile`.
-#[derive(Debug, Clone, Object, Deserialize)]
+#[derive(Clone, Object, Deserialize)]
 #[oai(rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateUserInfoBody {
@@ -179,4 +203,29 @@ impl From<&User> for UserReply {
 pub struct Health {
     /// `ok`.
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies_do_not_debug_print_secrets() {
+        let login = LoginBody {
+            code: "the-code".into(),
+        };
+        assert!(!format!("{login:?}").contains("the-code"));
+        let update = UpdateUserInfoBody {
+            encrypted_data: "cipher-text".into(),
+            iv: "iv".into(),
+            token: Some("wxl_token".into()),
+            raw_data: Some("{}".into()),
+            signature: Some("sig-hex".into()),
+            code: Some("fresh-code".into()),
+        };
+        let shown = format!("{update:?}");
+        for secret in ["cipher-text", "wxl_token", "sig-hex", "fresh-code"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
 }

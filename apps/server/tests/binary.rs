@@ -74,6 +74,7 @@ async fn configured_by_environment_against_the_mock_wechat_binary() {
                 "wxbinary000000000",
             ])
             .env("WXLOGIN_MOCK_APP_SECRET", "binary-secret")
+            .env_remove("RUST_LOG")
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -95,6 +96,8 @@ async fn configured_by_environment_against_the_mock_wechat_binary() {
             .env("WXLOGIN__WECHAT__BASE_URL", &mock_url)
             .env("WXLOGIN__WECHAT__APP_ID", "wxbinary000000000")
             .env("WXLOGIN__WECHAT__APP_SECRET", "binary-secret")
+            // The log assertions below need the configured `info` level.
+            .env_remove("RUST_LOG")
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

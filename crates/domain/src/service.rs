@@ -231,6 +231,19 @@ where
             .and_then(|()| {
                 self.cipher
                     .decrypt_user_info(key, self.wechat.app_id(), &request.data)
+            })
+            .and_then(|info| {
+                // Data for another openid cannot have been encrypted with this user's key;
+                // treat it like any other undecryptable payload.
+                if info
+                    .open_id
+                    .as_ref()
+                    .is_some_and(|o| *o != auth.user.open_id)
+                {
+                    Err(CipherError::DecryptFailed)
+                } else {
+                    Ok(info)
+                }
             });
         let info = match checked {
             Ok(info) => info,
@@ -239,22 +252,16 @@ where
                 // user: keep it on the session even though this payload was unusable, so the
                 // next attempt without a code decrypts with the right key.
                 if let Some(fresh) = fresh_key {
-                    self.store
-                        .rotate_session_key(auth.session.id, fresh)
-                        .await?;
+                    match self.store.rotate_session_key(auth.session.id, fresh).await {
+                        Ok(()) => {}
+                        // The session was revoked meanwhile: the token no longer works.
+                        Err(StoreError::NotFound) => return Err(AuthError::InvalidToken.into()),
+                        Err(other) => return Err(other.into()),
+                    }
                 }
                 return Err(e.into());
             }
         };
-        // Data for another openid cannot have been encrypted with this user's key; treat it
-        // like any other undecryptable payload.
-        if info
-            .open_id
-            .as_ref()
-            .is_some_and(|o| *o != auth.user.open_id)
-        {
-            return Err(CipherError::DecryptFailed.into());
-        }
 
         let user = self
             .store

@@ -113,9 +113,11 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    /// The state of a stored session at `now`. Revocation wins over expiry.
+    /// The state of a stored session at `now`. Revocation wins over expiry, and counts from
+    /// the moment it is stored, whatever time it carries: it was stamped by the clock of the
+    /// instance that revoked it, which may run ahead of ours.
     pub fn of(session: &Session, now: DateTime<Utc>) -> Self {
-        if session.revoked_at.is_some_and(|at| at <= now) {
+        if session.revoked_at.is_some() {
             Self::Revoked
         } else if now >= session.expires_at {
             Self::Expired

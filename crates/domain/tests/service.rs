@@ -826,6 +826,69 @@ async fn decrypted_data_of_another_openid_is_a_decrypt_failure() {
 }
 
 #[tokio::test]
+async fn a_fresh_key_is_kept_even_when_its_data_names_another_openid() {
+    let mut m = Mocks::with_session(active_record());
+    m.exchange_returns(
+        "fresh-code",
+        Ok(CodeSession {
+            open_id: open_id("oUser"),
+            union_id: None,
+            session_key: key(FRESH_KEY),
+        }),
+    );
+    m.cipher
+        .expect_decrypt_user_info()
+        .times(1)
+        .returning(|_, _, _| Ok(decrypted(Some("oSomeoneElse"), complete_profile())));
+    m.store
+        .expect_rotate_session_key()
+        .withf(|_, k| *k == key(FRESH_KEY))
+        .times(1)
+        .returning(|_, _| Box::pin(async { Ok(()) }));
+    m.update_never();
+
+    let result = m
+        .service()
+        .update_user_info(TOKEN, request(Some(code("fresh-code"))))
+        .await;
+    assert_eq!(
+        result,
+        Err(UpdateUserInfoError::Cipher(CipherError::DecryptFailed))
+    );
+}
+
+#[tokio::test]
+async fn a_session_revoked_before_its_fresh_key_is_kept_is_an_invalid_token() {
+    let mut m = Mocks::with_session(active_record());
+    m.exchange_returns(
+        "fresh-code",
+        Ok(CodeSession {
+            open_id: open_id("oUser"),
+            union_id: None,
+            session_key: key(FRESH_KEY),
+        }),
+    );
+    m.cipher
+        .expect_decrypt_user_info()
+        .times(1)
+        .returning(|_, _, _| Err(CipherError::DecryptFailed));
+    m.store
+        .expect_rotate_session_key()
+        .times(1)
+        .returning(|_, _| Box::pin(async { Err(StoreError::NotFound) }));
+    m.update_never();
+
+    let result = m
+        .service()
+        .update_user_info(TOKEN, request(Some(code("fresh-code"))))
+        .await;
+    assert_eq!(
+        result,
+        Err(UpdateUserInfoError::Auth(AuthError::InvalidToken))
+    );
+}
+
+#[tokio::test]
 async fn decrypted_data_without_an_openid_is_accepted_and_its_unionid_stored() {
     let mut m = Mocks::with_session(active_record());
     m.cipher

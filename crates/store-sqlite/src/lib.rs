@@ -414,6 +414,10 @@ fn map_err(e: sqlx::Error) -> StoreError {
         E::PoolClosed => StoreError::Unavailable("the connection pool is closed".into()),
         E::WorkerCrashed => StoreError::Unavailable("the SQLite worker thread crashed".into()),
         E::Io(io) => StoreError::Unavailable(format!("I/O error: {io}")),
+        E::Database(db) if is_busy(db.code().as_deref()) => StoreError::Unavailable(format!(
+            "the database stayed locked past the busy timeout: {}",
+            db.message()
+        )),
         E::Database(db) => StoreError::Unexpected(format!("database error: {}", db.message())),
         E::ColumnDecode { index, .. } => {
             StoreError::Unexpected(format!("could not decode column {index}"))
@@ -424,9 +428,28 @@ fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), in any of their extended forms (the primary code is
+/// the low byte): another process held the file past the busy timeout. sqlx has no helper
+/// for these as it has for unique violations, so the code is read here.
+fn is_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_and_locked_codes_are_recognised() {
+        for code in ["5", "6", "261", "517", "773", "262"] {
+            assert!(is_busy(Some(code)), "{code}");
+        }
+        for code in ["2067", "19", "1", "x"] {
+            assert!(!is_busy(Some(code)), "{code}");
+        }
+        assert!(!is_busy(None));
+    }
 
     #[test]
     fn pool_and_io_failures_are_unavailable() {

@@ -147,6 +147,36 @@ async fn concurrent_first_logins_create_one_user() {
     }
 }
 
+// Two stores on one file (two server processes on one host): each has its own writer
+// connection, so only SQLite's own locking keeps them apart. BEGIN IMMEDIATE plus the busy
+// timeout must make them queue: no `database is locked`, no second user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_race_one_openid_into_one_user() {
+    let dir = TempDir::new().unwrap();
+    let first = open(&dir).await;
+    let second = open(&dir).await;
+
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let store = if n % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            tokio::spawn(async move { store.login(login_for("oShared", n, KEY_A)).await })
+        })
+        .collect();
+    let mut records = Vec::new();
+    for task in tasks {
+        records.push(task.await.unwrap().unwrap());
+    }
+    let ids: HashSet<_> = records.iter().map(|r| r.user.id).collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(records.iter().filter(|r| r.is_new_user).count(), 1);
+    assert_eq!(count(&dir, "users").await, 1);
+    assert_eq!(count(&dir, "sessions").await, 40);
+}
+
 #[tokio::test]
 async fn sessions_are_found_by_digest_and_app() {
     let dir = TempDir::new().unwrap();

@@ -94,7 +94,14 @@ impl Postgres {
             .application_name("wxlogin")
             // On by default in sqlx; set explicitly because the hot paths rely on it: each
             // connection parses a statement once, later executions only bind and run.
-            .statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+            .statement_cache_capacity(STATEMENT_CACHE_CAPACITY)
+            // Bounded waits inside the server too: a statement stuck behind a lock (an upsert
+            // waiting on a wedged transaction) answers 503 in seconds instead of hanging the
+            // request. The pool's acquire timeout bounds only the wait for a connection.
+            .options([
+                ("statement_timeout", STATEMENT_TIMEOUT),
+                ("lock_timeout", LOCK_TIMEOUT),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -450,8 +457,17 @@ fn gender_code(gender: Gender) -> i16 {
 /// connections, disk full, out of memory) and the server shutting down or starting up
 /// (57P01–57P03). sqlx has no `ErrorKind` for these, so the codes are matched here; conflicts
 /// are recognised with `is_unique_violation()` instead.
+/// Longest a statement may run (`statement_timeout`): logins and lookups take milliseconds.
+const STATEMENT_TIMEOUT: &str = "5s";
+/// Longest a statement may wait for a row lock (`lock_timeout`).
+const LOCK_TIMEOUT: &str = "3s";
+
+/// Connection failures (08), insufficient resources (53), shutdowns (57P0x), and the statement
+/// or lock timeouts set above (57014 query_canceled, 55P03 lock_not_available): all transient.
 fn is_unavailable_code(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03")
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "55P03")
 }
 
 /// Maps sqlx errors to the port's. Texts never carry bound values (session keys, digests,
@@ -545,7 +561,9 @@ mod tests {
 
     #[test]
     fn unavailable_codes() {
-        for code in ["08006", "08001", "53300", "57P01", "57P03"] {
+        for code in [
+            "08006", "08001", "53300", "57P01", "57P03", "57014", "55P03",
+        ] {
             assert!(is_unavailable_code(code), "{code}");
         }
         for code in ["23505", "40001", "22P02", "42P01", ""] {

@@ -119,6 +119,45 @@ async fn a_refused_connection_is_unavailable_within_the_acquire_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_stuck_behind_a_lock_is_unavailable_within_the_lock_timeout() {
+    let db = fresh().await;
+    let store = open(&db).await;
+    let mut blocker = side(db.url()).await;
+    sqlx::query("BEGIN")
+        .execute(&mut blocker)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+
+    let started = Instant::now();
+    let result = store.login(login_for("oWedged", 1, KEY_A)).await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("rollback");
+    // Nothing of the failed login remains, and the store works again.
+    let record = store
+        .login(login_for("oWedged", 2, KEY_A))
+        .await
+        .expect("login after the lock is gone");
+    assert!(record.is_new_user);
+
+    blocker.close().await.ok();
+    store.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_is_unavailable_quickly_and_recovers() {
     let db = fresh().await;
     let options = PostgresOptions {

@@ -60,17 +60,41 @@ pub fn acquire() -> anyhow::Result<Option<Pg>> {
         }
         let local: SocketAddr = ([127, 0, 0, 1], 5432).into();
         if TcpStream::connect_timeout(&local, Duration::from_millis(500)).is_ok() {
-            eprintln!("xtask: Postgres already listening on 127.0.0.1:5432");
-            return Ok(Some(Pg {
-                admin_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
-                _cluster: None,
-            }));
+            let url = "postgres://postgres@127.0.0.1:5432/postgres";
+            if accepts(url) {
+                eprintln!("xtask: Postgres already listening on 127.0.0.1:5432");
+                return Ok(Some(Pg {
+                    admin_url: url.into(),
+                    _cluster: None,
+                }));
+            }
+            eprintln!(
+                "xtask: a server listens on 127.0.0.1:5432 but does not let user `postgres` in \
+                 without a password; trying a throwaway cluster instead"
+            );
         }
     }
     let Some(bin) = find_bin_dir() else {
         return Ok(None);
     };
     start_throwaway(&bin).map(Some)
+}
+
+/// Whether `url` lets us in without a password, asked with `psql -w` when psql is installed.
+/// Without psql there is no cheap way to ask, so the server is taken as it is.
+fn accepts(url: &str) -> bool {
+    let psql = find_bin_dir()
+        .map(|dir| dir.join("psql"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("psql"));
+    match Command::new(&psql)
+        .args(["-w", "-X", "-A", "-t", "-c", "SELECT 1", "-d", url])
+        .env("PGCONNECT_TIMEOUT", "3")
+        .output()
+    {
+        Ok(out) => out.status.success(),
+        Err(_) => true,
+    }
 }
 
 /// The directory holding `initdb` and `pg_ctl`: PATH first, then Debian's

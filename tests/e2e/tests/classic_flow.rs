@@ -910,3 +910,75 @@ async fn embedded_mock_mode_works_through_the_control_api() {
 
     server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watermark_of_another_app_is_a_decrypt_failure() {
+    let app = spawn_app().await;
+    let token = token_of(&app.login_ok("o-mark").await);
+    let mut info = wechat_user_info("Marked");
+    info["watermark"] = json!({"appid": "wxsomeotherapp0000", "timestamp": 1_700_000_000});
+    let payload = app.encrypt("o-mark", &info);
+    expect_error(
+        app.send_profile(&payload, &token, &[]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "decrypt_failed",
+    )
+    .await;
+    // The same data with our app's watermark goes through.
+    let payload = app.encrypt("o-mark", &wechat_user_info("Marked"));
+    let body = expect_status(
+        app.send_profile(&payload, &token, &[]).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(body["user"]["nickName"], "Marked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_answers_token_expired() {
+    let app = spawn_app_with(|s| s.session.ttl_secs = 1).await;
+    let login = app.login_ok_any_expiry("o-brief").await;
+    let token = token_of(&login);
+    let expires = timestamp(&login["expiresAt"]);
+    // Wait until the stored expiry has passed (the lifetime is one second).
+    while chrono::Utc::now() <= expires + chrono::Duration::milliseconds(50) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let payload = app.encrypt("o-brief", &wechat_user_info("Brief"));
+    expect_error(
+        app.send_profile(&payload, &token, &[]).await,
+        StatusCode::UNAUTHORIZED,
+        "token_expired",
+    )
+    .await;
+    // Logging in again gives a working token.
+    let token = token_of(&app.login_ok_any_expiry("o-brief").await);
+    let payload = app.encrypt("o-brief", &wechat_user_info("Brief"));
+    expect_status(
+        app.send_profile(&payload, &token, &[]).await,
+        StatusCode::OK,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_user_info_takes_json_too() {
+    let app = spawn_app().await;
+    let token = token_of(&app.login_ok("o-json").await);
+    let info = wechat_user_info("Jason");
+    let payload = app.encrypt("o-json", &info);
+    let resp = app
+        .client
+        .post(format!("{}/updateUserInfo", app.url))
+        .json(&json!({
+            "encryptedData": payload.encrypted_data,
+            "iv": payload.iv,
+            "token": token,
+        }))
+        .send()
+        .await
+        .expect("POST /updateUserInfo (JSON)");
+    let body = expect_status(resp, StatusCode::OK).await;
+    assert_eq!(body["status"], 200);
+    assert_profile(&body["user"], &info);
+}

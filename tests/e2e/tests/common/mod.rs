@@ -152,9 +152,9 @@ pub struct TestApp {
     pub mock_server: MockServer,
     /// The settings the server runs with (same database across restarts).
     pub settings: Settings,
-    /// Holds the database; dropped last.
-    pub db: TestDb,
     server: Option<RunningServer>,
+    /// Holds the database; declared last so it is dropped after the server.
+    pub db: TestDb,
 }
 
 pub fn client() -> reqwest::Client {
@@ -265,6 +265,16 @@ impl TestApp {
         let code = self.wx_login(open_id);
         let body = expect_status(self.on_login(&code).await, StatusCode::OK).await;
         assert_login_body(&body, open_id);
+        body
+    }
+
+    /// [`login_ok`](Self::login_ok) for servers with a short session lifetime.
+    pub async fn login_ok_any_expiry(&self, open_id: &str) -> Value {
+        let code = self.wx_login(open_id);
+        let body = expect_status(self.on_login(&code).await, StatusCode::OK).await;
+        assert_eq!(body["status"], 200, "{body}");
+        assert_eq!(body["user"]["openId"], open_id, "{body}");
+        assert!(timestamp(&body["expiresAt"]) > chrono::Utc::now());
         body
     }
 

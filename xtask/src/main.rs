@@ -58,6 +58,17 @@ impl WeChatArg {
     }
 }
 
+/// The test targets that run against Postgres: the store's contract and adapter tests
+/// (`contract` also names SQLite's contract target, which runs again, cheaply), and the
+/// end-to-end suites.
+const POSTGRES_TARGETS: [&str; 5] = [
+    "contract",
+    "postgres",
+    "classic_flow",
+    "load",
+    "two_instances",
+];
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Test {
@@ -151,32 +162,19 @@ fn test(
         match postgres::acquire()? {
             Some(pg) => {
                 let url = pg.admin_url().to_owned();
-                let mut contract = cargo();
-                contract
-                    .args([
-                        "test",
-                        "--locked",
-                        "-p",
-                        "wxlogin-store-postgres",
-                        "--features",
-                        "postgres-tests",
-                    ])
+                // The Postgres contract and adapter tests, and the end-to-end suite with
+                // Postgres as its store. Selected by target name across the whole workspace
+                // (not with `-p`), so dependencies keep the features of the first build and
+                // nothing but our own crates is compiled again.
+                let mut cmd = cargo();
+                cmd.args(["test", "--workspace", "--all-features", "--locked"]);
+                for target in POSTGRES_TARGETS {
+                    cmd.args(["--test", target]);
+                }
+                cmd.env("WXLOGIN_TEST_STORE", "postgres")
+                    .env("WXLOGIN_TEST_WECHAT", wechat.as_env())
                     .env("WXLOGIN_TEST_POSTGRES_URL", &url);
-                step("postgres store suites", with_rest(contract, rest))?;
-
-                let mut e2e = cargo();
-                e2e.args([
-                    "test",
-                    "--locked",
-                    "-p",
-                    "wxlogin-e2e",
-                    "--features",
-                    "postgres",
-                ])
-                .env("WXLOGIN_TEST_STORE", "postgres")
-                .env("WXLOGIN_TEST_WECHAT", wechat.as_env())
-                .env("WXLOGIN_TEST_POSTGRES_URL", &url);
-                step("postgres end-to-end suites", with_rest(e2e, rest))?;
+                step("postgres suites", with_rest(cmd, rest))?;
                 drop(pg);
             }
             None => {

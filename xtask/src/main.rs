@@ -34,6 +34,8 @@ enum Cmd {
         #[arg(last = true)]
         rest: Vec<String>,
     },
+    /// Regenerate docs/openapi.json from the code (a test checks it stays current).
+    Openapi,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,6 +79,23 @@ fn main() -> anyhow::Result<()> {
             keep_going,
             rest,
         } => test(store, wechat, keep_going, &rest),
+        Cmd::Openapi => {
+            // The generator is the check itself, run with permission to write.
+            let mut cmd = cargo();
+            cmd.args([
+                "test",
+                "--workspace",
+                "--locked",
+                "--test",
+                "http",
+                "--",
+                "the_checked_in_openapi_document_is_current",
+            ])
+            .env("WXLOGIN_UPDATE_OPENAPI", "1");
+            run(cmd)?;
+            eprintln!("xtask: wrote docs/openapi.json");
+            Ok(())
+        }
     }
 }
 

@@ -123,3 +123,28 @@ async fn the_openapi_document_describes_every_operation_field_and_error() {
     }
     assert!(cli.get("/docs").send().await.0.status().is_success());
 }
+
+/// `docs/openapi.json` is the API as it is: this test fails when the code changed the document
+/// and the file was not regenerated (`cargo xtask openapi` rewrites it).
+#[tokio::test]
+async fn the_checked_in_openapi_document_is_current() {
+    let settings = Settings::default();
+    let spec = wxlogin_server::wiring::openapi(Arc::new(new_service(
+        MockUserStore::new(),
+        MockWeChat::new(
+            AppId::parse(wxlogin_server::config::MOCK_APP_ID).unwrap(),
+            None,
+        ),
+        &settings,
+    )))
+    .spec();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    if std::env::var_os("WXLOGIN_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, format!("{spec}\n")).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in.trim_end() == spec.trim_end(),
+        "docs/openapi.json is out of date: run `cargo xtask openapi`"
+    );
+}

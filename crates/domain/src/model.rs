@@ -400,6 +400,86 @@ impl User {
     }
 }
 
+/// A user as a store holds it: plain values, turned back into a [`User`] by
+/// [`StoredUser::into_user`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    pub id: Uuid,
+    pub open_id: String,
+    pub union_id: Option<String>,
+    pub nick_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub gender: Option<i64>,
+    pub country: Option<String>,
+    pub province: Option<String>,
+    pub city: Option<String>,
+    pub language: Option<String>,
+    pub phone_number: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl StoredUser {
+    /// Rebuilds the user. The identity must be valid (an error otherwise). Profile values were
+    /// validated on the way in; should the rules tighten later, a stored value that no longer
+    /// passes reads back as unknown (the user is asked again) rather than making the user
+    /// unreadable, which would lock them out. The names of such fields come back too, for the
+    /// adapter to log.
+    pub fn into_user(self) -> Result<(User, Vec<&'static str>), InvalidValue> {
+        let mut dropped = Vec::new();
+        let mut keep = |field: &'static str, ok: bool| {
+            if !ok {
+                dropped.push(field);
+            }
+        };
+        fn lenient<V, T>(
+            value: Option<V>,
+            parse: impl FnOnce(V) -> Result<T, InvalidValue>,
+        ) -> (Option<T>, bool) {
+            match value.map(parse) {
+                None => (None, true),
+                Some(Ok(v)) => (Some(v), true),
+                Some(Err(_)) => (None, false),
+            }
+        }
+        let open_id = OpenId::parse(&self.open_id)?;
+        let union_id = self.union_id.as_deref().map(UnionId::parse).transpose()?;
+        let place = |field| move |s: &str| ProfileText::place(field, s);
+        let (nick_name, ok) = lenient(self.nick_name.as_deref(), NickName::parse);
+        keep("nick_name", ok);
+        let (avatar_url, ok) = lenient(self.avatar_url.as_deref(), AvatarUrl::parse);
+        keep("avatar_url", ok);
+        let (gender, ok) = lenient(self.gender, Gender::from_code);
+        keep("gender", ok);
+        let (country, ok) = lenient(self.country.as_deref(), place("country"));
+        keep("country", ok);
+        let (province, ok) = lenient(self.province.as_deref(), place("province"));
+        keep("province", ok);
+        let (city, ok) = lenient(self.city.as_deref(), place("city"));
+        keep("city", ok);
+        let (language, ok) = lenient(self.language.as_deref(), ProfileText::language);
+        keep("language", ok);
+        let user = User {
+            id: UserId::from_uuid(self.id),
+            open_id,
+            union_id,
+            profile: Profile {
+                nick_name,
+                avatar_url,
+                gender,
+                country,
+                province,
+                city,
+                language,
+            },
+            phone_number: self.phone_number,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        };
+        Ok((user, dropped))
+    }
+}
+
 /// A login session as stored: only the token's digest and the session key of its own login.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
@@ -487,6 +567,44 @@ mod tests {
         assert!(p.is_complete());
         p.avatar_url = AvatarUrl::parse("https://thirdwx.qlogo.cn/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/132").ok();
         assert!(!p.is_complete());
+    }
+
+    #[test]
+    fn stored_users_read_back_leniently_but_identities_strictly() {
+        let stored = StoredUser {
+            id: Uuid::nil(),
+            open_id: "oStored".into(),
+            union_id: None,
+            nick_name: Some("ok".into()),
+            avatar_url: Some("ftp://no".into()),
+            gender: Some(7),
+            country: None,
+            province: None,
+            city: Some("Guangzhou".into()),
+            language: Some("x".repeat(17)),
+            phone_number: None,
+            created_at: DateTime::<Utc>::MIN_UTC,
+            updated_at: DateTime::<Utc>::MIN_UTC,
+        };
+        let (user, dropped) = stored.clone().into_user().expect("identity is valid");
+        assert_eq!(dropped, ["avatar_url", "gender", "language"]);
+        assert_eq!(
+            user.profile.nick_name.as_ref().map(NickName::as_str),
+            Some("ok")
+        );
+        assert_eq!(
+            user.profile.city.as_ref().map(ProfileText::as_str),
+            Some("Guangzhou")
+        );
+        assert_eq!(user.profile.avatar_url, None);
+        assert!(
+            StoredUser {
+                open_id: String::new(),
+                ..stored
+            }
+            .into_user()
+            .is_err()
+        );
     }
 
     #[test]

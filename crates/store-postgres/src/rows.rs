@@ -4,8 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 use wxlogin_domain::{
-    AvatarUrl, Gender, InvalidValue, NickName, OpenId, Profile, ProfileText, Session, SessionId,
-    SessionKey, SessionRecord, StoreError, TokenDigest, UnionId, User, UserId,
+    Session, SessionId, SessionKey, SessionRecord, StoreError, StoredUser, TokenDigest, User,
 };
 
 /// An identity found by `(app_id, open_id)` during login.
@@ -35,59 +34,32 @@ pub(crate) struct UserRow {
 
 impl UserRow {
     pub(crate) fn into_user(self) -> Result<User, StoreError> {
-        let open_id = OpenId::parse(&self.open_id)
-            .map_err(|_| StoreError::Unexpected("stored open_id is invalid".into()))?;
-        let union_id = self
-            .union_id
-            .as_deref()
-            .map(UnionId::parse)
-            .transpose()
-            .map_err(|_| StoreError::Unexpected("stored union_id is invalid".into()))?;
-        let profile = Profile {
-            nick_name: lenient("nick_name", self.nick_name.as_deref(), NickName::parse),
-            avatar_url: lenient("avatar_url", self.avatar_url.as_deref(), AvatarUrl::parse),
-            gender: lenient("gender", self.gender, |g| Gender::from_code(i64::from(g))),
-            country: lenient("country", self.country.as_deref(), |s| {
-                ProfileText::place("country", s)
-            }),
-            province: lenient("province", self.province.as_deref(), |s| {
-                ProfileText::place("province", s)
-            }),
-            city: lenient("city", self.city.as_deref(), |s| {
-                ProfileText::place("city", s)
-            }),
-            language: lenient("language", self.language.as_deref(), ProfileText::language),
-        };
-        Ok(User {
-            id: UserId::from_uuid(self.id),
-            open_id,
-            union_id,
-            profile,
+        let stored = StoredUser {
+            id: self.id,
+            open_id: self.open_id,
+            union_id: self.union_id,
+            nick_name: self.nick_name,
+            avatar_url: self.avatar_url,
+            gender: self.gender.map(i64::from),
+            country: self.country,
+            province: self.province,
+            city: self.city,
+            language: self.language,
             phone_number: self.phone_number,
             created_at: self.created_at,
             updated_at: self.updated_at,
-        })
-    }
-}
-
-/// Profile values were validated on the way in. Should the rules tighten later, a stored value
-/// that no longer passes is treated as unknown (the user is asked again) rather than making the
-/// user unreadable, which would lock them out.
-fn lenient<V, T>(
-    field: &'static str,
-    value: Option<V>,
-    parse: impl FnOnce(V) -> Result<T, InvalidValue>,
-) -> Option<T> {
-    let value = value?;
-    match parse(value) {
-        Ok(v) => Some(v),
-        Err(_) => {
+        };
+        // The error names the field only: identities are not secrets, but logs stay lean.
+        let (user, dropped) = stored
+            .into_user()
+            .map_err(|e| StoreError::Unexpected(format!("stored {} is invalid", e.field)))?;
+        for field in dropped {
             tracing::warn!(
                 field,
                 "stored profile value is no longer valid; treated as unknown"
             );
-            None
         }
+        Ok(user)
     }
 }
 

@@ -93,10 +93,23 @@ impl State {
 
 /// A store in memory: each method takes the one lock, works on a copy of the state and
 /// publishes it only on success, which makes every method atomic.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct MemStore {
     state: Arc<Mutex<State>>,
     flaw: Option<Flaw>,
+    /// For `Flaw::RacyLogin`: holds the first two first-logins between their check and their
+    /// insert, so the race happens every time rather than when the scheduler allows.
+    race: Arc<tokio::sync::Barrier>,
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            flaw: None,
+            race: Arc::new(tokio::sync::Barrier::new(2)),
+        }
+    }
 }
 
 impl MemStore {
@@ -207,12 +220,18 @@ impl UserStore for MemStore {
                 .lock()
                 .identities
                 .contains_key(&(login.app_id.clone(), login.open_id.clone()));
-            tokio::task::yield_now().await;
             if !known {
-                // Overwrites whatever identity a racing login inserted meanwhile.
-                self.lock()
-                    .identities
-                    .remove(&(login.app_id.clone(), login.open_id.clone()));
+                // A lone login goes on after a moment; two meet and both insert.
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_millis(200), self.race.wait())
+                        .await;
+                // Acts on its stale check: drops whatever identity a racing login inserted
+                // meanwhile and creates a user of its own.
+                let key = (login.app_id.clone(), login.open_id.clone());
+                return self.transaction(|s| {
+                    s.identities.remove(&key);
+                    self.login_in(s, &login)
+                });
             }
         }
         if self.has(Flaw::NotAtomicLogin) {

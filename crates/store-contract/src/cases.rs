@@ -11,40 +11,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use tokio::sync::Barrier;
-use wxlogin_domain::{
-    AppId, AvatarUrl, Gender, NewLogin, NickName, OpenId, Profile, ProfileChange, ProfileText,
-    ProfileUpdate, SessionId, SessionKey, SessionRecord, StoreError, TokenDigest, UnionId, UserId,
-    UserStore,
-};
 
-const KEY_A: &str = "HyVFkGl5F5OQWJZZaNzBBg==";
-const KEY_B: &str = "tiihtNczf5v6AKRyjwEUhQ==";
-const KEY_C: &str = "BBBBBBBBBBBBBBBBBBBBBB==";
+use crate::fixtures::{KEY_A, KEY_B, KEY_C, app, digest, key, login_at, other_app, union};
+use wxlogin_domain::{
+    AvatarUrl, Gender, NewLogin, NickName, Profile, ProfileChange, ProfileText, ProfileUpdate,
+    SessionId, SessionRecord, StoreError, UserId, UserStore,
+};
 
 /// How many first logins of one openid race in [`concurrent_first_logins_create_one_user`].
 pub const RACERS: u32 = 100;
-
-fn app() -> AppId {
-    AppId::parse("wx4f4bc4dec97d474b").expect("valid app id")
-}
-
-fn other_app() -> AppId {
-    AppId::parse("wx0000000000000000").expect("valid app id")
-}
-
-fn digest(n: u32) -> TokenDigest {
-    let mut bytes = [0xA5; 32];
-    bytes[..4].copy_from_slice(&n.to_be_bytes());
-    TokenDigest::from_bytes(bytes)
-}
-
-fn key(s: &str) -> SessionKey {
-    SessionKey::from_base64(s).expect("valid session key")
-}
-
-fn union(s: &str) -> Option<UnionId> {
-    Some(UnionId::parse(s).expect("valid unionid"))
-}
 
 /// A microsecond-precise time, which every store keeps exactly (see the crate docs).
 fn t0() -> DateTime<Utc> {
@@ -52,17 +27,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn login_for(open_id: &str, n: u32, session_key: &str) -> NewLogin {
-    NewLogin {
-        app_id: app(),
-        open_id: OpenId::parse(open_id).expect("valid openid"),
-        union_id: None,
-        new_user_id: UserId::new(),
-        session_id: SessionId::new(),
-        token_digest: digest(n),
-        session_key: key(session_key),
-        now: t0(),
-        expires_at: t0() + Duration::days(30),
-    }
+    login_at(open_id, n, session_key, t0())
 }
 
 fn profile_change(

@@ -23,6 +23,7 @@
 //! microsecond-precise times and compare exactly.
 
 pub mod cases;
+pub mod fixtures;
 
 /// Generates one `#[tokio::test(flavor = "multi_thread", worker_threads = 4)]` per contract
 /// case. `$factory` names an `async fn() -> (Store, Guard)`; the guard is kept alive until

@@ -9,41 +9,17 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::Barrier;
-use wxlogin_domain::{
-    AppId, NewLogin, OpenId, SessionId, SessionKey, StoreError, TokenDigest, UserId, UserStore,
-};
+use wxlogin_domain::{NewLogin, SessionId, StoreError, UserId, UserStore};
+use wxlogin_store_contract::fixtures::{KEY_A, KEY_B, app, digest, login_at};
 use wxlogin_store_postgres::testing::{FreshDatabase, fresh_database, require_admin_url};
 use wxlogin_store_postgres::{Postgres, PostgresOptions};
-
-const KEY_A: &str = "HyVFkGl5F5OQWJZZaNzBBg==";
-const KEY_B: &str = "tiihtNczf5v6AKRyjwEUhQ==";
-
-fn app() -> AppId {
-    AppId::parse("wx4f4bc4dec97d474b").expect("valid app id")
-}
-
-fn digest(n: u32) -> TokenDigest {
-    let mut bytes = [0x5A; 32];
-    bytes[..4].copy_from_slice(&n.to_be_bytes());
-    TokenDigest::from_bytes(bytes)
-}
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_714_550_400, 0).expect("valid time")
 }
 
 fn login_for(open_id: &str, n: u32, key: &str) -> NewLogin {
-    NewLogin {
-        app_id: app(),
-        open_id: OpenId::parse(open_id).expect("valid openid"),
-        union_id: None,
-        new_user_id: UserId::new(),
-        session_id: SessionId::new(),
-        token_digest: digest(n),
-        session_key: SessionKey::from_base64(key).expect("valid key"),
-        now: t0(),
-        expires_at: t0() + chrono::Duration::days(30),
-    }
+    login_at(open_id, n, key, t0())
 }
 
 async fn fresh() -> FreshDatabase {

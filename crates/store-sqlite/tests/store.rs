@@ -6,32 +6,13 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::sqlite::SqlitePoolOptions;
 use tempfile::TempDir;
 use wxlogin_domain::{
-    AppId, AvatarUrl, Gender, NewLogin, NickName, OpenId, Profile, ProfileChange, ProfileText,
-    ProfileUpdate, SessionId, SessionKey, StoreError, TokenDigest, UnionId, UserId, UserStore,
+    AvatarUrl, Gender, NewLogin, NickName, Profile, ProfileChange, ProfileText, ProfileUpdate,
+    SessionId, StoreError, UnionId, UserId, UserStore,
+};
+use wxlogin_store_contract::fixtures::{
+    KEY_A, KEY_B, KEY_C, app, digest, key, login_at, other_app,
 };
 use wxlogin_store_sqlite::Sqlite;
-
-const KEY_A: &str = "HyVFkGl5F5OQWJZZaNzBBg==";
-const KEY_B: &str = "tiihtNczf5v6AKRyjwEUhQ==";
-const KEY_C: &str = "BBBBBBBBBBBBBBBBBBBBBB==";
-
-fn app() -> AppId {
-    AppId::parse("wx4f4bc4dec97d474b").expect("valid app id")
-}
-
-fn other_app() -> AppId {
-    AppId::parse("wx0000000000000000").expect("valid app id")
-}
-
-fn digest(n: u32) -> TokenDigest {
-    let mut bytes = [0xA5; 32];
-    bytes[..4].copy_from_slice(&n.to_be_bytes());
-    TokenDigest::from_bytes(bytes)
-}
-
-fn key(s: &str) -> SessionKey {
-    SessionKey::from_base64(s).expect("valid session key")
-}
 
 /// A time with nanoseconds, to prove the round trip is exact.
 fn t0() -> DateTime<Utc> {
@@ -39,17 +20,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn login_for(open_id: &str, n: u32, session_key: &str) -> NewLogin {
-    NewLogin {
-        app_id: app(),
-        open_id: OpenId::parse(open_id).expect("valid openid"),
-        union_id: None,
-        new_user_id: UserId::new(),
-        session_id: SessionId::new(),
-        token_digest: digest(n),
-        session_key: key(session_key),
-        now: t0(),
-        expires_at: t0() + Duration::days(30),
-    }
+    login_at(open_id, n, session_key, t0())
 }
 
 fn db_url(dir: &TempDir) -> String {

@@ -1,5 +1,6 @@
-//! wxlogin's domain: the user model, the login state machine, the ports (traits) that storage,
-//! WeChat and crypto adapters implement, and the service holding the use cases.
+//! wxlogin's domain: the user model, the login state machine, the outbound ports (traits) that
+//! storage, WeChat and crypto adapters implement, the inbound port (the use cases as one trait,
+//! [`LoginService`], which the HTTP adapter calls) and the service implementing it.
 //!
 //! Must never depend on an IO crate (sqlx, poem, reqwest, tokio's runtime).
 
@@ -7,8 +8,10 @@ pub mod model;
 pub mod ports;
 pub mod service;
 pub mod state;
+pub mod usecases;
 
 pub use model::*;
 pub use ports::*;
 pub use service::*;
 pub use state::*;
+pub use usecases::*;

@@ -1,17 +1,21 @@
-//! The use cases. `Service` is generic over its ports and performs the IO around the pure
-//! state machine in `state`. Each use case has one exhaustive error enum.
+//! `Service`: the use cases of [`LoginService`] over the outbound ports. It performs the IO
+//! around the pure state machines in `state`: every decision about a login, a session or a
+//! profile is a transition there.
 
-use chrono::{DateTime, Duration};
+use chrono::Duration;
 
 use crate::model::{
-    AvatarUrl, EncryptedData, Gender, LoginCode, NickName, ProfileUpdate, Session, SessionId,
-    Token, User, UserId,
+    AvatarUrl, Gender, LoginCode, NickName, ProfileUpdate, SessionId, Token, UserId,
 };
 use crate::ports::{
-    CipherError, Clock, NewLogin, ProfileChange, StoreError, TokenMinter, UserDataCipher,
-    UserStore, WeChat, WeChatError,
+    CipherError, Clock, NewLogin, ProfileChange, SessionRecord, StoreError, TokenMinter,
+    UserDataCipher, UserStore, WeChat,
 };
-use crate::state::{LoginEvent, LoginState, ProfileStatus, SessionState};
+use crate::state::{LoginEvent, LoginState, ProfileStatus, SessionEvent, SessionState};
+use crate::usecases::{
+    AuthError, Authenticated, EncryptedProfile, LoginError, LoginOutcome, LoginService,
+    ProfileOutcome, UpdateUserInfoError,
+};
 
 /// Settings the use cases need.
 #[derive(Debug, Clone)]
@@ -39,80 +43,6 @@ pub struct Service<S, W, C, T, K> {
     config: ServiceConfig,
 }
 
-/// A successful login.
-#[derive(Debug, Clone)]
-pub struct LoginOutcome {
-    /// The bearer token, shown to the client once.
-    pub token: Token,
-    pub expires_at: DateTime<chrono::Utc>,
-    pub is_new_user: bool,
-    pub user: User,
-    pub status: ProfileStatus,
-}
-
-/// Why a login failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoginError {
-    #[error(transparent)]
-    WeChat(#[from] WeChatError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// An invariant broke (the store bound another openid); details are for logs.
-    #[error("unexpected: {0}")]
-    Unexpected(String),
-}
-
-/// A request authenticated by its bearer token.
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    pub session: Session,
-    pub user: User,
-}
-
-/// Why a token was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    /// Unknown, malformed or revoked token.
-    #[error("invalid token")]
-    InvalidToken,
-    /// The session's lifetime is over; the client must log in again.
-    #[error("token expired")]
-    TokenExpired,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// `updateUserInfo`: encrypted profile data plus what may come with it.
-#[derive(Debug, Clone)]
-pub struct EncryptedProfile {
-    pub data: EncryptedData,
-    /// `rawData` and `signature` from `getUserInfo`, checked when present (both or neither).
-    pub raw_data: Option<String>,
-    pub signature: Option<String>,
-    /// A fresh `wx.login` code: exchanged first, and its session key used to decrypt.
-    pub code: Option<LoginCode>,
-}
-
-/// Why an encrypted profile update failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpdateUserInfoError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    /// The request is malformed in a way the HTTP layer could not see.
-    #[error("invalid request: {0}")]
-    InvalidRequest(&'static str),
-    #[error(transparent)]
-    Cipher(#[from] CipherError),
-    /// Exchanging the fresh code failed.
-    #[error(transparent)]
-    WeChat(#[from] WeChatError),
-    /// The fresh code belongs to a different WeChat user than the token.
-    #[error("the code belongs to another user")]
-    CodeForAnotherUser,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 impl<S, W, C, T, K> Service<S, W, C, T, K>
 where
     S: UserStore,
@@ -132,8 +62,32 @@ where
         }
     }
 
-    /// The classic login: exchange the code, find or create the user, open a session.
-    pub async fn login(&self, code: &LoginCode) -> Result<LoginOutcome, LoginError> {
+    /// The stored session of `token` and the state it is in now, whatever that state is.
+    async fn session_of(&self, token: &str) -> Result<(SessionRecord, SessionState), AuthError> {
+        // Anything without our prefix was never issued by us: no need to ask the database.
+        if !token.starts_with(Token::PREFIX) || token.len() > 256 {
+            return Err(AuthError::InvalidToken);
+        }
+        let digest = self.tokens.digest(token);
+        let record = self
+            .store
+            .find_session(self.wechat.app_id(), &digest)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let state = SessionState::of(&record.session, self.clock.now());
+        Ok((record, state))
+    }
+}
+
+impl<S, W, C, T, K> LoginService for Service<S, W, C, T, K>
+where
+    S: UserStore,
+    W: WeChat,
+    C: UserDataCipher,
+    T: TokenMinter,
+    K: Clock,
+{
+    async fn login(&self, code: &LoginCode) -> Result<LoginOutcome, LoginError> {
         let exchanged = self.wechat.code_to_session(code).await?;
         let state = LoginState::Anonymous
             .on(LoginEvent::CodeExchanged(exchanged.clone()))
@@ -160,9 +114,9 @@ where
         let state = state
             .on(LoginEvent::UserBound(record.user.clone()))
             .map_err(|e| LoginError::Unexpected(e.to_string()))?;
-        let LoginState::SignedIn { profile, .. } = state else {
-            return Err(LoginError::Unexpected("login did not sign in".into()));
-        };
+        let profile = state
+            .profile_status()
+            .ok_or_else(|| LoginError::Unexpected("login did not sign in".into()))?;
         Ok(LoginOutcome {
             token,
             expires_at,
@@ -172,35 +126,23 @@ where
         })
     }
 
-    /// Resolves a bearer token to its active session and user.
-    pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
-        // Anything without our prefix was never issued by us: no need to ask the database.
-        if !token.starts_with(Token::PREFIX) || token.len() > 256 {
-            return Err(AuthError::InvalidToken);
-        }
-        let digest = self.tokens.digest(token);
-        let record = self
-            .store
-            .find_session(self.wechat.app_id(), &digest)
-            .await?
-            .ok_or(AuthError::InvalidToken)?;
-        match SessionState::of(&record.session, self.clock.now()) {
-            SessionState::Active => Ok(Authenticated {
-                session: record.session,
-                user: record.user,
-            }),
-            SessionState::Expired => Err(AuthError::TokenExpired),
-            SessionState::Revoked => Err(AuthError::InvalidToken),
-        }
+    async fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
+        let (record, state) = self.session_of(token).await?;
+        // Only an active session may be used; expired and revoked ones are final.
+        state.on(SessionEvent::Use)?;
+        let status = ProfileStatus::of(&record.user);
+        Ok(Authenticated {
+            session: record.session,
+            user: record.user,
+            status,
+        })
     }
 
-    /// `updateUserInfo`: decrypts the profile with the session's key (or a fresh code's key),
-    /// checks the watermark and the optional signature, and stores the profile.
-    pub async fn update_user_info(
+    async fn update_user_info(
         &self,
         token: &str,
         request: EncryptedProfile,
-    ) -> Result<User, UpdateUserInfoError> {
+    ) -> Result<ProfileOutcome, UpdateUserInfoError> {
         let auth = self.authenticate(token).await?;
         let signed = match (&request.raw_data, &request.signature) {
             (Some(raw), Some(sig)) => Some((raw.as_str(), sig.as_str())),
@@ -279,15 +221,22 @@ where
                 StoreError::NotFound => UpdateUserInfoError::Auth(AuthError::InvalidToken),
                 other => other.into(),
             })?;
-        Ok(user)
+        let status = LoginState::signed_in(&auth.user)
+            .on(LoginEvent::ProfileUpdated(user.clone()))
+            .ok()
+            .and_then(|state| state.profile_status())
+            .ok_or_else(|| {
+                UpdateUserInfoError::Unexpected("the store updated another user".into())
+            })?;
+        Ok(ProfileOutcome { user, status })
     }
 
-    /// Logout: revokes the token's session, so the token stops working everywhere at once.
-    pub async fn logout(&self, token: &str) -> Result<(), AuthError> {
-        let auth = self.authenticate(token).await?;
+    async fn logout(&self, token: &str) -> Result<(), AuthError> {
+        let (record, state) = self.session_of(token).await?;
+        state.on(SessionEvent::Revoke)?;
         match self
             .store
-            .revoke_session(auth.session.id, self.clock.now())
+            .revoke_session(record.session.id, self.clock.now())
             .await
         {
             // Revoked concurrently by another request: the outcome is the same.
@@ -296,8 +245,7 @@ where
         }
     }
 
-    /// Whether the service can serve requests (the database answers).
-    pub async fn ready(&self) -> Result<(), StoreError> {
+    async fn ready(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }
 }

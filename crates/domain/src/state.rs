@@ -65,6 +65,22 @@ pub enum LoginTransitionError {
 }
 
 impl LoginState {
+    /// Where a user who holds a session stands: signed in, with the user's profile status.
+    pub fn signed_in(user: &User) -> Self {
+        Self::SignedIn {
+            user_id: user.id,
+            profile: ProfileStatus::of(user),
+        }
+    }
+
+    /// The profile status, once signed in.
+    pub fn profile_status(&self) -> Option<ProfileStatus> {
+        match self {
+            Self::SignedIn { profile, .. } => Some(*profile),
+            Self::Anonymous | Self::Identified(_) => None,
+        }
+    }
+
     /// The next state after `event`.
     pub fn on(self, event: LoginEvent) -> Result<Self, LoginTransitionError> {
         use LoginEvent as E;
@@ -117,13 +133,18 @@ impl SessionState {
     /// the moment it is stored, whatever time it carries: it was stamped by the clock of the
     /// instance that revoked it, which may run ahead of ours.
     pub fn of(session: &Session, now: DateTime<Utc>) -> Self {
-        if session.revoked_at.is_some() {
-            Self::Revoked
-        } else if now >= session.expires_at {
-            Self::Expired
-        } else {
-            Self::Active
-        }
+        // A stored session started active; replay what has happened to it since, revocation
+        // first. A final state ignores the later events.
+        let happened = [
+            session.revoked_at.is_some().then_some(SessionEvent::Revoke),
+            (now >= session.expires_at).then_some(SessionEvent::LifetimeElapsed),
+        ];
+        happened
+            .into_iter()
+            .flatten()
+            .fold(Self::Active, |state, event| {
+                state.on(event).unwrap_or(state)
+            })
     }
 
     /// The next state after `event`; `Expired` and `Revoked` are final.

@@ -1,0 +1,138 @@
+//! The inbound port: the use cases as one trait, which [`Service`](crate::Service) implements
+//! and the HTTP adapter calls (hexarch's `BlogService`). The HTTP adapter knows this trait and
+//! the types here, nothing of the outbound adapters; its tests mock this trait.
+//!
+//! Each use case has one exhaustive error enum.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{EncryptedData, LoginCode, Session, Token, User};
+use crate::ports::{CipherError, StoreError, WeChatError};
+use crate::state::{ProfileStatus, SessionTransitionError};
+
+/// The use cases of wxlogin.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait LoginService: Send + Sync + 'static {
+    /// The classic login: exchange the code, find or create the user, open a session.
+    fn login(
+        &self,
+        code: &LoginCode,
+    ) -> impl Future<Output = Result<LoginOutcome, LoginError>> + Send;
+
+    /// Resolves a bearer token to its active session and user.
+    fn authenticate(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = Result<Authenticated, AuthError>> + Send;
+
+    /// `updateUserInfo`: decrypts the profile with the session's key (or a fresh code's key),
+    /// checks the watermark and the optional signature, and stores the profile.
+    fn update_user_info(
+        &self,
+        token: &str,
+        request: EncryptedProfile,
+    ) -> impl Future<Output = Result<ProfileOutcome, UpdateUserInfoError>> + Send;
+
+    /// Logout: revokes the token's session, so the token stops working everywhere at once.
+    fn logout(&self, token: &str) -> impl Future<Output = Result<(), AuthError>> + Send;
+
+    /// Whether the service can serve requests (the database answers).
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    /// The bearer token, shown to the client once.
+    pub token: Token,
+    pub expires_at: DateTime<Utc>,
+    pub is_new_user: bool,
+    pub user: User,
+    pub status: ProfileStatus,
+}
+
+/// Why a login failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    WeChat(#[from] WeChatError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An invariant broke (the store bound another openid); details are for logs.
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+}
+
+/// A request authenticated by its bearer token: an active session and its user.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub session: Session,
+    pub user: User,
+    pub status: ProfileStatus,
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown, malformed or revoked token.
+    #[error("invalid token")]
+    InvalidToken,
+    /// The session's lifetime is over; the client must log in again.
+    #[error("token expired")]
+    TokenExpired,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<SessionTransitionError> for AuthError {
+    fn from(e: SessionTransitionError) -> Self {
+        match e {
+            SessionTransitionError::Expired => Self::TokenExpired,
+            // A revoked token is as good as one we never issued.
+            SessionTransitionError::Revoked => Self::InvalidToken,
+        }
+    }
+}
+
+/// `updateUserInfo`: encrypted profile data plus what may come with it.
+#[derive(Debug, Clone)]
+pub struct EncryptedProfile {
+    pub data: EncryptedData,
+    /// `rawData` and `signature` from `getUserInfo`, checked when present (both or neither).
+    pub raw_data: Option<String>,
+    pub signature: Option<String>,
+    /// A fresh `wx.login` code: exchanged first, and its session key used to decrypt.
+    pub code: Option<LoginCode>,
+}
+
+/// A user after a profile change, with the profile status the change led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileOutcome {
+    pub user: User,
+    pub status: ProfileStatus,
+}
+
+/// Why an encrypted profile update failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateUserInfoError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The request is malformed in a way the HTTP layer could not see.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+    /// Exchanging the fresh code failed.
+    #[error(transparent)]
+    WeChat(#[from] WeChatError),
+    /// The fresh code belongs to a different WeChat user than the token.
+    #[error("the code belongs to another user")]
+    CodeForAnotherUser,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An invariant broke (the store updated another user); details are for logs.
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+}

@@ -1,0 +1,10 @@
+//! The use cases of `Service`, with every port mocked (mockall), one module per use case.
+//! Each test configures exactly the calls it expects; a port that must not be touched gets
+//! `.never()`.
+
+mod authenticate;
+mod login;
+mod logout;
+mod ready;
+mod support;
+mod update_user_info;

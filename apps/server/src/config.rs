@@ -1,14 +1,31 @@
-//! Configuration, in layers: built-in defaults → `wxlogin.toml` in the working directory (or
-//! the file named by `--config` / `WXLOGIN_CONFIG`) → environment `WXLOGIN__SECTION__KEY`.
-//! Every key is documented in `wxlogin.example.toml`.
+//! Configuration in two steps. [`Settings`] is what the layers say — built-in defaults →
+//! `wxlogin.toml` in the working directory (or the file named by `--config` /
+//! `WXLOGIN_CONFIG`) → environment `WXLOGIN__SECTION__KEY` — and [`Settings::parse`] turns it,
+//! once, at start, into the typed [`Config`] the composition root runs on: socket addresses,
+//! durations, the store and WeChat choices carrying their own options. Nothing downstream
+//! parses a string again.
+//!
+//! A key left unset stays `None` here and takes the default of the part that owns it (the
+//! store's options, the WeChat client's config, the service's config), so no default is
+//! written twice. Every key is documented in `wxlogin.example.toml`.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use wxlogin_domain::{AppId, ServiceConfig};
+use wxlogin_store_postgres::PostgresOptions;
+use wxlogin_store_sqlite::SqliteOptions;
+use wxlogin_wechat_http::WeChatHttpConfig;
 
-/// The whole configuration.
+use crate::http::HttpConfig;
+
+/// The app id the in-process mock WeChat uses when none is configured.
+pub const MOCK_APP_ID: &str = "wx0000000000000000";
+
+/// Everything the file and the environment say, before it is checked.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -45,14 +62,39 @@ impl Default for ServerSettings {
 pub struct DatabaseSettings {
     /// `sqlite://path?mode=rwc` (the embedded default) or `postgres://user@host/db`.
     pub url: String,
+    /// Options of the SQLite store (used when `url` is `sqlite:…`).
+    pub sqlite: SqliteSettings,
+    /// Options of the Postgres store (used when `url` is `postgres://…`).
+    pub postgres: PostgresSettings,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://wxlogin.db?mode=rwc".into(),
+            sqlite: SqliteSettings::default(),
+            postgres: PostgresSettings::default(),
         }
     }
+}
+
+/// `[database.sqlite]`; unset keys take [`SqliteOptions::default`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteSettings {
+    pub reader_connections: Option<u32>,
+    pub acquire_timeout_ms: Option<u64>,
+    pub busy_timeout_ms: Option<u64>,
+}
+
+/// `[database.postgres]`; unset keys take [`PostgresOptions::default`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresSettings {
+    pub max_connections: Option<u32>,
+    pub acquire_timeout_ms: Option<u64>,
+    pub statement_timeout_ms: Option<u64>,
+    pub lock_timeout_ms: Option<u64>,
 }
 
 /// Which WeChat the server talks to.
@@ -65,70 +107,25 @@ pub enum WeChatMode {
     Http,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[wechat]`; unset timeouts and base URL take [`WeChatHttpConfig`]'s defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WeChatSettings {
-    /// `mock` or `http`; when unset, `http` if an app secret is configured, else `mock`.
+    /// `mock` or `http`; when unset, `mock` only if no app credential at all is configured.
     pub mode: Option<WeChatMode>,
-    pub base_url: String,
+    pub base_url: Option<String>,
     pub app_id: Option<String>,
     pub app_secret: Option<SecretString>,
-    pub connect_timeout_ms: u64,
-    pub timeout_ms: u64,
+    pub connect_timeout_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }
 
-/// The app id the in-process mock WeChat uses when none is configured.
-pub const MOCK_APP_ID: &str = "wx0000000000000000";
-
-impl Default for WeChatSettings {
-    fn default() -> Self {
-        Self {
-            mode: None,
-            base_url: "https://api.weixin.qq.com".into(),
-            app_id: None,
-            app_secret: None,
-            connect_timeout_ms: 2_000,
-            timeout_ms: 5_000,
-        }
-    }
-}
-
-impl WeChatSettings {
-    /// The mode in effect: explicit, else `mock` only when no app credential at all is
-    /// configured. A configured app id with a missing secret (a deploy whose secret was not
-    /// injected) must fail at start, never fall back to the mock and its open control API.
-    pub fn resolved_mode(&self) -> WeChatMode {
-        let configured = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
-        self.mode.unwrap_or(
-            if configured(self.app_id.as_deref())
-                || configured(self.app_secret.as_ref().map(ExposeSecret::expose_secret))
-            {
-                WeChatMode::Http
-            } else {
-                WeChatMode::Mock
-            },
-        )
-    }
-
-    /// The app id in effect (the mock has a default one).
-    pub fn resolved_app_id(&self) -> &str {
-        self.app_id.as_deref().unwrap_or(MOCK_APP_ID)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
+/// `[session]`; unset keys take [`ServiceConfig::default`].
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionSettings {
-    /// Absolute lifetime of a session token, in seconds (default 30 days).
-    pub ttl_secs: i64,
-}
-
-impl Default for SessionSettings {
-    fn default() -> Self {
-        Self {
-            ttl_secs: 30 * 24 * 3600,
-        }
-    }
+    /// Absolute lifetime of a session token, in seconds.
+    pub ttl_secs: Option<i64>,
 }
 
 /// Log output format.
@@ -162,11 +159,74 @@ impl Default for LogSettings {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
 
-/// Which store a database URL selects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreKind {
-    Sqlite,
-    Postgres,
+/// The configuration the server runs on, checked and typed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub wechat: WeChatConfig,
+    pub service: ServiceConfig,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    pub http: HttpConfig,
+    pub shutdown_grace: Duration,
+}
+
+/// The store the database URL picks, with its options.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Sqlite {
+        url: String,
+        options: SqliteOptions,
+    },
+    Postgres {
+        url: String,
+        options: PostgresOptions,
+    },
+}
+
+/// The WeChat the server talks to.
+#[derive(Debug, Clone)]
+pub enum WeChatConfig {
+    /// The in-process mock, answering for `app_id`. `implicit`: chosen because no credential
+    /// is configured, not by `wechat.mode`.
+    Mock { app_id: AppId, implicit: bool },
+    /// WeChat's server API over HTTP.
+    Http(WeChatHttpConfig),
+}
+
+impl WeChatConfig {
+    pub fn app_id(&self) -> &AppId {
+        match self {
+            Self::Mock { app_id, .. } => app_id,
+            Self::Http(c) => &c.app_id,
+        }
+    }
+}
+
+fn bad<T>(key: &str, why: &str) -> Result<T, ConfigError> {
+    Err(ConfigError(format!("{key}: {why}")))
+}
+
+/// A positive number of milliseconds as a duration.
+fn millis(key: &str, value: Option<u64>) -> Result<Option<Duration>, ConfigError> {
+    match value {
+        Some(0) => bad(key, "must be positive"),
+        Some(ms) => Ok(Some(Duration::from_millis(ms))),
+        None => Ok(None),
+    }
+}
+
+/// A positive count.
+fn count(key: &str, value: Option<u32>) -> Result<Option<u32>, ConfigError> {
+    match value {
+        Some(0) => bad(key, "must be at least 1"),
+        other => Ok(other),
+    }
 }
 
 impl Settings {
@@ -184,92 +244,166 @@ impl Settings {
                 .separator("__")
                 .try_parsing(false),
         );
-        let settings: Self = builder
+        builder
             .build()
             .and_then(config::Config::try_deserialize)
-            .map_err(|e| ConfigError(e.to_string()))?;
-        settings.validate()?;
-        Ok(settings)
+            .map_err(|e| ConfigError(e.to_string()))
     }
 
-    /// Checks what serde cannot: addresses, URLs, required pairs, ranges.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
-        if self.server.addr.parse::<SocketAddr>().is_err() {
-            return bad("server.addr", "must be host:port, e.g. 127.0.0.1:8080");
-        }
+    /// Checks everything and types it: the one validation step.
+    pub fn parse(self) -> Result<Config, ConfigError> {
+        let addr: SocketAddr = self
+            .server
+            .addr
+            .parse()
+            .or_else(|_| bad("server.addr", "must be host:port, e.g. 127.0.0.1:8080"))?;
         if self.server.body_limit_bytes < 1024 {
             return bad("server.body_limit_bytes", "must be at least 1024");
         }
-        self.store_kind()?;
-        // Ten years at most: beyond that, date arithmetic overflows and no session needs it.
-        if self.session.ttl_secs <= 0 || self.session.ttl_secs > 10 * 366 * 24 * 3600 {
-            return bad(
-                "session.ttl_secs",
-                "must be between 1 and 316224000 (ten years)",
-            );
+        let server = ServerConfig {
+            addr,
+            http: HttpConfig {
+                body_limit: self.server.body_limit_bytes,
+            },
+            shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+        };
+        let store = self.database.parse()?;
+        let wechat = self.wechat.parse(addr)?;
+        let service = self.session.parse()?;
+        Ok(Config {
+            server,
+            store,
+            wechat,
+            service,
+            log: self.log,
+        })
+    }
+}
+
+impl DatabaseSettings {
+    fn parse(self) -> Result<StoreConfig, ConfigError> {
+        let url = self.url.trim().to_owned();
+        if url.starts_with("sqlite:") {
+            let s = self.sqlite;
+            let mut options = SqliteOptions::default();
+            if let Some(n) = count("database.sqlite.reader_connections", s.reader_connections)? {
+                options.reader_connections = n;
+            }
+            if let Some(d) = millis("database.sqlite.acquire_timeout_ms", s.acquire_timeout_ms)? {
+                options.acquire_timeout = d;
+            }
+            if let Some(d) = millis("database.sqlite.busy_timeout_ms", s.busy_timeout_ms)? {
+                options.busy_timeout = d;
+            }
+            Ok(StoreConfig::Sqlite { url, options })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let p = self.postgres;
+            let mut options = PostgresOptions::default();
+            if let Some(n) = count("database.postgres.max_connections", p.max_connections)? {
+                options.max_connections = n;
+            }
+            if let Some(d) = millis("database.postgres.acquire_timeout_ms", p.acquire_timeout_ms)? {
+                options.acquire_timeout = d;
+            }
+            if let Some(d) = millis(
+                "database.postgres.statement_timeout_ms",
+                p.statement_timeout_ms,
+            )? {
+                options.statement_timeout = d;
+            }
+            if let Some(d) = millis("database.postgres.lock_timeout_ms", p.lock_timeout_ms)? {
+                options.lock_timeout = d;
+            }
+            Ok(StoreConfig::Postgres { url, options })
+        } else {
+            bad(
+                "database.url",
+                "must start with sqlite: or postgres:// (e.g. sqlite://wxlogin.db?mode=rwc)",
+            )
         }
-        if self.wechat.timeout_ms == 0 || self.wechat.connect_timeout_ms == 0 {
-            return bad("wechat.timeout_ms", "timeouts must be positive");
-        }
-        if let Some(id) = &self.wechat.app_id
-            && wxlogin_domain::AppId::parse(id).is_err()
-        {
-            return bad("wechat.app_id", "must be a non-empty printable app id");
-        }
-        // The implicit mock (no credentials at all) is for a developer's machine: its control
-        // API mints login codes for any openid, so it never listens beyond loopback unless
-        // asked for by name.
-        if self.wechat.mode.is_none()
-            && self.wechat.resolved_mode() == WeChatMode::Mock
-            && self
-                .server
-                .addr
-                .parse::<SocketAddr>()
-                .is_ok_and(|a| !a.ip().is_loopback())
-        {
-            return bad(
-                "wechat.app_secret",
-                "no WeChat credentials are configured, so the built-in mock WeChat would serve \
-                 its control API on a non-loopback address; set wechat.app_id and \
-                 wechat.app_secret, or wechat.mode = \"mock\" to really want the mock",
-            );
-        }
-        if self.wechat.resolved_mode() == WeChatMode::Http {
-            if self.wechat.app_id.is_none() {
+    }
+}
+
+impl WeChatSettings {
+    fn parse(self, addr: SocketAddr) -> Result<WeChatConfig, ConfigError> {
+        let configured = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
+        let has_credential = configured(self.app_id.as_deref())
+            || configured(self.app_secret.as_ref().map(ExposeSecret::expose_secret));
+        // Mock only when no app credential at all is configured: an app id with a missing
+        // secret (a deploy whose secret was not injected) must fail at start, never fall back
+        // to the mock and its open control API.
+        let mode = self.mode.unwrap_or(if has_credential {
+            WeChatMode::Http
+        } else {
+            WeChatMode::Mock
+        });
+        let app_id = match self.app_id.as_deref() {
+            Some(id) => AppId::parse(id)
+                .or_else(|_| bad("wechat.app_id", "must be a non-empty printable app id"))?,
+            None if mode == WeChatMode::Http => {
                 return bad("wechat.app_id", "is required when wechat.mode is http");
             }
-            if self
-                .wechat
-                .app_secret
-                .as_ref()
-                .is_none_or(|s| s.expose_secret().is_empty())
-            {
-                return bad("wechat.app_secret", "is required when wechat.mode is http");
+            None => AppId::parse(MOCK_APP_ID).or_else(|_| bad("wechat.app_id", "invalid"))?,
+        };
+        let connect_timeout = millis("wechat.connect_timeout_ms", self.connect_timeout_ms)?;
+        let timeout = millis("wechat.timeout_ms", self.timeout_ms)?;
+        match mode {
+            WeChatMode::Mock => {
+                let implicit = self.mode.is_none();
+                // The implicit mock is for a developer's machine: its control API mints login
+                // codes for any openid, so it never listens beyond loopback unless asked for
+                // by name.
+                if implicit && !addr.ip().is_loopback() {
+                    return bad(
+                        "wechat.app_secret",
+                        "no WeChat credentials are configured, so the built-in mock WeChat \
+                         would serve its control API on a non-loopback address; set \
+                         wechat.app_id and wechat.app_secret, or wechat.mode = \"mock\" to \
+                         really want the mock",
+                    );
+                }
+                Ok(WeChatConfig::Mock { app_id, implicit })
             }
-            if !(self.wechat.base_url.starts_with("https://")
-                || self.wechat.base_url.starts_with("http://"))
-            {
-                return bad("wechat.base_url", "must be an http(s) URL");
+            WeChatMode::Http => {
+                let Some(secret) = self
+                    .app_secret
+                    .filter(|s| !s.expose_secret().trim().is_empty())
+                else {
+                    return bad("wechat.app_secret", "is required when wechat.mode is http");
+                };
+                let mut config = WeChatHttpConfig::new(app_id, secret);
+                if let Some(url) = self.base_url {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        return bad("wechat.base_url", "must be an http(s) URL");
+                    }
+                    config.base_url = url;
+                }
+                if let Some(d) = connect_timeout {
+                    config.connect_timeout = d;
+                }
+                if let Some(d) = timeout {
+                    config.timeout = d;
+                }
+                Ok(WeChatConfig::Http(config))
             }
         }
-        Ok(())
     }
+}
 
-    /// The store the database URL selects.
-    pub fn store_kind(&self) -> Result<StoreKind, ConfigError> {
-        let url = self.database.url.as_str();
-        if url.starts_with("sqlite:") {
-            Ok(StoreKind::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(StoreKind::Postgres)
-        } else {
-            Err(ConfigError(
-                "database.url: must start with sqlite: or postgres:// \
-                 (e.g. sqlite://wxlogin.db?mode=rwc)"
-                    .into(),
-            ))
+impl SessionSettings {
+    fn parse(self) -> Result<ServiceConfig, ConfigError> {
+        let mut config = ServiceConfig::default();
+        if let Some(secs) = self.ttl_secs {
+            // Ten years at most: beyond that, date arithmetic overflows and no session needs it.
+            if secs <= 0 || secs > 10 * 366 * 24 * 3600 {
+                return bad(
+                    "session.ttl_secs",
+                    "must be between 1 and 316224000 (ten years)",
+                );
+            }
+            config.session_ttl = chrono::Duration::seconds(secs);
         }
+        Ok(config)
     }
 }
 
@@ -277,95 +411,173 @@ impl Settings {
 mod tests {
     use super::*;
 
+    fn err_of(s: Settings) -> String {
+        s.parse().expect_err("invalid").to_string()
+    }
+
     #[test]
     fn defaults_are_the_embedded_setup() {
-        let s = Settings::default();
-        assert_eq!(s.server.addr, "127.0.0.1:8080");
-        assert_eq!(s.database.url, "sqlite://wxlogin.db?mode=rwc");
-        assert_eq!(s.wechat.resolved_mode(), WeChatMode::Mock);
-        assert_eq!(s.wechat.base_url, "https://api.weixin.qq.com");
-        assert!(s.validate().is_ok());
+        let c = Settings::default().parse().expect("defaults are valid");
+        assert_eq!(
+            c.server.addr,
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+        assert!(matches!(
+            &c.store,
+            StoreConfig::Sqlite { url, options }
+                if url == "sqlite://wxlogin.db?mode=rwc" && *options == SqliteOptions::default()
+        ));
+        assert!(matches!(
+            &c.wechat,
+            WeChatConfig::Mock { app_id, implicit: true } if app_id.as_str() == MOCK_APP_ID
+        ));
+        assert_eq!(c.service.session_ttl, ServiceConfig::default().session_ttl);
     }
 
     #[test]
     fn a_secret_selects_http_and_needs_an_app_id() {
         let mut s = Settings::default();
         s.wechat.app_secret = Some(SecretString::from("topsecret"));
-        assert_eq!(s.wechat.resolved_mode(), WeChatMode::Http);
-        let err = s.validate().unwrap_err().to_string();
+        let err = err_of(s.clone());
         assert!(err.contains("wechat.app_id"), "{err}");
         assert!(!err.contains("topsecret"));
         s.wechat.app_id = Some("wx1234567890abcdef".into());
-        assert!(s.validate().is_ok());
+        let WeChatConfig::Http(c) = s.parse().expect("valid").wechat else {
+            panic!("http mode")
+        };
+        // Unset keys take the client's own defaults.
+        let defaults = WeChatHttpConfig::new(c.app_id.clone(), SecretString::from("x"));
+        assert_eq!(c.base_url, defaults.base_url);
+        assert_eq!(c.timeout, defaults.timeout);
+        assert_eq!(c.connect_timeout, defaults.connect_timeout);
     }
 
     #[test]
     fn an_app_id_without_a_secret_never_falls_back_to_the_mock() {
         let mut s = Settings::default();
         s.wechat.app_id = Some("wx1234567890abcdef".into());
-        assert_eq!(s.wechat.resolved_mode(), WeChatMode::Http);
-        let err = s.validate().unwrap_err().to_string();
+        let err = err_of(s.clone());
         assert!(err.contains("wechat.app_secret"), "{err}");
         // An explicit mock is the operator's choice.
         s.wechat.mode = Some(WeChatMode::Mock);
-        assert!(s.validate().is_ok());
+        assert!(matches!(
+            s.parse().expect("valid").wechat,
+            WeChatConfig::Mock {
+                implicit: false,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn the_implicit_mock_stays_on_loopback() {
         let mut s = Settings::default();
         s.server.addr = "0.0.0.0:8080".into();
-        let err = s.validate().unwrap_err().to_string();
-        assert!(err.contains("wechat.app_secret"), "{err}");
+        assert!(err_of(s.clone()).contains("wechat.app_secret"));
         s.server.addr = "[::1]:8080".into();
-        assert!(s.validate().is_ok());
+        assert!(s.clone().parse().is_ok());
         s.server.addr = "0.0.0.0:8080".into();
         s.wechat.mode = Some(WeChatMode::Mock);
-        assert!(s.validate().is_ok());
+        assert!(s.parse().is_ok());
     }
 
     #[test]
     fn session_lifetime_is_bounded() {
         let mut s = Settings::default();
-        s.session.ttl_secs = i64::MAX;
-        assert!(
-            s.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("session.ttl_secs")
+        s.session.ttl_secs = Some(i64::MAX);
+        assert!(err_of(s.clone()).contains("session.ttl_secs"));
+        s.session.ttl_secs = Some(0);
+        assert!(err_of(s.clone()).contains("session.ttl_secs"));
+        s.session.ttl_secs = Some(10 * 365 * 24 * 3600);
+        assert_eq!(
+            s.parse().expect("valid").service.session_ttl,
+            chrono::Duration::days(3650)
         );
-        s.session.ttl_secs = 10 * 365 * 24 * 3600;
-        assert!(s.validate().is_ok());
     }
 
     #[test]
     fn invalid_values_name_their_key() {
         let mut s = Settings::default();
         s.server.addr = "nonsense".into();
-        assert!(
-            s.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("server.addr")
-        );
+        assert!(err_of(s).contains("server.addr"));
         let mut s = Settings::default();
         s.database.url = "mysql://x".into();
-        assert!(
-            s.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("database.url")
-        );
-        s.database.url = "postgresql://u@db.example.com/wx".into();
-        assert_eq!(s.store_kind().unwrap(), StoreKind::Postgres);
+        assert!(err_of(s).contains("database.url"));
         let mut s = Settings::default();
-        s.session.ttl_secs = 0;
-        assert!(
-            s.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("session.ttl_secs")
+        s.wechat.mode = Some(WeChatMode::Mock);
+        s.wechat.timeout_ms = Some(0);
+        assert!(err_of(s).contains("wechat.timeout_ms"));
+        let mut s = Settings::default();
+        s.database.sqlite.reader_connections = Some(0);
+        assert!(err_of(s).contains("database.sqlite.reader_connections"));
+        let mut s = Settings::default();
+        s.database.url = "postgresql://u@db.example.com/wx".into();
+        s.database.postgres.statement_timeout_ms = Some(0);
+        assert!(err_of(s).contains("database.postgres.statement_timeout_ms"));
+    }
+
+    #[test]
+    fn store_options_are_typed_and_default_to_the_adapters() {
+        let mut s = Settings::default();
+        s.database.url = "postgresql://u@db.example.com/wx".into();
+        let StoreConfig::Postgres { options, .. } = s.clone().parse().expect("valid").store else {
+            panic!("postgres")
+        };
+        assert_eq!(options, PostgresOptions::default());
+        s.database.postgres.max_connections = Some(4);
+        s.database.postgres.statement_timeout_ms = Some(1500);
+        let StoreConfig::Postgres { options, .. } = s.parse().expect("valid").store else {
+            panic!("postgres")
+        };
+        assert_eq!(options.max_connections, 4);
+        assert_eq!(options.statement_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            options.acquire_timeout,
+            PostgresOptions::default().acquire_timeout
         );
+
+        let mut s = Settings::default();
+        s.database.sqlite.reader_connections = Some(2);
+        let StoreConfig::Sqlite { options, .. } = s.parse().expect("valid").store else {
+            panic!("sqlite")
+        };
+        assert_eq!(options.reader_connections, 2);
+    }
+
+    /// `wxlogin.example.toml` documents every key with its default: it must parse, and the
+    /// values it shows must be the defaults of the parts that own them.
+    #[test]
+    fn the_example_config_shows_the_real_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wxlogin.example.toml");
+        let example = Settings::load(Some(&path)).expect("the example parses");
+        let c = example.clone().parse().expect("the example is valid");
+        let defaults = Settings::default().parse().expect("defaults are valid");
+        assert_eq!(c.server.addr, defaults.server.addr);
+        assert_eq!(c.server.http.body_limit, defaults.server.http.body_limit);
+        assert_eq!(c.server.shutdown_grace, defaults.server.shutdown_grace);
+        assert_eq!(c.service.session_ttl, defaults.service.session_ttl);
+        assert!(matches!(
+            c.store,
+            StoreConfig::Sqlite { options, .. } if options == SqliteOptions::default()
+        ));
+
+        let mut pg = example.clone();
+        pg.database.url = "postgres://u@db.example.com/wx".into();
+        assert!(matches!(
+            pg.parse().expect("valid").store,
+            StoreConfig::Postgres { options, .. } if options == PostgresOptions::default()
+        ));
+
+        let mut http = example;
+        http.wechat.app_id = Some("wx1234567890abcdef".into());
+        http.wechat.app_secret = Some(SecretString::from("s"));
+        let WeChatConfig::Http(shown) = http.parse().expect("valid").wechat else {
+            panic!("http mode")
+        };
+        let owned = WeChatHttpConfig::new(shown.app_id.clone(), SecretString::from("s"));
+        assert_eq!(shown.base_url, owned.base_url);
+        assert_eq!(shown.connect_timeout, owned.connect_timeout);
+        assert_eq!(shown.timeout, owned.timeout);
     }
 
     #[test]
@@ -374,12 +586,17 @@ mod tests {
         let path = dir.path().join("wxlogin.toml");
         std::fs::write(
             &path,
-            "[server]\naddr = \"127.0.0.1:9999\"\n[wechat]\nmode = \"mock\"\napp_id = \"wxabc\"\n",
+            "[server]\naddr = \"127.0.0.1:9999\"\n[wechat]\nmode = \"mock\"\napp_id = \"wxabc\"\n\
+             [database.sqlite]\nreader_connections = 3\n",
         )
         .unwrap();
-        let s = Settings::load(Some(&path)).unwrap();
-        assert_eq!(s.server.addr, "127.0.0.1:9999");
-        assert_eq!(s.wechat.resolved_app_id(), "wxabc");
+        let c = Settings::load(Some(&path)).unwrap().parse().unwrap();
+        assert_eq!(c.server.addr.port(), 9999);
+        assert_eq!(c.wechat.app_id().as_str(), "wxabc");
+        assert!(matches!(
+            c.store,
+            StoreConfig::Sqlite { options, .. } if options.reader_connections == 3
+        ));
 
         std::fs::write(&path, "[server]\nadress = \"x\"\n").unwrap();
         let err = Settings::load(Some(&path)).unwrap_err().to_string();

@@ -1,4 +1,4 @@
-//! The `wxlogin` binary: parse the command line, load configuration, run.
+//! The `wxlogin` binary: parse the command line and the configuration, run.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wxlogin_domain::AppId;
-use wxlogin_server::{Settings, config::MOCK_APP_ID, telemetry};
+use wxlogin_server::{Settings, config::MOCK_APP_ID, telemetry, wiring};
 
 #[derive(Parser)]
 #[command(name = "wxlogin", version, about = "WeChat mini-program login backend")]
@@ -39,17 +39,18 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.as_deref()) {
-        Ok(s) => s,
+    // The one validation step: an invalid value stops here, with one line naming the key.
+    let config = match Settings::load(cli.config.as_deref()).and_then(Settings::parse) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("wxlogin: {e}");
             std::process::exit(2);
         }
     };
-    telemetry::init(&settings.log);
+    telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let server = wxlogin_server::spawn(settings).await?;
+            let server = wiring::start(config, None).await?;
             shutdown_signal().await;
             tracing::info!("shutting down: draining in-flight requests");
             server.shutdown().await

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use poem::test::TestClient;
 use serde_json::{Value, json};
 use wxlogin_domain::AppId;
-use wxlogin_server::Settings;
-use wxlogin_server::wiring::{build_app, new_service};
+use wxlogin_domain::ServiceConfig;
+use wxlogin_server::http::{HttpConfig, app};
+use wxlogin_server::wiring::new_service;
 use wxlogin_store_sqlite::Sqlite;
 use wxlogin_wechat_mock::MockWeChat;
 
@@ -51,11 +52,12 @@ async fn the_whole_flow_logs_no_secret_and_logout_ends_the_token() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("wx.db").display());
     let store = Sqlite::connect(&url).await.unwrap();
     let mock = MockWeChat::new(app_id(), None);
-    let settings = Settings::default();
-    let app = build_app(
-        Arc::new(new_service(store, mock.clone(), &settings)),
-        Some(wxlogin_wechat_mock::control_routes(mock.clone())),
-        &settings,
+    let app = app(
+        Arc::new(new_service(store, mock.clone(), &ServiceConfig::default())),
+        Some(("/mock", wxlogin_wechat_mock::control_routes(mock.clone()))),
+        &HttpConfig {
+            body_limit: 64 * 1024,
+        },
     );
     let cli = TestClient::new(app);
 

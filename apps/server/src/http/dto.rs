@@ -188,12 +188,12 @@ pub struct UserReply {
     pub user: UserDto,
 }
 
-impl From<&User> for UserReply {
-    fn from(u: &User) -> Self {
+impl UserReply {
+    pub fn new(user: &User, status: ProfileStatus) -> Self {
         Self {
             status: 200,
-            profile_complete: u.profile_complete(),
-            user: UserDto::from(u),
+            profile_complete: status == ProfileStatus::Complete,
+            user: UserDto::from(user),
         }
     }
 }
@@ -203,6 +203,14 @@ impl From<&User> for UserReply {
 pub struct Health {
     /// `ok`.
     pub status: String,
+}
+
+impl Health {
+    pub fn ok() -> Self {
+        Self {
+            status: "ok".into(),
+        }
+    }
 }
 
 #[cfg(test)]

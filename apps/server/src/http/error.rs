@@ -1,13 +1,96 @@
-//! The HTTP error contract: every error a client can cause has a documented status and a
-//! stable machine-readable code (DESIGN §5). Internal detail is logged here, never returned.
+//! The HTTP error contract (DESIGN §5), written once: every error code with its status, its
+//! stable code string and its default message ([`ErrorCode`]); how each use case's errors map
+//! onto them ([`ErrorSet`]); and the one error type every operation answers with
+//! ([`ApiError`]), which documents, per operation, exactly the codes that operation can give.
+//!
+//! Internal detail travels with a [`Failure`] to the one place where it becomes an HTTP answer
+//! (`middleware::answer`), is logged there once, and is never returned.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use poem::http::StatusCode;
-use poem_openapi::payload::Json;
-use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::payload::{Json, Payload as _};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::types::Type as _;
 use poem_openapi::{ApiResponse, Object};
 use wxlogin_domain::{
     AuthError, CipherError, InvalidValue, LoginError, StoreError, UpdateUserInfoError, WeChatError,
 };
+
+/// Writes [`ErrorCode`] and its three tables (status, code string, default message) from one
+/// list, so a code cannot exist without all three.
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = ($status:ident, $code:literal, $message:literal), )*) => {
+        /// Every error code of the HTTP contract. Exhaustive: a new failure needs a code here.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of the contract.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),*];
+
+            /// The HTTP status it answers with.
+            pub const fn status(self) -> StatusCode {
+                match self { $(Self::$variant => StatusCode::$status,)* }
+            }
+
+            /// The stable machine-readable code (`error` in the body). Never changes.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $code,)* }
+            }
+
+            /// The human text sent when the failure brings no better one.
+            pub const fn default_message(self) -> &'static str {
+                match self { $(Self::$variant => $message,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// A missing, malformed or out-of-range field.
+    InvalidRequest = (BAD_REQUEST, "invalid_request", "the request is malformed"),
+    /// WeChat 40029: the code is invalid or expired, or belongs to another app.
+    InvalidCode = (BAD_REQUEST, "invalid_code", "the code is invalid or expired; call wx.login again"),
+    /// WeChat 40163: the code was already exchanged.
+    CodeUsed = (BAD_REQUEST, "code_used", "the code was already used; call wx.login again"),
+    /// Unknown, malformed or revoked token.
+    InvalidToken = (UNAUTHORIZED, "invalid_token", "the token is unknown or revoked; log in again"),
+    /// The session's lifetime is over.
+    TokenExpired = (UNAUTHORIZED, "token_expired", "the token has expired; log in again"),
+    /// WeChat 40226: a high-risk user.
+    RiskyUser = (FORBIDDEN, "risky_user", "WeChat blocked the login of this user"),
+    /// No such route or resource.
+    NotFound = (NOT_FOUND, "not_found", "no such resource"),
+    /// The route exists, the method does not.
+    MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"),
+    /// The body exceeds `server.body_limit_bytes`.
+    PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large"),
+    /// A body in a content type the operation does not take.
+    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/x-www-form-urlencoded or application/json"),
+    /// The data does not decrypt with the session's key, or its watermark names another app.
+    DecryptFailed = (UNPROCESSABLE_ENTITY, "decrypt_failed", "the data could not be decrypted with this session's key; call wx.login and send the fresh code with the data, or log in again"),
+    /// `rawData` does not match `signature`.
+    SignatureMismatch = (UNPROCESSABLE_ENTITY, "signature_mismatch", "rawData does not match its signature"),
+    /// wxlogin's own limit on failed attempts from one address (answered with `Retry-After`).
+    RateLimited = (TOO_MANY_REQUESTS, "rate_limited", "too many failed attempts; try again later"),
+    /// WeChat 45011: WeChat's per-user frequency limit.
+    WechatRateLimited = (TOO_MANY_REQUESTS, "wechat_rate_limited", "WeChat limits this user's logins right now; try again later"),
+    /// A bug or an unexpected failure; the detail is in the server log.
+    Internal = (INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged"),
+    /// WeChat answered something unexpected (also a misconfigured app id or secret).
+    WechatError = (BAD_GATEWAY, "wechat_error", "WeChat answered unexpectedly"),
+    /// WeChat busy, down or too slow.
+    WechatUnavailable = (SERVICE_UNAVAILABLE, "wechat_unavailable", "WeChat is busy or unreachable; try again"),
+    /// The database cannot be reached or is too busy.
+    DatabaseUnavailable = (SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable; try again"),
+}
 
 /// The body of every error answer. `status` repeats the HTTP status so classic clients that
 /// test `data.status == 200` keep working.
@@ -21,85 +104,99 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// An error on its way to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
+/// A failure on its way to the client: its code, the message the client sees, and the
+/// internal detail that only the log sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct Failure {
+    pub code: ErrorCode,
+    message: Cow<'static, str>,
+    detail: Option<String>,
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+impl Failure {
+    pub fn new(code: ErrorCode) -> Self {
         Self {
-            status,
             code,
-            message: message.into(),
+            message: Cow::Borrowed(code.default_message()),
+            detail: None,
         }
     }
 
-    pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    /// Replaces the default message with one that says more about this case.
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = message.into();
+        self
     }
 
-    pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    /// Internal detail for the log line; never sent to the client.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
-    pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; it has been logged",
-        )
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
-    fn body(&self) -> Json<ErrorBody> {
-        Json(ErrorBody {
-            status: self.status.as_u16(),
-            error: self.code.to_owned(),
-            message: self.message.clone(),
-        })
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
-    /// The same body as a plain poem response, for errors raised outside the OpenAPI layer
-    /// (router 404/405, body limit).
-    pub fn into_poem_response(self) -> poem::Response {
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            status: self.code.status().as_u16(),
+            error: self.code.as_str().to_owned(),
+            message: self.message.clone().into_owned(),
+        }
+    }
+
+    /// The error answer.
+    pub fn to_response(&self) -> poem::Response {
         let body = serde_json::json!({
-            "status": self.status.as_u16(),
-            "error": self.code,
+            "status": self.code.status().as_u16(),
+            "error": self.code.as_str(),
             "message": self.message,
         });
         poem::Response::builder()
-            .status(self.status)
+            .status(self.code.status())
             .content_type("application/json; charset=utf-8")
             .body(body.to_string())
     }
 
-    /// Maps a request that poem-openapi could not parse.
-    pub fn from_parse_error(err: &poem::Error) -> Self {
-        match err.status() {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send application/x-www-form-urlencoded or application/json",
-            ),
-            StatusCode::PAYLOAD_TOO_LARGE => Self::payload_too_large(),
-            StatusCode::UNAUTHORIZED => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "missing or malformed token",
-            ),
-            _ => Self::invalid_request(format!("malformed request: {}", parse_error_text(err))),
-        }
+    /// Maps an error that poem or poem-openapi raised before an operation ran: a body or
+    /// parameter that could not be parsed, a route miss.
+    pub fn from_poem(err: &poem::Error) -> Self {
+        let status = err.status();
+        let code = match status {
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            // A missing or malformed `Authorization` header (the bearer security scheme).
+            StatusCode::UNAUTHORIZED => {
+                return Self::new(ErrorCode::InvalidToken)
+                    .with_message("missing or malformed token");
+            }
+            s if s.is_client_error() => {
+                return Self::new(ErrorCode::InvalidRequest)
+                    .with_message(format!("malformed request: {}", parse_error_text(err)));
+            }
+            _ => ErrorCode::Internal,
+        };
+        Self::new(code).with_detail(err.to_string())
+    }
+}
+
+impl poem::error::ResponseError for Failure {
+    fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
-    pub fn payload_too_large() -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        )
+    fn as_response(&self) -> poem::Response {
+        self.to_response()
     }
 }
 
@@ -115,248 +212,353 @@ fn parse_error_text(err: &poem::Error) -> String {
         .collect()
 }
 
-/// Every answer of an operation: the success body, or an error with its documented status.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "bad_request")]
-pub enum Reply<T: ToJSON + Type + Send + Sync> {
-    /// Success.
-    #[oai(status = 200)]
-    Ok(Json<T>),
-    /// `invalid_request` (a missing, malformed or out-of-range field), `invalid_code` (WeChat
-    /// 40029: the code is invalid or expired, or belongs to another user), `code_used` (WeChat
-    /// 40163: the code was already exchanged; call `wx.login` again).
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// `invalid_token` (unknown, malformed or revoked token) or `token_expired` (log in again).
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>),
-    /// `risky_user`: WeChat blocks this high-risk user (40226).
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
-    /// `not_found`.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// `payload_too_large`: the body exceeds `server.body_limit_bytes`.
-    #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
-    /// `unsupported_media_type`: use `application/x-www-form-urlencoded` or `application/json`.
-    #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
-    /// `decrypt_failed` (the data does not decrypt with this session's key, or its watermark
-    /// names another app; log in again, or send a fresh `code` with the data) or
-    /// `signature_mismatch` (`rawData` does not match `signature`).
-    #[oai(status = 422)]
-    UnprocessableEntity(Json<ErrorBody>),
-    /// `wechat_rate_limited`: WeChat's per-user frequency limit (45011); try later.
-    #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>),
-    /// `internal`: a bug or an unexpected failure; details are in the server log.
-    #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
-    /// `wechat_error`: WeChat answered something unexpected (also a misconfigured app id or
-    /// secret).
-    #[oai(status = 502)]
-    BadGateway(Json<ErrorBody>),
-    /// `wechat_unavailable` (WeChat busy, down or too slow) or `database_unavailable`; retry.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
+/// How the errors of one use case become HTTP answers.
+pub trait ErrorSet: Sized + Send + Sync + 'static {
+    /// Every code an operation answering with these errors can give, request errors included:
+    /// what its OpenAPI entry lists. A test checks that [`ErrorSet::failure`] stays inside it.
+    const CODES: &'static [ErrorCode];
+
+    /// The failure this error becomes (an exhaustive match, no fallback).
+    fn failure(self) -> Failure;
 }
 
-fn bad_request<T: ToJSON + Type + Send + Sync>(err: poem::Error) -> Reply<T> {
-    ApiError::from_parse_error(&err).into()
+/// The error of an operation whose use case fails with `E`. Converting from `E` (or from an
+/// invalid request value) is the only way to make one, so an operation cannot answer a code
+/// its OpenAPI entry does not list.
+#[derive(Debug)]
+pub struct ApiError<E> {
+    failure: Failure,
+    use_case: PhantomData<fn() -> E>,
 }
 
-impl<T: ToJSON + Type + Send + Sync> From<ApiError> for Reply<T> {
-    fn from(e: ApiError) -> Self {
-        let body = e.body();
-        match e.status {
-            StatusCode::BAD_REQUEST => Self::BadRequest(body),
-            StatusCode::UNAUTHORIZED => Self::Unauthorized(body),
-            StatusCode::FORBIDDEN => Self::Forbidden(body),
-            StatusCode::NOT_FOUND => Self::NotFound(body),
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge(body),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(body),
-            StatusCode::UNPROCESSABLE_ENTITY => Self::UnprocessableEntity(body),
-            StatusCode::TOO_MANY_REQUESTS => Self::TooManyRequests(body),
-            StatusCode::BAD_GATEWAY => Self::BadGateway(body),
-            StatusCode::SERVICE_UNAVAILABLE => Self::ServiceUnavailable(body),
-            _ => Self::Internal(ApiError::internal().body()),
+impl<E> ApiError<E> {
+    pub fn failure(&self) -> &Failure {
+        &self.failure
+    }
+
+    /// A more specific message than the code's default.
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.failure = self.failure.with_message(message);
+        self
+    }
+}
+
+impl<E: ErrorSet> From<E> for ApiError<E> {
+    fn from(e: E) -> Self {
+        let failure = e.failure();
+        debug_assert!(E::CODES.contains(&failure.code), "{failure:?} is listed");
+        Self {
+            failure,
+            use_case: PhantomData,
         }
     }
 }
 
-/// The answers of an operation that returns no body (logout).
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "no_content_bad_request")]
-pub enum NoContentReply {
-    /// Done.
-    #[oai(status = 204)]
-    NoContent,
-    /// `invalid_token` or `token_expired`.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>),
-    /// `internal`: details are in the server log.
-    #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
-    /// `database_unavailable`; retry.
-    #[oai(status = 503)]
-    ServiceUnavailable(Json<ErrorBody>),
-}
-
-fn no_content_bad_request(err: poem::Error) -> NoContentReply {
-    ApiError::from_parse_error(&err).into()
-}
-
-impl From<ApiError> for NoContentReply {
-    fn from(e: ApiError) -> Self {
-        let body = e.body();
-        match e.status {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized(body),
-            StatusCode::SERVICE_UNAVAILABLE => Self::ServiceUnavailable(body),
-            _ => Self::Internal(ApiError::internal().body()),
-        }
-    }
-}
-
-impl From<InvalidValue> for ApiError {
+/// A request value the domain refused (a code, a nickname …): `invalid_request`, which every
+/// operation with a body lists.
+impl<E: ErrorSet> From<InvalidValue> for ApiError<E> {
     fn from(e: InvalidValue) -> Self {
-        Self::invalid_request(e.to_string())
+        debug_assert!(E::CODES.contains(&ErrorCode::InvalidRequest));
+        Self {
+            failure: Failure::new(ErrorCode::InvalidRequest).with_message(e.to_string()),
+            use_case: PhantomData,
+        }
     }
 }
 
-impl From<WeChatError> for ApiError {
+impl<E> From<ApiError<E>> for poem::Error {
+    fn from(e: ApiError<E>) -> Self {
+        Self::from(e.failure)
+    }
+}
+
+impl<E: ErrorSet> ApiResponse for ApiError<E> {
+    fn meta() -> MetaResponses {
+        let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
+        for code in E::CODES {
+            by_status
+                .entry(code.status().as_u16())
+                .or_default()
+                .push(*code);
+        }
+        let responses = by_status
+            .into_iter()
+            .map(|(status, codes)| MetaResponse {
+                description: describe(&codes),
+                status: Some(status),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: "application/json; charset=utf-8",
+                    schema: Json::<ErrorBody>::schema_ref(),
+                }],
+                headers: vec![],
+            })
+            .collect();
+        MetaResponses { responses }
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorBody::register(registry);
+    }
+}
+
+/// "`invalid_code`: the code is invalid …; `code_used`: …", interned: poem-openapi wants
+/// `&'static str` descriptions, and each distinct text is leaked once.
+fn describe(codes: &[ErrorCode]) -> &'static str {
+    static TEXTS: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Mutex::default);
+    let text = codes
+        .iter()
+        .map(|c| format!("`{}`: {}", c.as_str(), c.default_message()))
+        .collect::<Vec<_>>()
+        .join(". ")
+        + ".";
+    let mut texts = TEXTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = texts.get(text.as_str()) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    texts.insert(leaked);
+    leaked
+}
+
+// ---------------------------------------------------------------------------------------------
+// The use cases' errors
+
+use ErrorCode as C;
+
+/// Codes every operation with a request body can give before it runs.
+macro_rules! with_body {
+    ($($code:ident),* $(,)?) => {
+        &[C::InvalidRequest, C::PayloadTooLarge, C::UnsupportedMediaType, $(C::$code,)* C::Internal]
+    };
+}
+
+impl From<WeChatError> for Failure {
     fn from(e: WeChatError) -> Self {
         match e {
-            WeChatError::InvalidCode => Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_code",
-                "the code is invalid or expired; call wx.login again",
-            ),
-            WeChatError::CodeUsed => Self::new(
-                StatusCode::BAD_REQUEST,
-                "code_used",
-                "the code was already used; call wx.login again",
-            ),
-            WeChatError::RateLimited => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "wechat_rate_limited",
-                "WeChat limits this user's logins right now; try again later",
-            ),
-            WeChatError::RiskyUser => Self::new(
-                StatusCode::FORBIDDEN,
-                "risky_user",
-                "WeChat blocked the login of this user",
-            ),
-            WeChatError::Unavailable(detail) => {
-                tracing::warn!(%detail, "WeChat unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "wechat_unavailable",
-                    "WeChat is busy or unreachable; try again",
-                )
-            }
-            WeChatError::Unexpected(detail) => {
-                tracing::error!(%detail, "unexpected answer from WeChat");
-                Self::new(
-                    StatusCode::BAD_GATEWAY,
-                    "wechat_error",
-                    "WeChat answered unexpectedly",
-                )
-            }
+            WeChatError::InvalidCode => Self::new(C::InvalidCode),
+            WeChatError::CodeUsed => Self::new(C::CodeUsed),
+            WeChatError::RateLimited => Self::new(C::WechatRateLimited),
+            WeChatError::RiskyUser => Self::new(C::RiskyUser),
+            WeChatError::Unavailable(detail) => Self::new(C::WechatUnavailable).with_detail(detail),
+            WeChatError::Unexpected(detail) => Self::new(C::WechatError).with_detail(detail),
         }
     }
 }
 
-impl From<StoreError> for ApiError {
+impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(detail) => {
-                tracing::warn!(%detail, "database unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "the database is unavailable; try again",
-                )
+                Self::new(C::DatabaseUnavailable).with_detail(detail)
             }
-            StoreError::NotFound => Self::not_found(),
-            StoreError::Unexpected(detail) => {
-                tracing::error!(%detail, "store failure");
-                Self::internal()
-            }
+            // Every use case maps the absence it expects itself; one reaching here is a bug.
+            StoreError::NotFound => Self::new(C::Internal).with_detail("store: not found"),
+            StoreError::Unexpected(detail) => Self::new(C::Internal).with_detail(detail),
         }
     }
 }
 
-impl From<LoginError> for ApiError {
-    fn from(e: LoginError) -> Self {
-        match e {
-            LoginError::WeChat(w) => w.into(),
-            LoginError::Store(s) => s.into(),
-            LoginError::Unexpected(detail) => {
-                tracing::error!(%detail, "login invariant broken");
-                Self::internal()
-            }
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::InvalidToken => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the token is unknown or revoked; log in again",
-            ),
-            AuthError::TokenExpired => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "token_expired",
-                "the token has expired; log in again",
-            ),
-            AuthError::Store(s) => s.into(),
-        }
-    }
-}
-
-impl From<CipherError> for ApiError {
+impl From<CipherError> for Failure {
     fn from(e: CipherError) -> Self {
         match e {
-            CipherError::InvalidInput(what) => Self::invalid_request(what),
-            CipherError::DecryptFailed => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "decrypt_failed",
-                "the data could not be decrypted with this session's key; call wx.login and \
-                 send the fresh code with the data, or log in again",
-            ),
-            CipherError::SignatureMismatch => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "signature_mismatch",
-                "rawData does not match its signature",
-            ),
+            CipherError::InvalidInput(what) => Self::new(C::InvalidRequest).with_message(what),
+            CipherError::DecryptFailed => Self::new(C::DecryptFailed),
+            CipherError::SignatureMismatch => Self::new(C::SignatureMismatch),
         }
     }
 }
 
-impl From<UpdateUserInfoError> for ApiError {
-    fn from(e: UpdateUserInfoError) -> Self {
-        match e {
-            UpdateUserInfoError::Auth(a) => a.into(),
-            UpdateUserInfoError::InvalidRequest(what) => Self::invalid_request(what),
-            UpdateUserInfoError::Cipher(c) => c.into(),
-            UpdateUserInfoError::WeChat(w) => w.into(),
-            UpdateUserInfoError::CodeForAnotherUser => Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_code",
-                "the code belongs to another WeChat user",
-            ),
-            UpdateUserInfoError::Store(s) => s.into(),
+/// `/onLogin` and `/api/v1/login`.
+impl ErrorSet for LoginError {
+    const CODES: &'static [ErrorCode] = with_body![
+        InvalidCode,
+        CodeUsed,
+        RiskyUser,
+        WechatRateLimited,
+        WechatError,
+        WechatUnavailable,
+        DatabaseUnavailable,
+    ];
+
+    fn failure(self) -> Failure {
+        match self {
+            Self::WeChat(w) => w.into(),
+            Self::Store(s) => s.into(),
+            Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
         }
+    }
+}
+
+/// Operations that only authenticate (`GET /api/v1/me`, `DELETE /api/v1/session`).
+impl ErrorSet for AuthError {
+    const CODES: &'static [ErrorCode] = &[
+        C::InvalidToken,
+        C::TokenExpired,
+        C::DatabaseUnavailable,
+        C::Internal,
+    ];
+
+    fn failure(self) -> Failure {
+        match self {
+            Self::InvalidToken => Failure::new(C::InvalidToken),
+            Self::TokenExpired => Failure::new(C::TokenExpired),
+            Self::Store(s) => s.into(),
+        }
+    }
+}
+
+/// `/updateUserInfo`.
+impl ErrorSet for UpdateUserInfoError {
+    const CODES: &'static [ErrorCode] = with_body![
+        InvalidCode,
+        CodeUsed,
+        InvalidToken,
+        TokenExpired,
+        RiskyUser,
+        DecryptFailed,
+        SignatureMismatch,
+        WechatRateLimited,
+        WechatError,
+        WechatUnavailable,
+        DatabaseUnavailable,
+    ];
+
+    fn failure(self) -> Failure {
+        match self {
+            Self::Auth(a) => a.failure(),
+            Self::InvalidRequest(what) => Failure::new(C::InvalidRequest).with_message(what),
+            Self::Cipher(c) => c.into(),
+            Self::WeChat(w) => w.into(),
+            Self::CodeForAnotherUser => {
+                Failure::new(C::InvalidCode).with_message("the code belongs to another WeChat user")
+            }
+            Self::Store(s) => s.into(),
+            Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
+        }
+    }
+}
+
+/// `/readyz`.
+impl ErrorSet for StoreError {
+    const CODES: &'static [ErrorCode] = &[C::DatabaseUnavailable, C::Internal];
+
+    fn failure(self) -> Failure {
+        self.into()
+    }
+}
+
+/// Operations that cannot fail (`/healthz`).
+impl ErrorSet for Infallible {
+    const CODES: &'static [ErrorCode] = &[];
+
+    fn failure(self) -> Failure {
+        match self {}
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wechat_errors() -> Vec<WeChatError> {
+        vec![
+            WeChatError::InvalidCode,
+            WeChatError::CodeUsed,
+            WeChatError::RateLimited,
+            WeChatError::RiskyUser,
+            WeChatError::Unavailable("x".into()),
+            WeChatError::Unexpected("x".into()),
+        ]
+    }
+
+    fn store_errors() -> Vec<StoreError> {
+        vec![
+            StoreError::Unavailable("pool timed out".into()),
+            StoreError::NotFound,
+            StoreError::Unexpected("secret detail".into()),
+        ]
+    }
+
+    fn auth_errors() -> Vec<AuthError> {
+        let mut all = vec![AuthError::InvalidToken, AuthError::TokenExpired];
+        all.extend(store_errors().into_iter().map(AuthError::Store));
+        all
+    }
+
+    /// Every variant of `E` lands on a code its operations document.
+    fn assert_within<E: ErrorSet + std::fmt::Debug + Clone>(errors: Vec<E>) {
+        for e in errors {
+            let failure = e.clone().failure();
+            assert!(
+                E::CODES.contains(&failure.code),
+                "{e:?} became {:?}, which is not listed",
+                failure.code
+            );
+        }
+    }
+
+    #[test]
+    fn every_use_case_error_maps_inside_its_documented_codes() {
+        let mut login: Vec<LoginError> = wechat_errors().into_iter().map(Into::into).collect();
+        login.extend(store_errors().into_iter().map(LoginError::Store));
+        login.push(LoginError::Unexpected("x".into()));
+        assert_within(login);
+        assert_within(auth_errors());
+        let mut update: Vec<UpdateUserInfoError> =
+            auth_errors().into_iter().map(Into::into).collect();
+        update.extend(wechat_errors().into_iter().map(UpdateUserInfoError::WeChat));
+        update.extend(store_errors().into_iter().map(UpdateUserInfoError::Store));
+        update.extend([
+            UpdateUserInfoError::InvalidRequest("x"),
+            UpdateUserInfoError::Cipher(CipherError::InvalidInput("iv")),
+            UpdateUserInfoError::Cipher(CipherError::DecryptFailed),
+            UpdateUserInfoError::Cipher(CipherError::SignatureMismatch),
+            UpdateUserInfoError::CodeForAnotherUser,
+            UpdateUserInfoError::Unexpected("x".into()),
+        ]);
+        assert_within(update);
+        assert_within(store_errors());
+        // A request value the domain refuses is invalid_request, listed wherever a body is.
+        for codes in [LoginError::CODES, UpdateUserInfoError::CODES] {
+            assert!(codes.contains(&ErrorCode::InvalidRequest));
+        }
+    }
+
+    #[test]
+    fn codes_are_unique_and_statuses_match_the_contract() {
+        let strings: HashSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(strings.len(), ErrorCode::ALL.len());
+        let expected = [
+            ("invalid_request", 400),
+            ("invalid_code", 400),
+            ("code_used", 400),
+            ("decrypt_failed", 422),
+            ("signature_mismatch", 422),
+            ("invalid_token", 401),
+            ("token_expired", 401),
+            ("risky_user", 403),
+            ("rate_limited", 429),
+            ("wechat_rate_limited", 429),
+            ("wechat_unavailable", 503),
+            ("wechat_error", 502),
+            ("database_unavailable", 503),
+            ("payload_too_large", 413),
+            ("unsupported_media_type", 415),
+            ("not_found", 404),
+            ("method_not_allowed", 405),
+            ("internal", 500),
+        ];
+        assert_eq!(expected.len(), ErrorCode::ALL.len());
+        for (code, status) in expected {
+            let c = ErrorCode::ALL
+                .iter()
+                .find(|c| c.as_str() == code)
+                .unwrap_or_else(|| panic!("{code} exists"));
+            assert_eq!(c.status().as_u16(), status, "{code}");
+        }
+    }
 
     #[test]
     fn wechat_errors_map_to_documented_codes() {
@@ -373,41 +575,59 @@ mod tests {
             (WeChatError::Unexpected("x".into()), 502, "wechat_error"),
         ];
         for (err, status, code) in cases {
-            let api = ApiError::from(err);
-            assert_eq!((api.status.as_u16(), api.code), (status, code));
+            let f = Failure::from(err);
+            assert_eq!((f.code.status().as_u16(), f.code.as_str()), (status, code));
         }
     }
 
     #[test]
-    fn internal_detail_is_not_returned() {
-        let api = ApiError::from(StoreError::Unexpected("secret detail".into()));
-        assert_eq!(api.code, "internal");
-        assert!(!api.message.contains("secret detail"));
-        let api = ApiError::from(StoreError::Unavailable("pool timed out".into()));
-        assert_eq!(
-            (api.status.as_u16(), api.code),
-            (503, "database_unavailable")
-        );
+    fn internal_detail_is_logged_not_returned() {
+        let f = Failure::from(StoreError::Unexpected("secret detail".into()));
+        assert_eq!(f.code, ErrorCode::Internal);
+        assert_eq!(f.detail(), Some("secret detail"));
+        assert!(!f.message().contains("secret detail"));
+        assert!(!f.body().message.contains("secret detail"));
+        let f = Failure::from(StoreError::Unavailable("pool timed out".into()));
+        assert_eq!(f.code, ErrorCode::DatabaseUnavailable);
+        assert!(!f.message().contains("pool timed out"));
     }
 
     #[test]
     fn auth_and_cipher_errors() {
+        assert_eq!(AuthError::TokenExpired.failure().code, C::TokenExpired);
         assert_eq!(
-            ApiError::from(AuthError::TokenExpired).code,
-            "token_expired"
+            AuthError::InvalidToken.failure().code.status().as_u16(),
+            401
         );
-        assert_eq!(ApiError::from(AuthError::InvalidToken).status.as_u16(), 401);
         assert_eq!(
-            ApiError::from(CipherError::DecryptFailed).status.as_u16(),
+            Failure::from(CipherError::DecryptFailed)
+                .code
+                .status()
+                .as_u16(),
             422
         );
         assert_eq!(
-            ApiError::from(CipherError::InvalidInput("iv must be 16 bytes")).code,
-            "invalid_request"
+            Failure::from(CipherError::InvalidInput("iv must be 16 bytes")).code,
+            C::InvalidRequest
         );
         assert_eq!(
-            ApiError::from(UpdateUserInfoError::CodeForAnotherUser).code,
-            "invalid_code"
+            UpdateUserInfoError::CodeForAnotherUser.failure().code,
+            C::InvalidCode
+        );
+    }
+
+    #[test]
+    fn each_operation_documents_its_own_codes_by_status() {
+        let meta = <ApiError<AuthError> as ApiResponse>::meta();
+        let statuses: Vec<_> = meta.responses.iter().filter_map(|r| r.status).collect();
+        assert_eq!(statuses, [401, 500, 503]);
+        let unauthorized = &meta.responses[0];
+        assert!(unauthorized.description.contains("`invalid_token`"));
+        assert!(unauthorized.description.contains("`token_expired`"));
+        assert!(
+            <ApiError<Infallible> as ApiResponse>::meta()
+                .responses
+                .is_empty()
         );
     }
 }

@@ -1,0 +1,97 @@
+//! What wraps every request: the body limit, and [`answer`], the one place where a failure
+//! (an operation's, a parse error, a route miss) becomes an HTTP answer and a log line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt as _;
+use poem::web::headers::HeaderMapExt as _;
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use crate::http::error::{ErrorCode, Failure};
+
+/// Caps the body whether or not `Content-Length` is sent (poem's `SizeLimit` answers 411
+/// to chunked bodies, which some clients send).
+pub async fn limit_body<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    limit: usize,
+) -> poem::Result<Response> {
+    let declared = req
+        .headers()
+        .typed_get::<poem::web::headers::ContentLength>()
+        .map(|l| l.0);
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Failure::new(ErrorCode::PayloadTooLarge).into());
+    }
+    let mut stream = req.take_body().into_bytes_stream();
+    let mut body = Vec::new();
+    let mut total = 0usize;
+    // Past the limit, keep reading (and discarding) up to a bound before answering 413: a
+    // client still sending its body would otherwise see the connection reset instead of the
+    // answer. Beyond the bound, stop reading: the connection is dropped.
+    let drain_bound = limit.saturating_mul(16);
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(Failure::new(ErrorCode::InvalidRequest)
+                .with_message("could not read the request body")
+                .into());
+        };
+        total = total.saturating_add(chunk.len());
+        if total <= limit {
+            body.extend_from_slice(&chunk);
+        } else if total > drain_bound {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(Failure::new(ErrorCode::PayloadTooLarge).into());
+    }
+    req.set_body(body);
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Turns every error into the JSON error answer and writes one log line per request: method,
+/// path (never the query), status, latency, and for a failure its code and internal detail, at
+/// the level the failure deserves. Bodies and headers are never logged: they carry codes,
+/// tokens and encrypted data.
+pub async fn answer<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let result = ep.call(req).await.map(IntoResponse::into_response);
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let response = match result {
+        Ok(response) => {
+            tracing::info!(%method, path = %path, status = response.status().as_u16(), ms, "request");
+            response
+        }
+        Err(err) => {
+            let failure = match err.downcast_ref::<Failure>() {
+                Some(failure) => failure.clone(),
+                None => Failure::from_poem(&err),
+            };
+            log_failure(&method, &path, ms, &failure);
+            failure.to_response()
+        }
+    };
+    Ok(response)
+}
+
+fn log_failure(method: &poem::http::Method, path: &str, ms: f64, failure: &Failure) {
+    let status = failure.code.status().as_u16();
+    let error = failure.code.as_str();
+    let detail = failure.detail().unwrap_or("");
+    match failure.code {
+        // Ours to fix: a bug, or WeChat rejecting our own configuration.
+        ErrorCode::Internal | ErrorCode::WechatError => {
+            tracing::error!(%method, path = %path, status, ms, error, detail, "request failed");
+        }
+        // Outages of what we depend on: worth watching, not a bug.
+        ErrorCode::WechatUnavailable | ErrorCode::DatabaseUnavailable => {
+            tracing::warn!(%method, path = %path, status, ms, error, detail, "request failed");
+        }
+        // The client's doing (a bad code, an expired token): part of normal traffic.
+        _ => tracing::info!(%method, path = %path, status, ms, error, "request refused"),
+    }
+}

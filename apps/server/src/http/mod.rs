@@ -1,0 +1,121 @@
+//! The inbound HTTP adapter (poem-openapi): operations grouped by area, their DTOs, the error
+//! contract and the middleware. Generic over the inbound port [`LoginService`] alone: nothing
+//! here names a store, a WeChat client or the crypto crate; the composition root does.
+//!
+//! - [`classic`]: `/onLogin`, `/updateUserInfo`;
+//! - [`session`]: the `/api/v1` JSON API;
+//! - [`health`]: `/healthz`, `/readyz`;
+//! - [`dto`]: request and response bodies; [`error`]: the error codes and their mapping;
+//! - [`middleware`]: the body limit and the one place failures become answers.
+
+pub mod auth;
+pub mod classic;
+pub mod dto;
+pub mod error;
+pub mod health;
+pub mod middleware;
+pub mod session;
+
+use std::sync::Arc;
+
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::payload::Json;
+use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::{ApiResponse, OpenApiService, Tags};
+use wxlogin_domain::LoginService;
+
+pub use error::{ApiError, ErrorCode, Failure};
+
+use classic::ClassicApi;
+use health::HealthApi;
+use session::SessionApi;
+
+#[derive(Tags)]
+enum ApiTags {
+    /// The classic mini-program flow: `wx.login` → `/onLogin` → `/updateUserInfo`.
+    Classic,
+    /// The JSON API for today's mini-programs (`Authorization: Bearer <token>`).
+    Session,
+    /// Liveness and readiness probes.
+    Health,
+}
+
+/// What every operation answers: its success `T`, or the errors of its use case `E`.
+pub type ApiResult<T, E> = Result<T, ApiError<E>>;
+
+/// [`ApiResult`] of an operation answering a JSON body.
+pub type Reply<T, E> = ApiResult<Success<T>, E>;
+
+/// A 200 answer with a JSON body.
+#[derive(ApiResponse)]
+pub enum Success<T: ToJSON + Type + Send + Sync> {
+    /// Success.
+    #[oai(status = 200)]
+    Ok(Json<T>),
+}
+
+impl<T: ToJSON + Type + Send + Sync> Success<T> {
+    pub fn json(body: T) -> Self {
+        Self::Ok(Json(body))
+    }
+}
+
+/// A 204 answer.
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// What the HTTP layer needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body accepted, in bytes (also enforced without `Content-Length`).
+    pub body_limit: usize,
+}
+
+type Apis<L> = (ClassicApi<L>, SessionApi<L>, HealthApi<L>);
+
+/// The OpenAPI service: operations, schemas and server description.
+pub fn openapi<L: LoginService>(service: Arc<L>) -> OpenApiService<Apis<L>, ()> {
+    let apis = (
+        ClassicApi::new(Arc::clone(&service)),
+        SessionApi::new(Arc::clone(&service)),
+        HealthApi::new(service),
+    );
+    OpenApiService::new(apis, "wxlogin", env!("CARGO_PKG_VERSION")).description(
+        "WeChat mini-program login backend: exchanges `wx.login` codes for users and \
+         sessions, and stores profiles from `encryptedData`. Errors answer \
+         `{\"status\", \"error\", \"message\"}` with a stable `error` code; each operation \
+         lists the codes it can give.",
+    )
+}
+
+/// The whole HTTP app: the API, `/openapi.json`, Swagger UI at `/docs`, `extra` routes nested
+/// where the composition root says (the mock WeChat's control API in mock mode), the body
+/// limit, and the JSON error answers and request log of [`middleware::answer`].
+pub fn app<L, M>(
+    service: Arc<L>,
+    extra: Option<(&str, M)>,
+    config: &HttpConfig,
+) -> impl Endpoint + use<L, M>
+where
+    L: LoginService,
+    M: Endpoint + 'static,
+{
+    let api = openapi(service);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let mut route = Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs);
+    if let Some((path, endpoint)) = extra {
+        route = route.nest(path, endpoint);
+    }
+    let limit = config.body_limit;
+    route
+        .around(move |ep, req| middleware::limit_body(ep, req, limit))
+        .around(middleware::answer)
+}

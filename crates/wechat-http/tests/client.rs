@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use wxlogin_domain::{AppId, LoginCode, UnionId, WeChat, WeChatError};
 use wxlogin_wechat_http::{WeChatHttp, WeChatHttpConfig};
-use wxlogin_wechat_mock::{Failure, MockWeChat, serve};
+use wxlogin_wechat_mock::{Api, Failure, MockWeChat, serve};
 
 // Reserved characters in the secret prove the query is encoded: the mock compares it exactly.
 const SECRET: &str = "s3cr3t&x=y+z /%";
@@ -118,27 +118,28 @@ async fn injected_failures_map_to_domain_errors() {
     let client = client(&h.base);
     let c = h.mock.mint_code("o1", None);
 
-    h.mock.fail_next(Failure::Busy, 1);
+    h.mock.fail_next(Api::Jscode2session, Failure::Busy, 1);
     assert!(matches!(
         exchange(&client, &c).await,
         Err(WeChatError::Unavailable(_))
     ));
-    h.mock.fail_next(Failure::RateLimited, 1);
+    h.mock
+        .fail_next(Api::Jscode2session, Failure::RateLimited, 1);
     assert_eq!(exchange(&client, &c).await, Err(WeChatError::RateLimited));
-    h.mock.fail_next(Failure::Risky, 1);
+    h.mock.fail_next(Api::Jscode2session, Failure::Risky, 1);
     assert_eq!(exchange(&client, &c).await, Err(WeChatError::RiskyUser));
-    h.mock.fail_next(Failure::Http500, 1);
+    h.mock.fail_next(Api::Jscode2session, Failure::Http500, 1);
     assert!(matches!(
         exchange(&client, &c).await,
         Err(WeChatError::Unavailable(_))
     ));
-    h.mock.fail_next(Failure::Garbage, 1);
+    h.mock.fail_next(Api::Jscode2session, Failure::Garbage, 1);
     assert!(matches!(
         exchange(&client, &c).await,
         Err(WeChatError::Unexpected(_))
     ));
     // Each failure was one request: the client never retried, and the code is still good.
-    assert_eq!(h.mock.exchange_attempts(), 5);
+    assert_eq!(h.mock.calls(Api::Jscode2session), 5);
     assert!(exchange(&client, &c).await.is_ok());
 }
 
@@ -147,7 +148,11 @@ async fn a_stall_beyond_the_timeout_is_unavailable_and_not_retried() {
     let h = start_mock().await;
     let client = client(&h.base);
     let c = h.mock.mint_code("o1", None);
-    h.mock.fail_next(Failure::Slow(Duration::from_secs(1)), 1);
+    h.mock.fail_next(
+        Api::Jscode2session,
+        Failure::Slow(Duration::from_secs(1)),
+        1,
+    );
     let started = std::time::Instant::now();
     let result = exchange(&client, &c).await;
     assert!(
@@ -157,7 +162,7 @@ async fn a_stall_beyond_the_timeout_is_unavailable_and_not_retried() {
     assert!(started.elapsed() < Duration::from_millis(900));
     // Wait past the stall: a retry would show up as a second attempt.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(h.mock.exchange_attempts(), 1);
+    assert_eq!(h.mock.calls(Api::Jscode2session), 1);
 }
 
 #[tokio::test]

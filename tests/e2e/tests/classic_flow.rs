@@ -13,7 +13,7 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha1::{Digest as _, Sha1};
-use wxlogin_wechat_mock::{EncryptedPayload, Failure};
+use wxlogin_wechat_mock::{Api, EncryptedPayload, Failure};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_login_creates_a_user_and_relogin_finds_it() {
@@ -153,7 +153,7 @@ async fn bad_codes_are_refused_and_create_nothing() {
     .await;
 
     // Empty, blank and missing codes never reach WeChat.
-    let attempts = app.mock.exchange_attempts();
+    let attempts = app.mock.calls(Api::Jscode2session);
     expect_error(
         app.on_login("").await,
         StatusCode::BAD_REQUEST,
@@ -192,7 +192,7 @@ async fn bad_codes_are_refused_and_create_nothing() {
         .expect("POST /onLogin");
     expect_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
     assert_eq!(
-        app.mock.exchange_attempts(),
+        app.mock.calls(Api::Jscode2session),
         attempts,
         "no exchange for a missing code"
     );
@@ -228,11 +228,11 @@ async fn wechat_failures_map_to_errors_and_create_nothing() {
     for (i, (failure, status, error)) in cases.into_iter().enumerate() {
         let open_id = format!("o-fail-{i}");
         let code = app.wx_login(&open_id);
-        app.mock.fail_next(failure, 1);
-        let before = app.mock.exchange_attempts();
+        app.mock.fail_next(Api::Jscode2session, failure, 1);
+        let before = app.mock.calls(Api::Jscode2session);
         expect_error(app.on_login(&code).await, status, error).await;
         assert_eq!(
-            app.mock.exchange_attempts(),
+            app.mock.calls(Api::Jscode2session),
             before + 1,
             "{failure:?}: an exchange is never retried"
         );
@@ -250,8 +250,11 @@ async fn wechat_failures_map_to_errors_and_create_nothing() {
 
     // WeChat stalling beyond the server's timeout (500 ms).
     let code = app.wx_login("o-slow");
-    app.mock
-        .fail_next(Failure::Slow(Duration::from_millis(2_500)), 1);
+    app.mock.fail_next(
+        Api::Jscode2session,
+        Failure::Slow(Duration::from_millis(2_500)),
+        1,
+    );
     let started = Instant::now();
     let resp = app.on_login(&code).await;
     let waited = started.elapsed();
@@ -272,7 +275,7 @@ async fn wechat_failures_map_to_errors_and_create_nothing() {
         .spawn_http_sibling(|s| s.wechat.base_url = format!("http://{closed}"))
         .await;
     let code = app.wx_login("o-down");
-    let attempts = app.mock.exchange_attempts();
+    let attempts = app.mock.calls(Api::Jscode2session);
     expect_error(
         app.on_login_at(&down.url(), &code).await,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -289,7 +292,7 @@ async fn wechat_failures_map_to_errors_and_create_nothing() {
     assert_eq!(ready.status(), StatusCode::OK);
     down.shutdown().await.expect("shutdown");
     assert_eq!(
-        app.mock.exchange_attempts(),
+        app.mock.calls(Api::Jscode2session),
         attempts,
         "the mock was never reached"
     );
@@ -414,14 +417,14 @@ async fn fresh_code_decrypts_data_after_a_key_rotation() {
     )
     .await;
     // With the fresh code, the server exchanges it first and decrypts with its key.
-    let attempts = app.mock.exchange_attempts();
+    let attempts = app.mock.calls(Api::Jscode2session);
     let body = expect_status(
         app.send_profile(&payload, &token, &[("code", fresh.as_str())])
             .await,
         StatusCode::OK,
     )
     .await;
-    assert_eq!(app.mock.exchange_attempts(), attempts + 1);
+    assert_eq!(app.mock.calls(Api::Jscode2session), attempts + 1);
     assert_eq!(body["user"]["id"], login["user"]["id"]);
     assert_profile(&body["user"], &info);
     assert_eq!(body["profileComplete"], true);
@@ -879,9 +882,12 @@ async fn embedded_mock_mode_works_through_the_control_api() {
     assert_eq!(body["user"]["id"], login["user"]["id"]);
 
     // Failure injection works over the control API as well.
-    let resp = post_json("/mock/failures", json!({"mode": "busy"}))
-        .await
-        .expect("POST /mock/failures");
+    let resp = post_json(
+        "/mock/failures",
+        json!({"api": "jscode2session", "mode": "busy"}),
+    )
+    .await
+    .expect("POST /mock/failures");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let minted: Value = post_json("/mock/codes", json!({"openId": "o-henry"}))
         .await

@@ -8,5 +8,5 @@ pub mod error;
 pub mod telemetry;
 pub mod wiring;
 
-pub use config::Settings;
-pub use wiring::{RunningServer, spawn};
+pub use config::{Settings, WeChatMode};
+pub use wiring::{RunningServer, spawn, spawn_with_mock};

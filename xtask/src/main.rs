@@ -61,12 +61,18 @@ impl WeChatArg {
 }
 
 /// The test targets that run against Postgres: the store's contract and adapter tests
-/// (`contract` also names SQLite's contract target, which runs again, cheaply), and the
-/// end-to-end suites.
-const POSTGRES_TARGETS: [&str; 5] = [
+/// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
+/// end-to-end target (each one touches the store).
+const POSTGRES_TARGETS: [&str; 11] = [
     "contract",
     "postgres",
-    "classic_flow",
+    "login",
+    "profile",
+    "session",
+    "http_surface",
+    "wechat_faults",
+    "wechat_network",
+    "embedded_mock",
     "load",
     "two_instances",
 ];
@@ -213,5 +219,29 @@ fn test(
         Ok(())
     } else {
         bail!("failed: {}", failures.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new end-to-end target must not silently skip Postgres.
+    #[test]
+    fn every_end_to_end_target_runs_on_postgres() {
+        let dir = project_root().join("tests/e2e/tests");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let target = path.file_stem().unwrap().to_str().unwrap().to_owned();
+                assert!(
+                    POSTGRES_TARGETS.contains(&target.as_str()),
+                    "tests/e2e/tests/{target}.rs is not in POSTGRES_TARGETS"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no end-to-end targets found in {}", dir.display());
     }
 }

@@ -1,28 +1,27 @@
-//! The [`WeChat`] port over HTTP: a reqwest client for `GET /sns/jscode2session`.
+//! The [`WeChat`] port over HTTP: a reqwest client for WeChat's server API.
 //!
 //! One client per app, built once, keeping connections alive, with connect and total
-//! timeouts. An exchange is never retried (codes are single use: a retry after a timeout that
-//! actually succeeded would answer 40163). Answers are classified by `errcode` alone, and the
-//! body is parsed as JSON whatever its content type. Neither the app secret, the code, the
-//! session key nor the request URL (its query holds the secret) ever reaches an error text or
-//! a log line.
+//! timeouts. Every API call goes through one request path (`request.rs`): a `Call` names the
+//! API, its path, its query or JSON body and its secrets, and `WeChatHttp::call` sends it,
+//! reads a capped body, parses JSON whatever the content type, classifies `errcode` from one
+//! table (`errcode.rs`) and scrubs every secret of the call (app secret, code, access token,
+//! phone code) from error texts and log fields. Each API is a thin module on top
+//! (`jscode2session.rs`). Calls are never retried: codes are single use.
 //!
 //! This crate knows nothing of the server or the store; it only implements the domain port.
 
-use std::error::Error as _;
+mod errcode;
+mod jscode2session;
+mod request;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
-use serde::Deserialize;
 use url::Url;
-use wxlogin_domain::{
-    AppId, CodeSession, LoginCode, OpenId, SessionKey, UnionId, WeChat, WeChatError,
-};
+use wxlogin_domain::{AppId, CodeSession, LoginCode, WeChat, WeChatError};
 
-/// Bodies larger than this are not a `jscode2session` answer (real ones are under 200 bytes);
-/// the cap keeps a misbehaving proxy from making us buffer megabytes.
-const MAX_BODY: usize = 64 * 1024;
+use crate::request::describe;
 
 /// Idle pooled connections are closed before typical server keep-alive limits (60–75 s), so a
 /// request is not sent on a connection the far end is just closing.
@@ -80,7 +79,8 @@ pub struct WeChatHttp {
 
 struct Inner {
     client: reqwest::Client,
-    jscode2session: Url,
+    /// Validated, ending in `/`: API paths are joined onto it.
+    base: Url,
     app_id: AppId,
     app_secret: SecretString,
 }
@@ -89,10 +89,7 @@ impl std::fmt::Debug for WeChatHttp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WeChatHttp")
             .field("app_id", &self.inner.app_id)
-            .field(
-                "base",
-                &self.inner.jscode2session.origin().ascii_serialization(),
-            )
+            .field("base", &self.inner.base.as_str())
             .finish_non_exhaustive()
     }
 }
@@ -100,7 +97,7 @@ impl std::fmt::Debug for WeChatHttp {
 impl WeChatHttp {
     /// Builds the client once; call it at start-up, never per request.
     pub fn new(config: WeChatHttpConfig) -> Result<Self, WeChatHttpError> {
-        let jscode2session = endpoint(&config.base_url, "sns/jscode2session")?;
+        let base = base_url(&config.base_url)?;
         if config.app_secret.expose_secret().trim().is_empty() {
             return Err(WeChatHttpError::MissingSecret);
         }
@@ -116,7 +113,7 @@ impl WeChatHttp {
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            // reqwest retries protocol NACKs by default; an exchange must never be sent twice.
+            // reqwest retries protocol NACKs by default; a call must never be sent twice.
             .retry(reqwest::retry::never())
             // WeChat never redirects; following one would send the secret to another URL.
             .redirect(reqwest::redirect::Policy::none())
@@ -126,143 +123,10 @@ impl WeChatHttp {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
-                jscode2session,
+                base,
                 app_id: config.app_id,
                 app_secret: config.app_secret,
             }),
-        })
-    }
-
-    /// Replaces the code and the secret wherever they appear, and bounds the length, so
-    /// text that came from outside (reqwest errors, `errmsg`) is safe to log or return.
-    fn scrub(&self, text: &str, code: &LoginCode) -> String {
-        let mut text = text.to_owned();
-        for secret in [self.inner.app_secret.expose_secret(), code.as_str()] {
-            if !secret.is_empty() {
-                text = text.replace(secret, "[REDACTED]");
-            }
-        }
-        if text.len() > 300 {
-            let mut end = 300;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-            text.push('…');
-        }
-        text
-    }
-
-    fn transport_error(&self, err: reqwest::Error, code: &LoginCode) -> WeChatError {
-        // The URL holds the secret and the code in its query: drop it before formatting.
-        let err = err.without_url();
-        let error = if err.is_timeout() {
-            WeChatError::Unavailable("request to WeChat timed out".into())
-        } else if err.is_connect() {
-            WeChatError::Unavailable(format!(
-                "cannot connect to WeChat: {}",
-                self.scrub(&describe(&err), code)
-            ))
-        } else if err.is_builder() {
-            WeChatError::Unexpected(format!(
-                "cannot build the request: {}",
-                self.scrub(&describe(&err), code)
-            ))
-        } else {
-            WeChatError::Unavailable(format!(
-                "request to WeChat failed: {}",
-                self.scrub(&describe(&err), code)
-            ))
-        };
-        tracing::warn!(app_id = %self.inner.app_id, error = %error, "jscode2session failed");
-        error
-    }
-
-    async fn read_body(
-        &self,
-        mut response: reqwest::Response,
-        code: &LoginCode,
-    ) -> Result<Vec<u8>, WeChatError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| self.transport_error(err, code))?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                let error = WeChatError::Unexpected("response body too large".into());
-                tracing::warn!(app_id = %self.inner.app_id, error = %error, "jscode2session failed");
-                return Err(error);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-
-    fn interpret(&self, body: &[u8], code: &LoginCode) -> Result<CodeSession, WeChatError> {
-        let app_id = &self.inner.app_id;
-        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-        let Ok(answer) = serde_json::from_slice::<RawAnswer>(body) else {
-            let error = WeChatError::Unexpected("response is not the expected JSON".into());
-            tracing::warn!(%app_id, error = %error, bytes = body.len(), "jscode2session failed");
-            return Err(error);
-        };
-        match answer.errcode {
-            None | Some(0) => self.session(answer),
-            Some(errcode) => {
-                let errmsg = self.scrub(answer.errmsg.as_deref().unwrap_or(""), code);
-                let error = classify(errcode);
-                match &error {
-                    WeChatError::Unexpected(_) if matches!(errcode, 40013 | 40125) => {
-                        tracing::error!(
-                            %app_id, errcode, %errmsg,
-                            "WeChat rejected our credentials: the configured app id or app secret \
-                             is wrong (check wechat.app_id / wechat.app_secret)"
-                        );
-                    }
-                    WeChatError::Unavailable(_) | WeChatError::Unexpected(_) => {
-                        tracing::warn!(%app_id, errcode, %errmsg, "jscode2session failed");
-                    }
-                    // The user's or the client's doing, not ours: worth a trace, not an alert.
-                    _ => tracing::info!(%app_id, errcode, %errmsg, "jscode2session refused"),
-                }
-                Err(error)
-            }
-        }
-    }
-
-    fn session(&self, answer: RawAnswer) -> Result<CodeSession, WeChatError> {
-        let unexpected = |what: &str| {
-            let error = WeChatError::Unexpected(what.to_owned());
-            tracing::warn!(app_id = %self.inner.app_id, error = %error, "jscode2session failed");
-            error
-        };
-        let open_id = answer
-            .openid
-            .as_deref()
-            .ok_or_else(|| unexpected("answer has no openid"))
-            .and_then(|o| {
-                OpenId::parse(o).map_err(|_| unexpected("answer has an invalid openid"))
-            })?;
-        let session_key = answer
-            .session_key
-            .as_deref()
-            .ok_or_else(|| unexpected("answer has no session_key"))
-            .and_then(|k| {
-                SessionKey::from_base64(k)
-                    .map_err(|_| unexpected("answer has an invalid session_key"))
-            })?;
-        let union_id = match answer.unionid.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(u) => {
-                Some(UnionId::parse(u).map_err(|_| unexpected("answer has an invalid unionid"))?)
-            }
-        };
-        tracing::debug!(app_id = %self.inner.app_id, %open_id, "jscode2session succeeded");
-        Ok(CodeSession {
-            open_id,
-            union_id,
-            session_key,
         })
     }
 }
@@ -273,67 +137,13 @@ impl WeChat for WeChatHttp {
     }
 
     async fn code_to_session(&self, code: &LoginCode) -> Result<CodeSession, WeChatError> {
-        let inner = &*self.inner;
-        // `.query()` percent-encodes every value, so a code or secret holding `&`, `+` or `=`
-        // cannot change the request.
-        let response = inner
-            .client
-            .get(inner.jscode2session.clone())
-            .query(&[
-                ("appid", inner.app_id.as_str()),
-                ("secret", inner.app_secret.expose_secret()),
-                ("js_code", code.as_str()),
-                ("grant_type", "authorization_code"),
-            ])
-            .send()
-            .await
-            .map_err(|err| self.transport_error(err, code))?;
-        let status = response.status();
-        if status.is_server_error() {
-            let error =
-                WeChatError::Unavailable(format!("WeChat answered HTTP {}", status.as_u16()));
-            tracing::warn!(app_id = %inner.app_id, error = %error, "jscode2session failed");
-            return Err(error);
-        }
-        if !status.is_success() {
-            let error =
-                WeChatError::Unexpected(format!("WeChat answered HTTP {}", status.as_u16()));
-            tracing::warn!(app_id = %inner.app_id, error = %error, "jscode2session failed");
-            return Err(error);
-        }
-        let body = self.read_body(response, code).await?;
-        self.interpret(&body, code)
+        Ok(self.jscode2session(code).await?)
     }
 }
 
-/// `jscode2session`'s answer, success and error fields together; WeChat sends one or the other.
-#[derive(Deserialize)]
-struct RawAnswer {
-    errcode: Option<i64>,
-    errmsg: Option<String>,
-    openid: Option<String>,
-    session_key: Option<String>,
-    unionid: Option<String>,
-}
-
-/// Maps a non-zero `errcode` to the domain's error. Matching on `errcode` only: `errmsg`
-/// changes with every call.
-fn classify(errcode: i64) -> WeChatError {
-    match errcode {
-        40029 => WeChatError::InvalidCode,
-        40163 => WeChatError::CodeUsed,
-        45011 => WeChatError::RateLimited,
-        40226 => WeChatError::RiskyUser,
-        -1 => WeChatError::Unavailable("WeChat is busy (errcode -1)".into()),
-        40013 => WeChatError::Unexpected("WeChat rejected the app id (errcode 40013)".into()),
-        40125 => WeChatError::Unexpected("WeChat rejected the app secret (errcode 40125)".into()),
-        other => WeChatError::Unexpected(format!("WeChat answered errcode {other}")),
-    }
-}
-
-/// `base` joined with `path`, after checking that `base` is an http(s) URL that cannot leak
-/// anything into logs (no credentials, no query).
-fn endpoint(base: &str, path: &str) -> Result<Url, WeChatHttpError> {
+/// `base` checked to be an http(s) URL that cannot leak anything into logs (no credentials, no
+/// query), ending in `/` so that API paths join onto it.
+fn base_url(base: &str) -> Result<Url, WeChatHttpError> {
     let invalid = |reason: &str| WeChatHttpError::InvalidBaseUrl(reason.to_owned());
     let mut url = Url::parse(base.trim()).map_err(|err| invalid(&err.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -354,23 +164,7 @@ fn endpoint(base: &str, path: &str) -> Result<Url, WeChatHttpError> {
         let path = format!("{}/", url.path());
         url.set_path(&path);
     }
-    url.join(path).map_err(|err| invalid(&err.to_string()))
-}
-
-/// An error and its sources on one line (reqwest's own Display stops at the outermost error).
-fn describe(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some layers repeat their inner error's text; skip the echo.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -379,7 +173,7 @@ mod tests {
 
     #[test]
     fn endpoints_keep_path_prefixes_and_refuse_leaky_urls() {
-        let url = |b: &str| endpoint(b, "sns/jscode2session").map(|u| u.to_string());
+        let url = |b: &str| base_url(b).map(|u| u.join("sns/jscode2session").unwrap().to_string());
         assert_eq!(
             url("https://api.weixin.qq.com"),
             Ok("https://api.weixin.qq.com/sns/jscode2session".into())
@@ -405,18 +199,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn errcodes_map_to_domain_errors() {
-        assert_eq!(classify(40029), WeChatError::InvalidCode);
-        assert_eq!(classify(40163), WeChatError::CodeUsed);
-        assert_eq!(classify(45011), WeChatError::RateLimited);
-        assert_eq!(classify(40226), WeChatError::RiskyUser);
-        assert!(matches!(classify(-1), WeChatError::Unavailable(_)));
-        assert!(matches!(classify(40013), WeChatError::Unexpected(_)));
-        assert!(matches!(classify(40125), WeChatError::Unexpected(_)));
-        assert!(matches!(classify(12345), WeChatError::Unexpected(_)));
     }
 
     #[test]
@@ -446,18 +228,5 @@ mod tests {
             WeChatHttp::new(c),
             Err(WeChatHttpError::InvalidBaseUrl(_))
         ));
-    }
-
-    #[test]
-    fn scrub_removes_secret_and_code_and_bounds_length() {
-        let client = WeChatHttp::new(WeChatHttpConfig::new(
-            AppId::parse("wxapp").unwrap(),
-            SecretString::from("topsecret".to_owned()),
-        ))
-        .unwrap();
-        let code = LoginCode::parse("thecode").unwrap();
-        let text = client.scrub("x topsecret y thecode z", &code);
-        assert_eq!(text, "x [REDACTED] y [REDACTED] z");
-        assert!(client.scrub(&"字".repeat(500), &code).len() <= 304);
     }
 }

@@ -4,6 +4,7 @@
 // Test helpers outside #[test] functions may unwrap too: a failure is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -14,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use wxlogin_domain::{AppId, LoginCode, UnionId, WeChat, WeChatError};
 use wxlogin_wechat_http::{WeChatHttp, WeChatHttpConfig};
-use wxlogin_wechat_mock::{Failure, MockWeChat, serve};
+use wxlogin_wechat_mock::{Api, Failure, MockWeChat, serve};
 
 // Reserved characters in the secret prove the query is encoded: the mock compares it exactly.
 const SECRET: &str = "s3cr3t&x=y+z /%";
@@ -118,27 +119,34 @@ async fn injected_failures_map_to_domain_errors() {
     let client = client(&h.base);
     let c = h.mock.mint_code("o1", None);
 
-    h.mock.fail_next(Failure::Busy, 1);
+    h.mock.fail_next(Api::Jscode2session, Failure::Busy, 1);
     assert!(matches!(
         exchange(&client, &c).await,
         Err(WeChatError::Unavailable(_))
     ));
-    h.mock.fail_next(Failure::RateLimited, 1);
+    h.mock
+        .fail_next(Api::Jscode2session, Failure::RateLimited, 1);
     assert_eq!(exchange(&client, &c).await, Err(WeChatError::RateLimited));
-    h.mock.fail_next(Failure::Risky, 1);
+    h.mock.fail_next(Api::Jscode2session, Failure::Risky, 1);
     assert_eq!(exchange(&client, &c).await, Err(WeChatError::RiskyUser));
-    h.mock.fail_next(Failure::Http500, 1);
-    assert!(matches!(
+    h.mock.fail_next(Api::Jscode2session, Failure::Http500, 1);
+    assert_eq!(
         exchange(&client, &c).await,
-        Err(WeChatError::Unavailable(_))
-    ));
-    h.mock.fail_next(Failure::Garbage, 1);
-    assert!(matches!(
-        exchange(&client, &c).await,
-        Err(WeChatError::Unexpected(_))
-    ));
+        Err(WeChatError::Unavailable(
+            "jscode2session: WeChat answered HTTP 500".into()
+        ))
+    );
+    h.mock.fail_next(Api::Jscode2session, Failure::Garbage, 1);
+    let result = exchange(&client, &c).await;
+    // The text says what came back, for the one log line the caller writes.
+    assert!(
+        matches!(&result, Err(WeChatError::Unexpected(m))
+            if m.starts_with("jscode2session: response is not a JSON object (")
+                && m.contains("content type text/html")),
+        "{result:?}"
+    );
     // Each failure was one request: the client never retried, and the code is still good.
-    assert_eq!(h.mock.exchange_attempts(), 5);
+    assert_eq!(h.mock.calls(Api::Jscode2session), 5);
     assert!(exchange(&client, &c).await.is_ok());
 }
 
@@ -147,7 +155,11 @@ async fn a_stall_beyond_the_timeout_is_unavailable_and_not_retried() {
     let h = start_mock().await;
     let client = client(&h.base);
     let c = h.mock.mint_code("o1", None);
-    h.mock.fail_next(Failure::Slow(Duration::from_secs(1)), 1);
+    h.mock.fail_next(
+        Api::Jscode2session,
+        Failure::Slow(Duration::from_secs(1)),
+        1,
+    );
     let started = std::time::Instant::now();
     let result = exchange(&client, &c).await;
     assert!(
@@ -157,7 +169,7 @@ async fn a_stall_beyond_the_timeout_is_unavailable_and_not_retried() {
     assert!(started.elapsed() < Duration::from_millis(900));
     // Wait past the stall: a retry would show up as a second attempt.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(h.mock.exchange_attempts(), 1);
+    assert_eq!(h.mock.calls(Api::Jscode2session), 1);
 }
 
 #[tokio::test]
@@ -167,14 +179,17 @@ async fn wrong_credentials_are_unexpected() {
     let wrong_secret = WeChatHttp::new(config(&h.base, "not-the-secret")).unwrap();
     let result = exchange(&wrong_secret, &c).await;
     assert!(
-        matches!(&result, Err(WeChatError::Unexpected(m)) if m.contains("40125")),
+        matches!(&result, Err(WeChatError::Unexpected(m))
+            if m.starts_with("jscode2session: errcode 40125 (WeChat rejected the app secret): \
+                              invalid appsecret, rid: ")),
         "{result:?}"
     );
     let mut other_app = config(&h.base, SECRET);
     other_app.app_id = AppId::parse("wxother").unwrap();
     let result = exchange(&WeChatHttp::new(other_app).unwrap(), &c).await;
     assert!(
-        matches!(&result, Err(WeChatError::Unexpected(m)) if m.contains("40013")),
+        matches!(&result, Err(WeChatError::Unexpected(m))
+            if m.starts_with("jscode2session: errcode 40013 (WeChat rejected the app id)")),
         "{result:?}"
     );
     // The refusals did not consume the code.
@@ -318,4 +333,67 @@ async fn a_connection_dropped_mid_answer_is_unavailable() {
         matches!(result, Err(WeChatError::Unavailable(_))),
         "{result:?}"
     );
+}
+
+/// Captures what the client logs on the current thread (a current-thread test runtime runs
+/// the client's futures there), filtered to this crate.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn one_debug_line_per_call_and_one_error_for_rejected_credentials() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("wxlogin_wechat_http=trace")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = start_mock().await;
+    let c = h.mock.mint_code("o1", None);
+    h.mock.fail_next(Api::Jscode2session, Failure::Busy, 1);
+    exchange(&client(&h.base), &c).await.unwrap_err();
+    let wrong_secret = WeChatHttp::new(config(&h.base, "not-the-secret")).unwrap();
+    exchange(&wrong_secret, &c).await.unwrap_err();
+    exchange(&client(&h.base), &c).await.unwrap();
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines.len(), 3, "{logs}");
+    // A failure the client returns is the caller's to log: here only a debug line.
+    assert!(
+        lines[0].contains(" DEBUG ")
+            && lines[0].contains("WeChat call failed")
+            && lines[0].contains("api=\"jscode2session\"")
+            && lines[0].contains("errcode=-1"),
+        "{logs}"
+    );
+    // A configuration error is an alarm with advice.
+    assert!(
+        lines[1].contains(" ERROR ")
+            && lines[1].contains("check wechat.app_id / wechat.app_secret")
+            && lines[1].contains("errcode=40125"),
+        "{logs}"
+    );
+    assert!(
+        lines[2].contains(" DEBUG ") && lines[2].contains("WeChat call succeeded"),
+        "{logs}"
+    );
+    for secret in [SECRET, "s3cr3t", "not-the-secret", c.as_str()] {
+        assert!(!logs.contains(secret), "{secret} reached the log: {logs}");
+    }
+    let key = h.mock.current_session_key("o1").unwrap();
+    assert!(!logs.contains(&key), "the session key reached the log");
 }

@@ -3,9 +3,10 @@
 //! Control API (JSON in and out; errors are `{"error", "message"}` with 400 or 404):
 //! - `POST /codes` `{"openId", "unionId"?}` → 200 `{"code"}`
 //! - `POST /encrypt` `{"openId", "userInfo": {…}}` → 200 `{"encryptedData", "iv"}`
-//! - `POST /failures` `{"mode", "times"?: 1, "delayMs"?}` → 204
-//! - `DELETE /failures` → 204
-//! - `GET /stats` → 200 `{"exchangeAttempts"}`
+//! - `POST /failures` `{"api": "jscode2session", "mode", "times"?: 1, "delayMs"?}` → 204:
+//!   the next `times` calls of that API fail (`api` is required; see [`Api`])
+//! - `DELETE /failures` → 204 (every API's)
+//! - `GET /stats` → 200 `{"calls": {"jscode2session": n}}`, every API listed
 
 use std::fmt::Display;
 use std::future::Future;
@@ -20,7 +21,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use wxlogin_domain::{OpenId, UnionId};
 
-use crate::mock::{Answer, Caller, Failure, FailureMode, MockError, MockWeChat};
+use crate::api::Api;
+use crate::mock::{Answer, Caller, Failure, FailureMode, MockError, MockWeChat, Session};
 
 /// How long `serve` lets in-flight requests (a `slow` stall, say) finish after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -94,22 +96,19 @@ async fn jscode2session(mock: Data<&MockWeChat>, Query(params): Query<JsCodePara
         grant_type: params.grant_type.as_deref(),
     };
     let answer = mock.jscode2session(caller, params.js_code.as_deref()).await;
-    render(answer)
+    render(answer, |session: Session| {
+        let mut body = json!({"openid": session.open_id, "session_key": session.session_key});
+        if let Some(union_id) = session.union_id {
+            body["unionid"] = union_id.into();
+        }
+        body
+    })
 }
 
-fn render(answer: Answer) -> Response {
+/// Renders an answer as WeChat does; `ok` gives the API's success body.
+fn render<T>(answer: Answer<T>, ok: impl FnOnce(T) -> Value) -> Response {
     match answer {
-        Answer::Session {
-            open_id,
-            union_id,
-            session_key,
-        } => {
-            let mut body = json!({"openid": open_id, "session_key": session_key});
-            if let Some(union_id) = union_id {
-                body["unionid"] = union_id.into();
-            }
-            json_response(StatusCode::OK, &body)
-        }
+        Answer::Ok(value) => json_response(StatusCode::OK, &ok(value)),
         Answer::Error { errcode, errmsg } => {
             // WeChat appends a request id that differs on every call: clients must match on
             // errcode, never on errmsg.
@@ -188,6 +187,7 @@ async fn encrypt(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FailureBody {
+    api: Option<Api>,
     mode: FailureMode,
     times: Option<u32>,
     delay_ms: Option<u64>,
@@ -199,6 +199,12 @@ async fn add_failure(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
         Ok(body) => body,
         Err(message) => return bad_request(message),
     };
+    let Some(api) = body.api else {
+        return bad_request(format!(
+            "api is required: the API whose next calls fail, one of {}",
+            Api::names()
+        ));
+    };
     let failure = match Failure::from_parts(body.mode, body.delay_ms) {
         Ok(failure) => failure,
         Err(message) => return bad_request(message),
@@ -207,7 +213,7 @@ async fn add_failure(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
     if times == 0 {
         return bad_request("times must be at least 1");
     }
-    mock.fail_next(failure, times);
+    mock.fail_next(api, failure, times);
     StatusCode::NO_CONTENT.into()
 }
 
@@ -219,10 +225,11 @@ async fn clear_failures(mock: Data<&MockWeChat>) -> Response {
 
 #[handler]
 async fn stats(mock: Data<&MockWeChat>) -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({ "exchangeAttempts": mock.exchange_attempts() }),
-    )
+    let calls: serde_json::Map<String, Value> = Api::ALL
+        .into_iter()
+        .map(|api| (api.name().to_owned(), mock.calls(api).into()))
+        .collect();
+    json_response(StatusCode::OK, &json!({ "calls": calls }))
 }
 
 // Bodies are parsed by hand rather than with poem's `Json` so that every refusal, including

@@ -1,7 +1,9 @@
-//! The fake's state and rules: codes, users, session keys and injected failures.
+//! The fake's state and rules: codes, users, session keys, and failures injected per API.
 //!
-//! The in-process [`WeChat`] impl and the HTTP endpoint both go through
-//! [`MockWeChat::jscode2session`], so the two cannot drift apart.
+//! Every API call, over HTTP or in process, enters through [`MockWeChat::admit`] (count the
+//! call, apply the next failure injected for that API), and each API's rules are written once
+//! ([`MockWeChat::jscode2session`]) for both the HTTP endpoint and the in-process [`WeChat`]
+//! impl, so the two cannot drift apart.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -18,6 +20,7 @@ use wxlogin_domain::{
     AppId, CodeSession, LoginCode, OpenId, SessionKey, UnionId, WeChat, WeChatError,
 };
 
+use crate::api::Api;
 use crate::cipher;
 
 /// How long a minted code can be exchanged, as on WeChat.
@@ -27,7 +30,7 @@ pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(5 * 60);
 /// test runs.
 const MAX_SLOW: Duration = Duration::from_secs(600);
 
-/// A failure to inject into the next `jscode2session` calls.
+/// A failure to inject into the next calls of one [`Api`].
 ///
 /// Deserializes from the control API's shape: `{"mode": "busy"}`, `{"mode": "slow",
 /// "delayMs": 3000}`; modes are `busy`, `rate_limited`, `risky`, `http500`, `garbage`, `slow`.
@@ -118,26 +121,28 @@ pub enum MockError {
     NotAnObject,
 }
 
-/// What one `jscode2session` call answers, before it is rendered as HTTP or mapped to an error.
+/// What one call answers, before it is rendered as HTTP or mapped to an error: the API's own
+/// success value, or one of the failures every API shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Answer {
-    Session {
-        open_id: String,
-        union_id: Option<String>,
-        session_key: String,
-    },
-    Error {
-        errcode: i64,
-        errmsg: &'static str,
-    },
+pub(crate) enum Answer<T> {
+    Ok(T),
+    Error { errcode: i64, errmsg: &'static str },
     Http500,
     Garbage,
 }
 
-impl Answer {
+impl<T> Answer<T> {
     const fn error(errcode: i64, errmsg: &'static str) -> Self {
         Self::Error { errcode, errmsg }
     }
+}
+
+/// `jscode2session`'s success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Session {
+    pub(crate) open_id: String,
+    pub(crate) union_id: Option<String>,
+    pub(crate) session_key: String,
 }
 
 /// Who is calling: in-process callers are trusted, HTTP callers send credentials.
@@ -171,8 +176,9 @@ struct State {
     // used codes stay until they expire so a replay answers 40163, not 40029.
     expiry: VecDeque<(Instant, String)>,
     users: HashMap<String, UserEntry>,
-    failures: VecDeque<(Failure, u32)>,
-    exchange_attempts: u64,
+    /// Per API, the injected failures still to give and how many times each.
+    failures: HashMap<Api, VecDeque<(Failure, u32)>>,
+    calls: HashMap<Api, u64>,
 }
 
 impl State {
@@ -187,12 +193,13 @@ impl State {
         }
     }
 
-    fn take_failure(&mut self) -> Option<Failure> {
-        let (failure, remaining) = self.failures.front_mut()?;
+    fn take_failure(&mut self, api: Api) -> Option<Failure> {
+        let queue = self.failures.get_mut(&api)?;
+        let (failure, remaining) = queue.front_mut()?;
         let failure = *failure;
         *remaining -= 1;
         if *remaining == 0 {
-            self.failures.pop_front();
+            queue.pop_front();
         }
         Some(failure)
     }
@@ -232,8 +239,8 @@ impl MockWeChat {
                     codes: HashMap::new(),
                     expiry: VecDeque::new(),
                     users: HashMap::new(),
-                    failures: VecDeque::new(),
-                    exchange_attempts: 0,
+                    failures: HashMap::new(),
+                    calls: HashMap::new(),
                 }),
             }),
         }
@@ -352,49 +359,69 @@ impl MockWeChat {
         Value::Object(watermark)
     }
 
-    /// Makes the next `times` `jscode2session` calls fail with `failure`. Calls queue up:
-    /// `fail_next(Busy, 1)` then `fail_next(Risky, 2)` fails once busy, then twice risky.
+    /// Makes the next `times` calls of `api` fail with `failure`. Failures queue up per API:
+    /// `fail_next(api, Busy, 1)` then `fail_next(api, Risky, 2)` fails once busy, then twice
+    /// risky; other APIs are not affected.
     ///
     /// An injected failure (except [`Failure::Slow`]) does not consume the code, because
     /// WeChat failed before looking at it: the same code works once the failures are used up.
-    pub fn fail_next(&self, failure: Failure, times: u32) {
+    pub fn fail_next(&self, api: Api, failure: Failure, times: u32) {
         if times > 0 {
-            self.state().failures.push_back((failure, times));
+            let mut state = self.state();
+            state
+                .failures
+                .entry(api)
+                .or_default()
+                .push_back((failure, times));
         }
     }
 
-    /// Forgets every pending injected failure.
+    /// Forgets every pending injected failure, of every API.
     pub fn clear_failures(&self) {
         self.state().failures.clear();
     }
 
-    /// How many `jscode2session` calls arrived, over HTTP or in-process, whatever they
-    /// answered (tests use it to prove a client did not retry).
-    pub fn exchange_attempts(&self) -> u64 {
-        self.state().exchange_attempts
+    /// How many calls of `api` arrived, over HTTP or in process, whatever they answered
+    /// (tests use it to prove a client did not retry, or never called).
+    pub fn calls(&self, api: Api) -> u64 {
+        self.state().calls.get(&api).copied().unwrap_or(0)
     }
 
-    /// One `jscode2session` call: injected failures first (as WeChat's front end would), then
-    /// the request's parameters, then the code.
-    pub(crate) async fn jscode2session(&self, caller: Caller<'_>, code: Option<&str>) -> Answer {
+    /// The front door of every call, over HTTP or in process: counts it, then applies the
+    /// next failure injected for `api`, as WeChat's front end would, before the request is
+    /// looked at. `Err` is the answer the failure gives instead of the API's.
+    pub(crate) async fn admit<T>(&self, api: Api) -> Result<(), Answer<T>> {
         let failure = {
             let mut state = self.state();
-            state.exchange_attempts += 1;
-            state.take_failure()
+            *state.calls.entry(api).or_default() += 1;
+            state.take_failure(api)
         };
         match failure {
-            None => {}
-            Some(Failure::Slow(delay)) => tokio::time::sleep(delay).await,
-            Some(Failure::Busy) => return Answer::error(-1, "system error"),
-            Some(Failure::RateLimited) => {
-                return Answer::error(
-                    45011,
-                    "api minute-quota reach limit  mustslower  retry next minute",
-                );
+            None => Ok(()),
+            Some(Failure::Slow(delay)) => {
+                tokio::time::sleep(delay).await;
+                Ok(())
             }
-            Some(Failure::Risky) => return Answer::error(40226, "invalid user, high risk user"),
-            Some(Failure::Http500) => return Answer::Http500,
-            Some(Failure::Garbage) => return Answer::Garbage,
+            Some(Failure::Busy) => Err(Answer::error(-1, "system error")),
+            Some(Failure::RateLimited) => Err(Answer::error(
+                45011,
+                "api minute-quota reach limit  mustslower  retry next minute",
+            )),
+            Some(Failure::Risky) => Err(Answer::error(40226, "invalid user, high risk user")),
+            Some(Failure::Http500) => Err(Answer::Http500),
+            Some(Failure::Garbage) => Err(Answer::Garbage),
+        }
+    }
+
+    /// One `jscode2session` call: the front door, then the request's parameters, then the
+    /// code.
+    pub(crate) async fn jscode2session(
+        &self,
+        caller: Caller<'_>,
+        code: Option<&str>,
+    ) -> Answer<Session> {
+        if let Err(injected) = self.admit(Api::Jscode2session).await {
+            return injected;
         }
         if let Some(refusal) = self.check_request(&caller, code) {
             return refusal;
@@ -405,7 +432,7 @@ impl MockWeChat {
         }
     }
 
-    fn check_request(&self, caller: &Caller<'_>, code: Option<&str>) -> Option<Answer> {
+    fn check_request(&self, caller: &Caller<'_>, code: Option<&str>) -> Option<Answer<Session>> {
         let Caller::Http {
             appid,
             secret,
@@ -429,18 +456,24 @@ impl MockWeChat {
         if *grant_type != Some("authorization_code") {
             return Some(Answer::error(40002, "invalid grant_type"));
         }
-        if let Some(expected) = &self.shared.app_secret {
-            if appid != self.shared.app_id.as_str() {
-                return Some(Answer::error(40013, "invalid appid"));
-            }
-            if secret != expected.expose_secret() {
-                return Some(Answer::error(40125, "invalid appsecret"));
-            }
-        }
-        None
+        self.check_credentials(appid, secret).err()
     }
 
-    fn exchange(&self, code: &str) -> Answer {
+    /// `appid` (40013) and `secret` (40125), as every API that takes them checks them; any
+    /// pass when the mock was made without a secret.
+    fn check_credentials<T>(&self, appid: &str, secret: &str) -> Result<(), Answer<T>> {
+        if let Some(expected) = &self.shared.app_secret {
+            if appid != self.shared.app_id.as_str() {
+                return Err(Answer::error(40013, "invalid appid"));
+            }
+            if secret != expected.expose_secret() {
+                return Err(Answer::error(40125, "invalid appsecret"));
+            }
+        }
+        Ok(())
+    }
+
+    fn exchange(&self, code: &str) -> Answer<Session> {
         let now = Instant::now();
         let mut guard = self.state();
         let state = &mut *guard;
@@ -468,33 +501,38 @@ impl MockWeChat {
             user.union_id.clone_from(&entry.union_id);
         }
         tracing::debug!(open_id = %entry.open_id, "mock WeChat exchanged a code");
-        Answer::Session {
+        Answer::Ok(Session {
             open_id: entry.open_id.clone(),
             union_id: user.union_id.clone(),
             session_key: STANDARD.encode(key),
-        }
+        })
     }
 }
 
-/// Maps an answer the way the real HTTP client maps WeChat's, so in-process use behaves alike.
-fn to_result(answer: Answer) -> Result<CodeSession, WeChatError> {
+impl Session {
+    fn into_code_session(self) -> Result<CodeSession, WeChatError> {
+        let unexpected = |what: &str| WeChatError::Unexpected(format!("mock returned {what}"));
+        Ok(CodeSession {
+            open_id: OpenId::parse(&self.open_id).map_err(|_| unexpected("an invalid openid"))?,
+            union_id: self
+                .union_id
+                .map(|u| UnionId::parse(&u))
+                .transpose()
+                .map_err(|_| unexpected("an invalid unionid"))?,
+            session_key: SessionKey::from_base64(&self.session_key)
+                .map_err(|_| unexpected("an invalid session key"))?,
+        })
+    }
+}
+
+/// Maps an answer the way the real HTTP client maps WeChat's, so in-process use behaves alike;
+/// `ok` turns the API's success into the port's value.
+fn to_result<T, R>(
+    answer: Answer<T>,
+    ok: impl FnOnce(T) -> Result<R, WeChatError>,
+) -> Result<R, WeChatError> {
     match answer {
-        Answer::Session {
-            open_id,
-            union_id,
-            session_key,
-        } => {
-            let unexpected = |what: &str| WeChatError::Unexpected(format!("mock returned {what}"));
-            Ok(CodeSession {
-                open_id: OpenId::parse(&open_id).map_err(|_| unexpected("an invalid openid"))?,
-                union_id: union_id
-                    .map(|u| UnionId::parse(&u))
-                    .transpose()
-                    .map_err(|_| unexpected("an invalid unionid"))?,
-                session_key: SessionKey::from_base64(&session_key)
-                    .map_err(|_| unexpected("an invalid session key"))?,
-            })
-        }
+        Answer::Ok(value) => ok(value),
         Answer::Error { errcode, .. } => Err(match errcode {
             40029 => WeChatError::InvalidCode,
             40163 => WeChatError::CodeUsed,
@@ -514,10 +552,10 @@ impl WeChat for MockWeChat {
     }
 
     async fn code_to_session(&self, code: &LoginCode) -> Result<CodeSession, WeChatError> {
-        to_result(
-            self.jscode2session(Caller::InProcess, Some(code.as_str()))
-                .await,
-        )
+        let answer = self
+            .jscode2session(Caller::InProcess, Some(code.as_str()))
+            .await;
+        to_result(answer, Session::into_code_session)
     }
 }
 
@@ -568,7 +606,7 @@ mod tests {
             mock.code_to_session(&code("never-minted")).await,
             Err(WeChatError::InvalidCode)
         );
-        assert_eq!(mock.exchange_attempts(), 3);
+        assert_eq!(mock.calls(Api::Jscode2session), 3);
     }
 
     #[tokio::test]
@@ -685,12 +723,12 @@ mod tests {
     async fn injected_failures_count_down_and_spare_the_code() {
         let mock = mock();
         let c = mock.mint_code("o1", None);
-        mock.fail_next(Failure::Busy, 2);
-        mock.fail_next(Failure::RateLimited, 1);
-        mock.fail_next(Failure::Risky, 1);
-        mock.fail_next(Failure::Http500, 1);
-        mock.fail_next(Failure::Garbage, 1);
-        mock.fail_next(Failure::Garbage, 0);
+        mock.fail_next(Api::Jscode2session, Failure::Busy, 2);
+        mock.fail_next(Api::Jscode2session, Failure::RateLimited, 1);
+        mock.fail_next(Api::Jscode2session, Failure::Risky, 1);
+        mock.fail_next(Api::Jscode2session, Failure::Http500, 1);
+        mock.fail_next(Api::Jscode2session, Failure::Garbage, 1);
+        mock.fail_next(Api::Jscode2session, Failure::Garbage, 0);
         let c = code(&c);
         for _ in 0..2 {
             assert!(matches!(
@@ -713,19 +751,23 @@ mod tests {
         ));
         // The failures are used up and the code was never consumed.
         assert!(mock.code_to_session(&c).await.is_ok());
-        assert_eq!(mock.exchange_attempts(), 7);
+        assert_eq!(mock.calls(Api::Jscode2session), 7);
     }
 
     #[tokio::test]
     async fn slow_stalls_then_answers_and_clear_forgets() {
         let mock = mock();
-        mock.fail_next(Failure::Slow(Duration::from_millis(50)), 1);
+        mock.fail_next(
+            Api::Jscode2session,
+            Failure::Slow(Duration::from_millis(50)),
+            1,
+        );
         let c = code(&mock.mint_code("o1", None));
         let started = Instant::now();
         assert!(mock.code_to_session(&c).await.is_ok());
         assert!(started.elapsed() >= Duration::from_millis(50));
 
-        mock.fail_next(Failure::Busy, 5);
+        mock.fail_next(Api::Jscode2session, Failure::Busy, 5);
         mock.clear_failures();
         let c = code(&mock.mint_code("o1", None));
         assert!(mock.code_to_session(&c).await.is_ok());

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use wxlogin_domain::AppId;
-use wxlogin_wechat_mock::{MockWeChat, serve};
+use wxlogin_wechat_mock::{Api, MockWeChat, serve};
 
 struct Running {
     base: String,
@@ -117,7 +117,7 @@ async fn exchange_over_http_follows_wechat() {
     let code = app.mint(json!({"openId": "o2"})).await;
     let (_, body) = app.exchange("wxapp", "anything", &code).await;
     assert!(json_of(&body).get("unionid").is_none());
-    assert_eq!(app.mock.exchange_attempts(), 5);
+    assert_eq!(app.mock.calls(Api::Jscode2session), 5);
 }
 
 #[tokio::test]
@@ -166,7 +166,11 @@ async fn injected_failures_over_http() {
     let post = reqwest::Method::POST;
     for (mode, errcode) in [("busy", -1), ("rate_limited", 45011), ("risky", 40226)] {
         let (status, _) = app
-            .control(post.clone(), "/failures", Some(json!({"mode": mode})))
+            .control(
+                post.clone(),
+                "/failures",
+                Some(json!({"api": "jscode2session", "mode": mode})),
+            )
             .await;
         assert_eq!(status, 204);
         let (_, body) = app.exchange("wxapp", "s", &code).await;
@@ -176,7 +180,7 @@ async fn injected_failures_over_http() {
     app.control(
         post.clone(),
         "/failures",
-        Some(json!({"mode": "http500", "times": 2})),
+        Some(json!({"api": "jscode2session", "mode": "http500", "times": 2})),
     )
     .await;
     for _ in 0..2 {
@@ -185,8 +189,12 @@ async fn injected_failures_over_http() {
         assert!(body.contains("<html>"));
     }
 
-    app.control(post.clone(), "/failures", Some(json!({"mode": "garbage"})))
-        .await;
+    app.control(
+        post.clone(),
+        "/failures",
+        Some(json!({"api": "jscode2session", "mode": "garbage"})),
+    )
+    .await;
     let (status, body) = app.exchange("wxapp", "s", &code).await;
     assert_eq!(status, 200);
     assert!(serde_json::from_str::<Value>(&body).is_err());
@@ -194,7 +202,7 @@ async fn injected_failures_over_http() {
     app.control(
         post.clone(),
         "/failures",
-        Some(json!({"mode": "busy", "times": 9})),
+        Some(json!({"api": "jscode2session", "mode": "busy", "times": 9})),
     )
     .await;
     let (status, _) = app
@@ -206,7 +214,8 @@ async fn injected_failures_over_http() {
     let (_, body) = app.exchange("wxapp", "s", &code).await;
     assert_eq!(json_of(&body)["openid"], "o1");
     let (_, stats) = app.control(reqwest::Method::GET, "/stats", None).await;
-    assert_eq!(stats["exchangeAttempts"], 7);
+    assert_eq!(stats, json!({"calls": {"jscode2session": 7}}));
+    assert_eq!(app.mock.calls(Api::Jscode2session), 7);
 }
 
 #[tokio::test]
@@ -246,9 +255,24 @@ async fn control_api_refusals_are_json() {
         ("/codes", json!({"openId": ""})),
         ("/codes", json!({"openId": "o1", "unionId": "has space"})),
         ("/encrypt", json!({"openId": "o1", "userInfo": [1]})),
-        ("/failures", json!({"mode": "slow"})),
-        ("/failures", json!({"mode": "busy", "times": 0})),
-        ("/failures", json!({"mode": "sideways"})),
+        (
+            "/failures",
+            json!({"api": "jscode2session", "mode": "slow"}),
+        ),
+        (
+            "/failures",
+            json!({"api": "jscode2session", "mode": "busy", "times": 0}),
+        ),
+        (
+            "/failures",
+            json!({"api": "jscode2session", "mode": "sideways"}),
+        ),
+        ("/failures", json!({"api": "jscode2session"})),
+        ("/failures", json!({"api": "nosuchapi", "mode": "busy"})),
+        (
+            "/failures",
+            json!({"api": "Jscode2session", "mode": "busy"}),
+        ),
     ] {
         let (status, err) = app.control(post.clone(), path, Some(body.clone())).await;
         assert!(status == 400 || status == 404, "{path} {body}: {status}");
@@ -269,6 +293,36 @@ async fn control_api_refusals_are_json() {
         response.json::<Value>().await.unwrap()["error"],
         "bad_request"
     );
+
+    // `api` is required: a failure must say which API it applies to.
+    let (status, err) = app
+        .control(post.clone(), "/failures", Some(json!({"mode": "busy"})))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"], "bad_request");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("api is required") && m.contains("jscode2session")),
+        "{err}"
+    );
+    let (_, err) = app
+        .control(
+            post.clone(),
+            "/failures",
+            Some(json!({"api": "nosuchapi", "mode": "busy"})),
+        )
+        .await;
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown api \"nosuchapi\"")),
+        "{err}"
+    );
+    // None of the refusals queued a failure.
+    let code = app.mint(json!({"openId": "o1"})).await;
+    let (_, body) = app.exchange("wxapp", "s", &code).await;
+    assert_eq!(json_of(&body)["openid"], "o1");
 
     let (status, err) = app.control(reqwest::Method::GET, "/nowhere", None).await;
     assert_eq!(status, 404);

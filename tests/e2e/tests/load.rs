@@ -2,12 +2,10 @@
 //! profiles at once. Every answer must be 200 (no `database is locked`, no 503), and the rows in
 //! the database must match the 200 answers exactly: no lost write, no duplicate.
 
-mod common;
-
-use common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use sqlx::Connection as _;
+use wxlogin_e2e::*;
 
 const CLIENTS: usize = 64;
 

@@ -4,14 +4,12 @@
 //!
 //! Needs a PostgreSQL server (feature `postgres`, turned on by `cargo xtask test`).
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use wxlogin_domain::AppId;
+use wxlogin_e2e::*;
 use wxlogin_wechat_mock::MockWeChat;
 
 struct Pair {
@@ -31,8 +29,8 @@ async fn two_servers_on_one_postgres() -> Pair {
     let mock_server = MockServer::start(mock.clone()).await;
     let db = TestDb::fresh_for(StoreUnderTest::Postgres).await;
     let settings = http_settings(&db.url(), &mock_server.url);
-    let a = spawn_server(settings.clone(), &mock).await;
-    let b = spawn_server(settings, &mock).await;
+    let a = spawn_server(settings.clone(), &mock, wechat_under_test()).await;
+    let b = spawn_server(settings, &mock, wechat_under_test()).await;
     assert_ne!(a.addr(), b.addr());
     Pair {
         a,

@@ -186,10 +186,10 @@ pub fn http_settings(db_url: &str, wechat_url: &str) -> Settings {
     settings.server.addr = "127.0.0.1:0".into();
     settings.database.url = db_url.to_owned();
     settings.wechat.mode = Some(WeChatMode::Http);
-    settings.wechat.base_url = wechat_url.to_owned();
+    settings.wechat.base_url = Some(wechat_url.to_owned());
     settings.wechat.app_id = Some(APP_ID.into());
     settings.wechat.app_secret = Some(SecretString::from(APP_SECRET));
-    settings.wechat.timeout_ms = 5_000;
+    settings.wechat.timeout_ms = Some(5_000);
     settings.log.filter = "warn".into();
     settings
 }

@@ -9,7 +9,7 @@ use wxlogin_e2e::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_answers_token_expired() {
-    let app = spawn_app_with(|s| s.session.ttl_secs = 1).await;
+    let app = spawn_app_with(|s| s.session.ttl_secs = Some(1)).await;
     let login = app.login_ok_any_expiry("o-brief").await;
     let token = token_of(&login);
     let expires = timestamp(&login["expiresAt"]);

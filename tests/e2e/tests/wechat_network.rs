@@ -13,7 +13,7 @@ use wxlogin_wechat_mock::{Api, Failure};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_past_the_timeout_answers_503_and_creates_nothing() {
-    let app = spawn_app_on(WeChatUnderTest::Http, |s| s.wechat.timeout_ms = 500).await;
+    let app = spawn_app_on(WeChatUnderTest::Http, |s| s.wechat.timeout_ms = Some(500)).await;
 
     // WeChat stalling beyond the server's timeout (500 ms).
     let code = app.wx_login("o-slow");
@@ -44,7 +44,7 @@ async fn an_unreachable_wechat_answers_503_and_readiness_stays_green() {
         listener.local_addr().expect("addr")
     };
     let down = app
-        .spawn_sibling(|s| s.wechat.base_url = format!("http://{closed}"))
+        .spawn_sibling(|s| s.wechat.base_url = Some(format!("http://{closed}")))
         .await;
     let code = app.wx_login("o-down");
     let attempts = app.exchanges();

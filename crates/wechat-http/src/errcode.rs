@@ -44,12 +44,14 @@ const ERRCODES: &[(i64, Kind, &str)] = &[
     (
         40013,
         Kind::CredentialsRejected,
-        "WeChat rejected the app id",
+        "WeChat rejected the app id: the configured app id or app secret is wrong (check \
+         wechat.app_id / wechat.app_secret)",
     ),
     (
         40125,
         Kind::CredentialsRejected,
-        "WeChat rejected the app secret",
+        "WeChat rejected the app secret: the configured app id or app secret is wrong \
+         (check wechat.app_id / wechat.app_secret)",
     ),
 ];
 

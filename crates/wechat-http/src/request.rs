@@ -150,9 +150,10 @@ impl WeChatHttp {
     /// turns it into the caller's value. Its reasons are static texts, so that no value of an
     /// answer (a session key, a token) can reach an error text.
     ///
-    /// Logs once per call: `debug` for a success or a failure (the caller logs the returned
-    /// error where it becomes an answer), `error` with advice when WeChat rejects our
-    /// credentials (40013/40125). Never retries.
+    /// Logs one `debug` line per call, success or failure: the caller logs a returned error
+    /// once, where it becomes an answer, and the error's text carries what that line needs
+    /// (for rejected credentials, 40013/40125, the advice to check the configuration).
+    /// Never retries.
     pub(crate) async fn call<'a, T: DeserializeOwned, R>(
         &'a self,
         call: Call<'a>,
@@ -167,11 +168,6 @@ impl WeChatHttp {
         let (api, app_id, elapsed_ms) = (call.api, &self.inner.app_id, elapsed_ms(started));
         match &result {
             Ok(_) => tracing::debug!(api, %app_id, elapsed_ms, "WeChat call succeeded"),
-            Err(err) if err.kind == Kind::CredentialsRejected => tracing::error!(
-                api, %app_id, errcode = err.errcode, error = %err,
-                "WeChat rejected our credentials: the configured app id or app secret is wrong \
-                 (check wechat.app_id / wechat.app_secret)"
-            ),
             Err(err) => tracing::debug!(
                 api, %app_id, elapsed_ms, errcode = err.errcode, error = %err,
                 "WeChat call failed"

@@ -180,8 +180,9 @@ async fn wrong_credentials_are_unexpected() {
     let result = exchange(&wrong_secret, &c).await;
     assert!(
         matches!(&result, Err(WeChatError::Unexpected(m))
-            if m.starts_with("jscode2session: errcode 40125 (WeChat rejected the app secret): \
-                              invalid appsecret, rid: ")),
+            if m.starts_with("jscode2session: errcode 40125 (WeChat rejected the app secret: \
+                              the configured app id or app secret is wrong (check \
+                              wechat.app_id / wechat.app_secret)): invalid appsecret, rid: ")),
         "{result:?}"
     );
     let mut other_app = config(&h.base, SECRET);
@@ -189,7 +190,7 @@ async fn wrong_credentials_are_unexpected() {
     let result = exchange(&WeChatHttp::new(other_app).unwrap(), &c).await;
     assert!(
         matches!(&result, Err(WeChatError::Unexpected(m))
-            if m.starts_with("jscode2session: errcode 40013 (WeChat rejected the app id)")),
+            if m.starts_with("jscode2session: errcode 40013 (WeChat rejected the app id: ")),
         "{result:?}"
     );
     // The refusals did not consume the code.
@@ -351,7 +352,7 @@ impl std::io::Write for Captured {
 }
 
 #[tokio::test]
-async fn one_debug_line_per_call_and_one_error_for_rejected_credentials() {
+async fn one_debug_line_per_call_and_the_advice_in_the_error_text() {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -366,7 +367,15 @@ async fn one_debug_line_per_call_and_one_error_for_rejected_credentials() {
     h.mock.fail_next(Api::Jscode2session, Failure::Busy, 1);
     exchange(&client(&h.base), &c).await.unwrap_err();
     let wrong_secret = WeChatHttp::new(config(&h.base, "not-the-secret")).unwrap();
-    exchange(&wrong_secret, &c).await.unwrap_err();
+    let refused = exchange(&wrong_secret, &c).await.unwrap_err();
+    // The server logs a failure once, where it becomes an answer: the advice travels in the
+    // error's text to that line.
+    assert!(
+        refused
+            .to_string()
+            .contains("check wechat.app_id / wechat.app_secret"),
+        "{refused}"
+    );
     exchange(&client(&h.base), &c).await.unwrap();
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -380,10 +389,10 @@ async fn one_debug_line_per_call_and_one_error_for_rejected_credentials() {
             && lines[0].contains("errcode=-1"),
         "{logs}"
     );
-    // A configuration error is an alarm with advice.
+    // A configuration error too: the caller logs it as an error, with the advice above.
     assert!(
-        lines[1].contains(" ERROR ")
-            && lines[1].contains("check wechat.app_id / wechat.app_secret")
+        lines[1].contains(" DEBUG ")
+            && lines[1].contains("WeChat call failed")
             && lines[1].contains("errcode=40125"),
         "{logs}"
     );

@@ -139,6 +139,7 @@ async fn an_exhausted_pool_is_unavailable_quickly_and_recovers() {
     let options = PostgresOptions {
         max_connections: 1,
         acquire_timeout: Duration::from_millis(300),
+        ..PostgresOptions::default()
     };
     let store = Postgres::connect_with(db.url(), options)
         .await

@@ -24,13 +24,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
 use uuid::Uuid;
-use wxlogin_domain::{
-    AppId, Gender, LoginRecord, NewLogin, ProfileChange, SessionId, SessionKey, SessionRecord,
-    StoreError, TokenDigest, User, UserStore,
-};
-use wxlogin_store_sql::{Dialect, Queries, classify, options};
+use wxlogin_domain::{Gender, NewLogin, StoreError};
+use wxlogin_store_sql::{Backend, Dialect, Pools, Queries, Store, classify, options};
 
 /// The schema, embedded at compile time (`build.rs` rebuilds when a migration changes).
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -97,16 +94,15 @@ impl PostgresOptions {
     }
 }
 
-/// The PostgreSQL store. Cheap to clone: clones share the pool.
-#[derive(Debug, Clone)]
-pub struct Postgres {
-    pool: PgPool,
-}
+/// The PostgreSQL store: [`Postgres::connect`] or [`Postgres::connect_with`] a URL such as
+/// `postgres://user:password@host:port/database`. Cheap to clone: clones share the pool.
+pub type Postgres = Store<PostgresBackend>;
 
-/// How PostgreSQL binds values for the shared queries (see the crate docs).
-enum PostgresDialect {}
+/// What the Postgres store supplies to the shared code: its pool, READ COMMITTED
+/// transactions, the upsert of a first login, and how values are bound (see the crate docs).
+pub enum PostgresBackend {}
 
-impl Dialect for PostgresDialect {
+impl Dialect for PostgresBackend {
     type Db = sqlx::Postgres;
     type Id = Uuid;
     type Timestamp = DateTime<Utc>;
@@ -129,26 +125,46 @@ impl Dialect for PostgresDialect {
         result.rows_affected()
     }
 
+    /// Maps sqlx errors to the port's, PostgreSQL's own errors by SQLSTATE. Texts never carry
+    /// bound values (session keys, digests, openids): PostgreSQL's primary messages name
+    /// constraints, columns and types, and the detail field (which quotes the offending row or
+    /// key) is never used; messages of data exceptions (class 22), which may quote an input
+    /// value, are left out entirely.
     fn map_err(e: sqlx::Error) -> StoreError {
-        map_err(e)
+        classify(e, |db| {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if db.is_unique_violation() {
+                StoreError::Unexpected(format!(
+                    "conflict on unique constraint {}",
+                    db.constraint().unwrap_or("(unnamed)")
+                ))
+            } else if is_unavailable_code(&code) {
+                StoreError::Unavailable(format!("database error {code}: {}", db.message()))
+            } else if code.starts_with("22") {
+                StoreError::Unexpected(format!("database error {code} (data exception)"))
+            } else {
+                StoreError::Unexpected(format!("database error {code}: {}", db.message()))
+            }
+        })
     }
 }
 
-type Sql = Queries<PostgresDialect>;
+impl Backend for PostgresBackend {
+    type Options = PostgresOptions;
 
-impl Postgres {
-    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) with
-    /// the default [`PostgresOptions`], and applies the migrations.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, PostgresOptions::default()).await
-    }
+    /// READ COMMITTED, named explicitly so a server configured with
+    /// `default_transaction_isolation = serializable` cannot turn racing logins into
+    /// serialization failures: the login upsert is correct at READ COMMITTED (each statement
+    /// sees what committed before it started, and `ON CONFLICT` waits for a concurrent insert
+    /// of the same key to finish).
+    const BEGIN_WRITE: &'static str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
-    /// Connects with explicit options (checked first: an invalid value is
-    /// [`StoreError::Unexpected`] naming the option), and applies the migrations.
-    ///
-    /// sqlx holds a PostgreSQL advisory lock while it migrates, so several instances starting
-    /// at once apply each migration exactly once.
-    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+    /// Connects and applies the migrations. sqlx holds a PostgreSQL advisory lock while it
+    /// migrates, so several instances starting at once apply each migration exactly once.
+    async fn open(
+        url: &str,
+        options: PostgresOptions,
+    ) -> Result<Pools<sqlx::Postgres>, StoreError> {
         let settings = options.session_settings()?;
         let connect_options = PgConnectOptions::from_str(url)
             // sqlx's URL errors name the problem, not the URL (which may carry a password).
@@ -166,7 +182,7 @@ impl Postgres {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect_options)
             .await
-            .map_err(map_err)?;
+            .map_err(Self::map_err)?;
 
         MIGRATOR.run(&pool).await.map_err(map_migrate_err)?;
 
@@ -174,121 +190,51 @@ impl Postgres {
             max_connections = options.max_connections,
             "Postgres store ready"
         );
-        Ok(Self { pool })
+        // One pool serves reads and writes alike: PostgreSQL has no single-writer rule.
+        Ok(Pools {
+            reader: pool.clone(),
+            writer: pool,
+        })
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
+    /// The insert half of the login upsert, race-free without retries: insert the user, then
+    /// the identity with `ON CONFLICT (app_id, open_id) DO NOTHING RETURNING`. If another login
+    /// inserted the same identity meanwhile, PostgreSQL waits for that transaction: should it
+    /// commit, nothing is inserted and we delete our user row (which nobody else can see yet)
+    /// and read the winner's identity, which the next statement's snapshot shows; should it
+    /// roll back, our insert goes through. All of it inside the login's one transaction.
+    async fn create_user(
+        conn: &mut PgConnection,
+        login: &NewLogin,
+    ) -> Result<(Uuid, bool), StoreError> {
+        let new_user_id = Sql::insert_new_user(conn, login).await?;
 
-    /// Begins a transaction at READ COMMITTED.
-    ///
-    /// Named explicitly so a server configured with `default_transaction_isolation =
-    /// serializable` cannot turn racing logins into serialization failures: the login upsert
-    /// is correct at READ COMMITTED (each statement sees what committed before it started,
-    /// and `ON CONFLICT` waits for a concurrent insert of the same key to finish).
-    async fn begin(&self) -> Result<Tx, StoreError> {
-        self.pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await
-            .map_err(map_err)
-    }
-}
+        // Two rounds cover every interleaving but one: the winner of the race erased its
+        // account between our insert and our read. The second round then creates the user.
+        for _ in 0..2 {
+            if Sql::insert_identity(conn, new_user_id, login).await? {
+                return Ok((new_user_id, true));
+            }
 
-impl UserStore for Postgres {
-    /// Find-or-create, race-free without retries:
-    ///
-    /// 1. look the identity up (the common case, a returning user, ends here);
-    /// 2. if absent, insert the user, then the identity with
-    ///    `ON CONFLICT (app_id, open_id) DO NOTHING RETURNING user_id`. If another login
-    ///    inserted the same identity meanwhile, PostgreSQL waits for that transaction: should
-    ///    it commit, nothing is inserted and we delete our user row (which nobody else can
-    ///    see yet) and read the winner's identity, which the next statement's snapshot shows;
-    ///    should it roll back, our insert goes through.
-    ///
-    /// Everything, the session included, is one transaction: a failure at any step leaves
-    /// nothing behind.
-    async fn login(&self, login: NewLogin) -> Result<LoginRecord, StoreError> {
-        let mut tx = self.begin().await?;
-        let (user_id, is_new_user) = match Sql::returning_user(&mut tx, &login).await? {
-            Some(user_id) => (user_id, false),
-            None => create_or_find_identity(&mut tx, &login).await?,
-        };
-        let record = Sql::finish_login(&mut tx, &login, user_id, is_new_user).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(record)
-    }
-
-    async fn find_session(
-        &self,
-        app_id: &AppId,
-        digest: &TokenDigest,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        Sql::find_session(&self.pool, app_id, digest).await
-    }
-
-    async fn update_profile(&self, change: ProfileChange) -> Result<User, StoreError> {
-        let mut tx = self.begin().await?;
-        let user = Sql::update_profile(&mut tx, &change).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(user)
-    }
-
-    async fn rotate_session_key(
-        &self,
-        session_id: SessionId,
-        key: SessionKey,
-    ) -> Result<(), StoreError> {
-        Sql::rotate_session_key(&self.pool, session_id, &key).await
-    }
-
-    async fn revoke_session(
-        &self,
-        session_id: SessionId,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        Sql::revoke_session(&self.pool, session_id, now).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Sql::ping(&self.pool).await
-    }
-}
-
-type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
-
-/// The insert half of the login upsert (see [`UserStore::login`]): returns the user id and
-/// whether this login created it.
-async fn create_or_find_identity(
-    tx: &mut Tx,
-    login: &NewLogin,
-) -> Result<(Uuid, bool), StoreError> {
-    let new_user_id = Sql::insert_new_user(tx, login).await?;
-
-    // Two rounds cover every interleaving but one: the winner of the race erased its account
-    // between our insert and our read. The second round then creates the user after all.
-    for _ in 0..2 {
-        if Sql::insert_identity(tx, new_user_id, login).await? {
-            return Ok((new_user_id, true));
+            // Another login won the race and has committed (ON CONFLICT waited for it); this
+            // statement's fresh snapshot sees its identity.
+            if let Some(user_id) = Sql::returning_user(conn, login).await? {
+                // Our user row was never referenced nor visible to anyone else.
+                sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(new_user_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::map_err)?;
+                return Ok((user_id, false));
+            }
         }
-
-        // Another login won the race and has committed (ON CONFLICT waited for it); this
-        // statement's fresh snapshot sees its identity.
-        if let Some(user_id) = Sql::returning_user(tx, login).await? {
-            // Our user row was never referenced nor visible to anyone else.
-            sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(new_user_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(map_err)?;
-            return Ok((user_id, false));
-        }
+        Err(StoreError::Unexpected(
+            "the identity kept appearing and vanishing during login".into(),
+        ))
     }
-    Err(StoreError::Unexpected(
-        "the identity kept appearing and vanishing during login".into(),
-    ))
 }
+
+type Sql = Queries<PostgresBackend>;
 
 /// A timestamp as PostgreSQL stores it: truncated to whole microseconds (see the crate docs).
 /// Truncating here rather than leaving it to the driver keeps the rule in one visible place.
@@ -308,33 +254,10 @@ fn is_unavailable_code(code: &str) -> bool {
         || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "55P03")
 }
 
-/// Maps sqlx errors to the port's, PostgreSQL's own errors by SQLSTATE. Texts never carry
-/// bound values (session keys, digests, openids): PostgreSQL's primary messages name
-/// constraints, columns and types, and the detail field (which quotes the offending row or
-/// key) is never used; messages of data exceptions (class 22), which may quote an input
-/// value, are left out entirely.
-fn map_err(e: sqlx::Error) -> StoreError {
-    classify(e, |db| {
-        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-        if db.is_unique_violation() {
-            StoreError::Unexpected(format!(
-                "conflict on unique constraint {}",
-                db.constraint().unwrap_or("(unnamed)")
-            ))
-        } else if is_unavailable_code(&code) {
-            StoreError::Unavailable(format!("database error {code}: {}", db.message()))
-        } else if code.starts_with("22") {
-            StoreError::Unexpected(format!("database error {code} (data exception)"))
-        } else {
-            StoreError::Unexpected(format!("database error {code}: {}", db.message()))
-        }
-    })
-}
-
 /// Maps a migration failure; a database that cannot be reached stays `Unavailable`.
 fn map_migrate_err(e: MigrateError) -> StoreError {
     match e {
-        MigrateError::Execute(e) => match map_err(e) {
+        MigrateError::Execute(e) => match PostgresBackend::map_err(e) {
             StoreError::Unexpected(m) => {
                 StoreError::Unexpected(format!("Postgres migration failed: {m}"))
             }
@@ -426,7 +349,7 @@ mod tests {
     #[test]
     fn gender_codes_match_the_domain() {
         for g in [Gender::Unknown, Gender::Male, Gender::Female] {
-            assert_eq!(i64::from(PostgresDialect::gender(g)), g.code());
+            assert_eq!(i64::from(PostgresBackend::gender(g)), g.code());
         }
     }
 }

@@ -13,6 +13,7 @@
 
 mod queries;
 mod rows;
+mod store;
 
 pub mod options;
 
@@ -23,6 +24,10 @@ use uuid::Uuid;
 use wxlogin_domain::{Gender, StoreError};
 
 pub use crate::queries::Queries;
+pub use crate::store::{Backend, Pools, Store};
+
+/// The connection type of a dialect's database (what `&mut *tx` gives inside a transaction).
+pub type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
 
 /// What differs between the databases in how the shared queries bind and read values. Each
 /// store implements it for a marker type of its own.
@@ -30,26 +35,11 @@ pub trait Dialect: Send + Sync + 'static {
     /// The sqlx driver.
     type Db: Database;
     /// An id as the id columns hold it (hyphenated text on SQLite, native `uuid` on Postgres).
-    type Id: From<Uuid>
-        + Into<Uuid>
-        + Copy
-        + Send
-        + Sync
-        + Unpin
-        + for<'q> Encode<'q, Self::Db>
-        + for<'r> Decode<'r, Self::Db>
-        + Type<Self::Db>;
+    type Id: Column<Self::Db> + From<Uuid> + Into<Uuid>;
     /// A timestamp as it is bound. Every store reads timestamps back as `DateTime<Utc>`.
     type Timestamp: Send + for<'q> Encode<'q, Self::Db> + Type<Self::Db>;
     /// The integer of the `gender` column (WeChat's code).
-    type Gender: Into<i64>
-        + Copy
-        + Send
-        + Sync
-        + Unpin
-        + for<'q> Encode<'q, Self::Db>
-        + for<'r> Decode<'r, Self::Db>
-        + Type<Self::Db>;
+    type Gender: Column<Self::Db> + Into<i64>;
 
     /// How the store keeps a timestamp (its precision and format are the store's convention).
     fn timestamp(t: DateTime<Utc>) -> Self::Timestamp;
@@ -59,6 +49,17 @@ pub trait Dialect: Send + Sync + 'static {
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
     /// Maps the driver's errors to the port's, usually through [`classify`].
     fn map_err(e: sqlx::Error) -> StoreError;
+}
+
+/// A small value that the shared queries bind and read back as it is.
+pub trait Column<DB: Database>:
+    Copy + Send + Sync + Unpin + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>
+{
+}
+
+impl<DB: Database, T> Column<DB> for T where
+    T: Copy + Send + Sync + Unpin + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>
+{
 }
 
 /// Classifies the errors every sqlx driver reports alike, and hands the database's own errors

@@ -12,11 +12,8 @@ use wxlogin_domain::{
     SessionKey, SessionRecord, StoreError, TokenDigest, User,
 };
 
-use crate::Dialect;
 use crate::rows::{IdentityRow, SessionRow, UserRow};
-
-/// The connection type of a dialect's database.
-type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
+use crate::{Conn, Dialect};
 
 /// The user columns, read through the identity of one app (aliases `u` and `i`).
 macro_rules! user_columns {

@@ -19,15 +19,12 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteQueryResult, SqliteSynchronous,
 };
 use uuid::fmt::Hyphenated;
-use wxlogin_domain::{
-    AppId, Gender, LoginRecord, NewLogin, ProfileChange, SessionId, SessionKey, SessionRecord,
-    StoreError, TokenDigest, User, UserStore,
-};
-use wxlogin_store_sql::{Dialect, Queries, classify, options};
+use wxlogin_domain::{Gender, NewLogin, StoreError};
+use wxlogin_store_sql::{Backend, Dialect, Pools, Queries, Store, classify, options};
 
 /// The schema, embedded at compile time (`build.rs` rebuilds when a migration changes).
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -74,21 +71,15 @@ impl SqliteOptions {
     }
 }
 
-/// The SQLite store. Cheap to clone: clones share the pools.
-#[derive(Debug, Clone)]
-pub struct Sqlite {
-    /// Exactly one connection: SQLite allows one writer at a time, so writers wait here, in
-    /// order, for at most [`SqliteOptions::acquire_timeout`], instead of racing for the file
-    /// lock.
-    writer: SqlitePool,
-    /// `query_only` connections for reads (the writer pool itself for in-memory databases).
-    reader: SqlitePool,
-}
+/// The SQLite store: [`Sqlite::connect`] or [`Sqlite::connect_with`] a URL such as
+/// `sqlite://wxlogin.db?mode=rwc` or `sqlite::memory:`. Cheap to clone: clones share the pools.
+pub type Sqlite = Store<SqliteBackend>;
 
-/// How SQLite binds values for the shared queries (see the crate docs).
-enum SqliteDialect {}
+/// What the SQLite store supplies to the shared code: its two pools, `BEGIN IMMEDIATE`, the
+/// find-then-insert of a first login, and how values are bound (see the crate docs).
+pub enum SqliteBackend {}
 
-impl Dialect for SqliteDialect {
+impl Dialect for SqliteBackend {
     type Db = sqlx::Sqlite;
     /// sqlx would bind a bare `Uuid` as a 16-byte BLOB; the schema keeps hyphenated text.
     type Id = Hyphenated;
@@ -108,23 +99,39 @@ impl Dialect for SqliteDialect {
         result.rows_affected()
     }
 
+    /// Maps sqlx errors to the port's: SQLite's own errors are unavailable when the file stayed
+    /// locked past the busy timeout, unexpected otherwise. Texts never carry bound values:
+    /// SQLite's messages name constraints and columns, not values.
     fn map_err(e: sqlx::Error) -> StoreError {
-        map_err(e)
+        classify(e, |db| {
+            if is_busy(db.code().as_deref()) {
+                StoreError::Unavailable(format!(
+                    "the database stayed locked past the busy timeout: {}",
+                    db.message()
+                ))
+            } else {
+                StoreError::Unexpected(format!("database error: {}", db.message()))
+            }
+        })
     }
 }
 
-type Sql = Queries<SqliteDialect>;
+impl Backend for SqliteBackend {
+    type Options = SqliteOptions;
 
-impl Sqlite {
-    /// Opens (creating if missing) the database at `url`, e.g. `sqlite://wxlogin.db?mode=rwc`
-    /// or `sqlite::memory:`, with the default [`SqliteOptions`], and applies the migrations.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, SqliteOptions::default()).await
-    }
+    /// Write transactions run on the single writer connection. sqlx's plain `begin()` issues a
+    /// deferred `BEGIN`; with one writer connection per process that would already serialise
+    /// our writes. `BEGIN IMMEDIATE` also takes SQLite's write lock up front, so a transaction
+    /// that reads before it writes (find-or-create) cannot be overtaken by another process
+    /// sharing the file and then fail to upgrade its lock.
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
-    /// Opens the database at `url` with explicit options (checked first: an invalid value is
-    /// [`StoreError::Unexpected`] naming the option), and applies the migrations.
-    pub async fn connect_with(url: &str, options: SqliteOptions) -> Result<Self, StoreError> {
+    /// Opens (creating if missing) the database and applies the migrations. The writer pool
+    /// has exactly one connection: SQLite allows one writer at a time, so writers wait there,
+    /// in order, for at most [`SqliteOptions::acquire_timeout`], instead of racing for the
+    /// file lock. Readers are `query_only` connections (the writer pool itself for in-memory
+    /// databases).
+    async fn open(url: &str, options: SqliteOptions) -> Result<Pools<sqlx::Sqlite>, StoreError> {
         let busy_timeout = Duration::from_millis(options.busy_timeout_millis()?);
         let base = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unexpected(format!("invalid SQLite URL: {e}")))?
@@ -155,7 +162,7 @@ impl Sqlite {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(writer_options)
             .await
-            .map_err(map_err)?;
+            .map_err(Self::map_err)?;
 
         MIGRATOR
             .run(&writer)
@@ -174,92 +181,30 @@ impl Sqlite {
                 // The writer has already switched the file to WAL (a persistent setting).
                 .connect_with(base.pragma("query_only", "ON"))
                 .await
-                .map_err(map_err)?
+                .map_err(Self::map_err)?
         };
 
         tracing::debug!(in_memory, "SQLite store ready");
-        Ok(Self { writer, reader })
+        Ok(Pools { reader, writer })
     }
 
-    /// Closes both pools, waiting for connections in use to be returned.
-    pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
-    }
-
-    /// Begins a write transaction on the single writer connection.
-    ///
-    /// sqlx's plain `begin()` issues a deferred `BEGIN`; with one writer connection per process
-    /// that would already serialise our writes. `BEGIN IMMEDIATE` also takes SQLite's write
-    /// lock up front, so a transaction that reads before it writes (find-or-create) cannot be
-    /// overtaken by another process sharing the file and then fail to upgrade its lock.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)
+    /// Race-free find-then-insert: the write lock is held from `BEGIN IMMEDIATE` on, so no
+    /// other login can insert this identity between the caller's read and this insert.
+    async fn create_user(
+        conn: &mut SqliteConnection,
+        login: &NewLogin,
+    ) -> Result<(Hyphenated, bool), StoreError> {
+        let user_id = Sql::insert_new_user(conn, login).await?;
+        if !Sql::insert_identity(conn, user_id, login).await? {
+            return Err(StoreError::Unexpected(
+                "an identity appeared while the write lock was held".into(),
+            ));
+        }
+        Ok((user_id, true))
     }
 }
 
-impl UserStore for Sqlite {
-    async fn login(&self, login: NewLogin) -> Result<LoginRecord, StoreError> {
-        let mut tx = self.begin_write().await?;
-
-        // Race-free find-or-create: the write lock is held from BEGIN IMMEDIATE on, so no
-        // other login can insert this identity between our read and our insert.
-        let (user_id, is_new_user) = match Sql::returning_user(&mut tx, &login).await? {
-            Some(user_id) => (user_id, false),
-            None => {
-                let user_id = Sql::insert_new_user(&mut tx, &login).await?;
-                if !Sql::insert_identity(&mut tx, user_id, &login).await? {
-                    return Err(StoreError::Unexpected(
-                        "an identity appeared while the write lock was held".into(),
-                    ));
-                }
-                (user_id, true)
-            }
-        };
-
-        let record = Sql::finish_login(&mut tx, &login, user_id, is_new_user).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(record)
-    }
-
-    async fn find_session(
-        &self,
-        app_id: &AppId,
-        digest: &TokenDigest,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        Sql::find_session(&self.reader, app_id, digest).await
-    }
-
-    async fn update_profile(&self, change: ProfileChange) -> Result<User, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let user = Sql::update_profile(&mut tx, &change).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(user)
-    }
-
-    async fn rotate_session_key(
-        &self,
-        session_id: SessionId,
-        key: SessionKey,
-    ) -> Result<(), StoreError> {
-        Sql::rotate_session_key(&self.writer, session_id, &key).await
-    }
-
-    async fn revoke_session(
-        &self,
-        session_id: SessionId,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        Sql::revoke_session(&self.writer, session_id, now).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Sql::ping(&self.reader).await
-    }
-}
+type Sql = Queries<SqliteBackend>;
 
 /// Whether `url` names an in-memory database (`sqlite::memory:` or `?mode=memory`).
 fn is_in_memory(url: &str) -> bool {
@@ -269,22 +214,6 @@ fn is_in_memory(url: &str) -> bool {
         .unwrap_or(url);
     let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
     database == ":memory:" || params.split('&').any(|p| p == "mode=memory")
-}
-
-/// Maps sqlx errors to the port's: SQLite's own errors are unavailable when the file stayed
-/// locked past the busy timeout, unexpected otherwise. Texts never carry bound values:
-/// SQLite's messages name constraints and columns, not values.
-fn map_err(e: sqlx::Error) -> StoreError {
-    classify(e, |db| {
-        if is_busy(db.code().as_deref()) {
-            StoreError::Unavailable(format!(
-                "the database stayed locked past the busy timeout: {}",
-                db.message()
-            ))
-        } else {
-            StoreError::Unexpected(format!("database error: {}", db.message()))
-        }
-    })
 }
 
 /// SQLITE_BUSY (5) or SQLITE_LOCKED (6), in any of their extended forms (the primary code is
@@ -360,7 +289,7 @@ mod tests {
     fn timestamps_are_fixed_width_and_sortable() {
         let a = DateTime::<Utc>::from_timestamp(1_700_000_000, 5).expect("valid");
         let b = DateTime::<Utc>::from_timestamp(1_700_000_000, 123_456_789).expect("valid");
-        let ts = SqliteDialect::timestamp;
+        let ts = SqliteBackend::timestamp;
         assert_eq!(ts(a), "2023-11-14T22:13:20.000000005Z");
         assert_eq!(ts(a).len(), ts(b).len());
         assert!(ts(a) < ts(b));

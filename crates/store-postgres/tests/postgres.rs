@@ -134,6 +134,47 @@ async fn a_statement_stuck_behind_a_lock_is_unavailable_within_the_lock_timeout(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_statement_timeout_option_bounds_a_statement_without_a_lock_timeout() {
+    let db = fresh().await;
+    // The lock timeout off (PostgreSQL's zero): only the statement timeout can end the wait.
+    let options = PostgresOptions {
+        statement_timeout: Duration::from_millis(300),
+        lock_timeout: Duration::ZERO,
+        ..PostgresOptions::default()
+    };
+    let store = Postgres::connect_with(db.url(), options)
+        .await
+        .expect("connects");
+    let mut blocker = side(db.url()).await;
+    sqlx::query("BEGIN")
+        .execute(&mut blocker)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+
+    let started = Instant::now();
+    let result = store.login(login_for("oSlow", 1, KEY_A)).await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    // The default lock timeout is 3 s and the default statement timeout 5 s.
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("rollback");
+    blocker.close().await.ok();
+    store.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_is_unavailable_quickly_and_recovers() {
     let db = fresh().await;
     let options = PostgresOptions {

@@ -1,14 +1,21 @@
-//! The PostgreSQL adapter of wxlogin's [`UserStore`] port: users, WeChat identities and
-//! sessions in PostgreSQL, through sqlx. Several instances may share one database.
+//! The PostgreSQL adapter of wxlogin's [`UserStore`](wxlogin_domain::UserStore) port: users,
+//! WeChat identities and sessions in PostgreSQL, through sqlx. Several instances may share one
+//! database.
 //!
-//! Must never depend on HTTP (poem, reqwest) or on another adapter; it knows the domain's ports
-//! and model and nothing above them.
+//! The port's methods, their SQL and the row mapping are shared with the SQLite store in
+//! `wxlogin-store-sql`; [`Postgres`] is that crate's `Store` over [`PostgresBackend`]. This
+//! crate keeps what is PostgreSQL's own: the pool and its [`PostgresOptions`], READ COMMITTED
+//! transactions, the login upsert, SQLSTATE classification and microsecond timestamps.
+//!
+//! Must never depend on HTTP (poem, reqwest), WeChat crates or another store crate; it knows
+//! the domain, the shared SQL crate and nothing above them.
 //!
 //! How it stays correct under concurrency: every port method that writes is one transaction at
 //! READ COMMITTED (requested explicitly, whatever the server's default), and the find-or-create
 //! of a login is an upsert arbitrated by the `UNIQUE (app_id, open_id)` constraint (see
-//! [`Postgres::login`](UserStore::login)), so racing first logins of one openid neither create
-//! two users nor fail; no retry loop, and no serialization failure can arise.
+//! [`PostgresBackend::create_user`](Backend::create_user)), so racing first logins of one
+//! openid neither create two users nor fail; no retry loop, and no serialization failure can
+//! arise.
 //!
 //! Storage conventions: native `uuid` ids, `timestamptz` timestamps, 32-byte `bytea` token
 //! digests. PostgreSQL keeps timestamps to the microsecond, while the service's values come

@@ -1,15 +1,17 @@
-//! What wxlogin's SQLite and Postgres stores share, written once: the SQL both run unchanged
-//! (sqlx's `$1` placeholders work on SQLite too), the rows they read and their mapping into
-//! domain values, the classification of the driver errors that are not the database's own, and
-//! the checks of option values.
+//! What wxlogin's SQLite and Postgres stores share, written once: the implementation of the
+//! domain's `UserStore` port ([`Store`]), the SQL both run unchanged (sqlx's `$1`
+//! placeholders work on SQLite too, [`Queries`]), the rows they read and their mapping into
+//! domain values, the classification of the driver errors that are not the database's own
+//! ([`classify`]), and the checks of option values ([`options`]).
 //!
-//! A store implements [`Dialect`] for its database (how ids, timestamps and genders are bound,
-//! how its database's errors are classified) and runs [`Queries`] inside its own transactions.
-//! It keeps what differs: connecting and pooling, how a write transaction begins, the
-//! find-or-create discipline of a login, error codes, timestamp conventions.
+//! A store crate implements [`Backend`] and [`Dialect`] for a marker type and names
+//! `Store<ItsBackend>` as its store. It keeps what differs: connecting and pooling, the
+//! statement that begins a write transaction, the find-or-create discipline of a first login,
+//! how ids, timestamps and genders are bound, and the classification of its database's errors.
 //!
 //! Must never depend on a store crate, the server, HTTP or WeChat crates: it knows the domain,
-//! sqlx and the value crates both use. The stores depend on it, never the other way round.
+//! sqlx and the value crates both use (uuid, chrono, tracing). The stores depend on it, never
+//! the other way round, and never on each other.
 
 mod queries;
 mod rows;

@@ -1,8 +1,13 @@
-//! The SQLite adapter of wxlogin's [`UserStore`] port: users, WeChat identities and sessions in
-//! one SQLite file, through sqlx.
+//! The SQLite adapter of wxlogin's [`UserStore`](wxlogin_domain::UserStore) port: users,
+//! WeChat identities and sessions in one SQLite file, through sqlx.
 //!
-//! Must never depend on HTTP (poem, reqwest) or on another adapter; it knows the domain's ports
-//! and model and nothing above them.
+//! The port's methods, their SQL and the row mapping are shared with the Postgres store in
+//! `wxlogin-store-sql`; [`Sqlite`] is that crate's `Store` over [`SqliteBackend`]. This crate
+//! keeps what is SQLite's own: the two pools and their [`SqliteOptions`], `BEGIN IMMEDIATE`,
+//! the find-then-insert of a first login, busy/locked classification and text timestamps.
+//!
+//! Must never depend on HTTP (poem, reqwest), WeChat crates or another store crate; it knows
+//! the domain, the shared SQL crate and nothing above them.
 //!
 //! How it stays correct under concurrency: one writer pool with a single connection (writes
 //! queue in the pool instead of failing with `database is locked`), a separate reader pool for

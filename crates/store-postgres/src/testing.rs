@@ -8,7 +8,9 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 use wxlogin_domain::StoreError;
 
-use crate::map_err;
+use wxlogin_store_sql::Dialect as _;
+
+use crate::PostgresBackend;
 
 /// The variables naming the server tests run against, in the order they are read.
 pub const URL_VARIABLES: [&str; 2] = ["WXLOGIN_TEST_POSTGRES_URL", "DATABASE_URL"];
@@ -64,12 +66,14 @@ pub struct FreshDatabase {
 pub async fn fresh_database(admin_url: &str) -> Result<FreshDatabase, StoreError> {
     let name = format!("{DATABASE_PREFIX}{}", Uuid::now_v7().simple());
     let url = database_url(admin_url, &name)?;
-    let mut admin = PgConnection::connect(admin_url).await.map_err(map_err)?;
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .map_err(PostgresBackend::map_err)?;
     // The name is made of the prefix and hex digits only, so quoting it is enough.
     let created = sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut admin)
         .await
-        .map_err(map_err);
+        .map_err(PostgresBackend::map_err);
     admin.close().await.ok();
     created?;
     Ok(FreshDatabase {
@@ -128,14 +132,16 @@ impl Drop for FreshDatabase {
 }
 
 async fn drop_named(admin_url: &str, name: &str) -> Result<(), StoreError> {
-    let mut admin = PgConnection::connect(admin_url).await.map_err(map_err)?;
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .map_err(PostgresBackend::map_err)?;
     // WITH (FORCE) (PostgreSQL 13+) disconnects pools the test left open.
     let dropped = sqlx::query(AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
     )))
     .execute(&mut admin)
     .await
-    .map_err(map_err);
+    .map_err(PostgresBackend::map_err);
     admin.close().await.ok();
     dropped.map(drop)
 }

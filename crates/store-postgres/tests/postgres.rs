@@ -41,6 +41,35 @@ async fn side(url: &str) -> PgConnection {
         .unwrap_or_else(|e| panic!("side connection: {e}"))
 }
 
+/// A connection of the test's own holding an exclusive lock on `table`, in a transaction
+/// that stays open until the caller ends it.
+async fn lock_table(url: &str, table: &str) -> PgConnection {
+    let mut blocker = side(url).await;
+    sqlx::query("BEGIN")
+        .execute(&mut blocker)
+        .await
+        .expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+    )))
+    .execute(&mut blocker)
+    .await
+    .expect("lock");
+    blocker
+}
+
+/// A first login of `open_id` fails as unavailable, and sooner than `limit`.
+async fn login_is_unavailable_within(store: &Postgres, open_id: &str, limit: Duration) {
+    let started = Instant::now();
+    let result = store.login(login_for(open_id, 1, KEY_A)).await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(elapsed < limit, "took {elapsed:?}");
+}
+
 /// Opens the pool's connections (by pinging from many tasks at once), so that the logins
 /// that follow really run side by side instead of behind the first one.
 async fn warm_up(store: &Postgres) {
@@ -98,24 +127,9 @@ async fn a_refused_connection_is_unavailable_within_the_acquire_timeout() {
 async fn a_statement_stuck_behind_a_lock_is_unavailable_within_the_lock_timeout() {
     let db = fresh().await;
     let store = open(&db).await;
-    let mut blocker = side(db.url()).await;
-    sqlx::query("BEGIN")
-        .execute(&mut blocker)
-        .await
-        .expect("begin");
-    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut blocker)
-        .await
-        .expect("lock");
+    let mut blocker = lock_table(db.url(), "sessions").await;
 
-    let started = Instant::now();
-    let result = store.login(login_for("oWedged", 1, KEY_A)).await;
-    let elapsed = started.elapsed();
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
-    );
-    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
+    login_is_unavailable_within(&store, "oWedged", Duration::from_secs(6)).await;
 
     sqlx::query("ROLLBACK")
         .execute(&mut blocker)
@@ -134,26 +148,42 @@ async fn a_statement_stuck_behind_a_lock_is_unavailable_within_the_lock_timeout(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_statement_timeout_option_bounds_a_statement_without_a_lock_timeout() {
+    let db = fresh().await;
+    // The lock timeout off (PostgreSQL's zero): only the statement timeout can end the wait.
+    let options = PostgresOptions {
+        statement_timeout: Duration::from_millis(300),
+        lock_timeout: Duration::ZERO,
+        ..PostgresOptions::default()
+    };
+    let store = Postgres::connect_with(db.url(), options)
+        .await
+        .expect("connects");
+    let blocker = lock_table(db.url(), "users").await;
+
+    // The default lock timeout is 3 s and the default statement timeout 5 s.
+    login_is_unavailable_within(&store, "oSlow", Duration::from_secs(2)).await;
+
+    // Closing the connection rolls its transaction back.
+    blocker.close().await.ok();
+    store.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_is_unavailable_quickly_and_recovers() {
     let db = fresh().await;
     let options = PostgresOptions {
         max_connections: 1,
         acquire_timeout: Duration::from_millis(300),
+        ..PostgresOptions::default()
     };
     let store = Postgres::connect_with(db.url(), options)
         .await
         .expect("connects");
 
     // Hold a lock that makes a login wait while holding the pool's only connection.
-    let mut blocker = side(db.url()).await;
-    sqlx::query("BEGIN")
-        .execute(&mut blocker)
-        .await
-        .expect("begin");
-    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut blocker)
-        .await
-        .expect("lock");
+    let mut blocker = lock_table(db.url(), "sessions").await;
     let login = tokio::spawn({
         let store = store.clone();
         async move { store.login(login_for("oBlocked", 1, KEY_A)).await }

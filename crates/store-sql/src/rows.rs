@@ -1,28 +1,30 @@
-//! Rows as SQLite returns them, and their conversion into domain values.
+//! Rows as both databases return them, and their conversion into domain values. Ids and
+//! genders are the dialect's types; timestamps read back as `DateTime<Utc>` on both.
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
-use uuid::fmt::Hyphenated;
 use wxlogin_domain::{
     Session, SessionId, SessionKey, SessionRecord, StoreError, StoredUser, TokenDigest, User,
 };
 
+use crate::Dialect;
+
 /// An identity found by `(app_id, open_id)` during login.
-#[derive(Debug, FromRow)]
-pub(crate) struct IdentityRow {
-    pub(crate) user_id: String,
+#[derive(FromRow)]
+pub(crate) struct IdentityRow<D: Dialect> {
+    pub(crate) user_id: D::Id,
     pub(crate) union_id: Option<String>,
 }
 
 /// A user with its identity in one app.
-#[derive(Debug, FromRow)]
-pub(crate) struct UserRow {
-    id: Hyphenated,
+#[derive(FromRow)]
+pub(crate) struct UserRow<D: Dialect> {
+    id: D::Id,
     open_id: String,
     union_id: Option<String>,
     nick_name: Option<String>,
     avatar_url: Option<String>,
-    gender: Option<i64>,
+    gender: Option<D::Gender>,
     country: Option<String>,
     province: Option<String>,
     city: Option<String>,
@@ -32,15 +34,15 @@ pub(crate) struct UserRow {
     updated_at: DateTime<Utc>,
 }
 
-impl UserRow {
+impl<D: Dialect> UserRow<D> {
     pub(crate) fn into_user(self) -> Result<User, StoreError> {
         let stored = StoredUser {
-            id: self.id.into_uuid(),
+            id: self.id.into(),
             open_id: self.open_id,
             union_id: self.union_id,
             nick_name: self.nick_name,
             avatar_url: self.avatar_url,
-            gender: self.gender,
+            gender: self.gender.map(Into::into),
             country: self.country,
             province: self.province,
             city: self.city,
@@ -64,19 +66,19 @@ impl UserRow {
 }
 
 /// A session with its user, as `find_session` reads it.
-#[derive(Debug, FromRow)]
-pub(crate) struct SessionRow {
-    session_id: Hyphenated,
+#[derive(FromRow)]
+pub(crate) struct SessionRow<D: Dialect> {
+    session_id: D::Id,
     token_digest: Vec<u8>,
     session_key: String,
     session_created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
     #[sqlx(flatten)]
-    user: UserRow,
+    user: UserRow<D>,
 }
 
-impl SessionRow {
+impl<D: Dialect> SessionRow<D> {
     pub(crate) fn into_record(self) -> Result<SessionRecord, StoreError> {
         let digest: [u8; 32] =
             self.token_digest.as_slice().try_into().map_err(|_| {
@@ -88,7 +90,7 @@ impl SessionRow {
         })?;
         let user = self.user.into_user()?;
         let session = Session {
-            id: SessionId::from_uuid(self.session_id.into_uuid()),
+            id: SessionId::from_uuid(self.session_id.into()),
             user_id: user.id,
             token_digest: TokenDigest::from_bytes(digest),
             session_key,

@@ -1,0 +1,134 @@
+//! What wxlogin's SQLite and Postgres stores share, written once: the implementation of the
+//! domain's `UserStore` port ([`Store`]), the SQL both run unchanged (sqlx's `$1`
+//! placeholders work on SQLite too, [`Queries`]), the rows they read and their mapping into
+//! domain values, the classification of the driver errors that are not the database's own
+//! ([`classify`]), and the checks of option values ([`options`]).
+//!
+//! A store crate implements [`Backend`] and [`Dialect`] for a marker type and names
+//! `Store<ItsBackend>` as its store. It keeps what differs: connecting and pooling, the
+//! statement that begins a write transaction, the find-or-create discipline of a first login,
+//! how ids, timestamps and genders are bound, and the classification of its database's errors.
+//!
+//! Must never depend on a store crate, the server, HTTP or WeChat crates: it knows the domain,
+//! sqlx and the value crates both use (uuid, chrono, tracing). The stores depend on it, never
+//! the other way round, and never on each other.
+
+mod queries;
+mod rows;
+mod store;
+
+pub mod options;
+
+use chrono::{DateTime, Utc};
+use sqlx::error::DatabaseError;
+use sqlx::{Database, Decode, Encode, Type};
+use uuid::Uuid;
+use wxlogin_domain::{Gender, StoreError};
+
+pub use crate::queries::Queries;
+pub use crate::store::{Backend, Pools, Store};
+
+/// The connection type of a dialect's database (what `&mut *tx` gives inside a transaction).
+pub type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
+
+/// What differs between the databases in how the shared queries bind and read values. Each
+/// store implements it for a marker type of its own.
+pub trait Dialect: Send + Sync + 'static {
+    /// The sqlx driver.
+    type Db: Database;
+    /// An id as the id columns hold it (hyphenated text on SQLite, native `uuid` on Postgres).
+    type Id: Column<Self::Db> + From<Uuid> + Into<Uuid>;
+    /// A timestamp as it is bound. Every store reads timestamps back as `DateTime<Utc>`.
+    type Timestamp: Send + for<'q> Encode<'q, Self::Db> + Type<Self::Db>;
+    /// The integer of the `gender` column (WeChat's code).
+    type Gender: Column<Self::Db> + Into<i64>;
+
+    /// How the store keeps a timestamp (its precision and format are the store's convention).
+    fn timestamp(t: DateTime<Utc>) -> Self::Timestamp;
+    /// The stored code of a gender.
+    fn gender(gender: Gender) -> Self::Gender;
+    /// How many rows a statement changed (sqlx has no driver-independent accessor).
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+    /// Maps the driver's errors to the port's, usually through [`classify`].
+    fn map_err(e: sqlx::Error) -> StoreError;
+}
+
+/// A small value that the shared queries bind and read back as it is.
+pub trait Column<DB: Database>:
+    Copy + Send + Sync + Unpin + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>
+{
+}
+
+impl<DB: Database, T> Column<DB> for T where
+    T: Copy + Send + Sync + Unpin + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>
+{
+}
+
+/// Classifies the errors every sqlx driver reports alike, and hands the database's own errors
+/// to `database`, since their codes differ by database.
+///
+/// Texts never carry bound values (session keys, digests, openids): decode errors, which may
+/// quote a value, are reported by column only.
+pub fn classify(
+    e: sqlx::Error,
+    database: impl FnOnce(Box<dyn DatabaseError>) -> StoreError,
+) -> StoreError {
+    use sqlx::Error as E;
+    match e {
+        E::PoolTimedOut => {
+            StoreError::Unavailable("timed out waiting for a database connection".into())
+        }
+        E::PoolClosed => StoreError::Unavailable("the connection pool is closed".into()),
+        E::WorkerCrashed => StoreError::Unavailable("a database worker crashed".into()),
+        E::Io(io) => StoreError::Unavailable(format!("I/O error: {io}")),
+        E::Database(db) => database(db),
+        E::ColumnDecode { index, .. } => {
+            StoreError::Unexpected(format!("could not decode column {index}"))
+        }
+        E::Decode(_) => StoreError::Unexpected("could not decode a value".into()),
+        E::Encode(_) => StoreError::Unexpected("could not encode a value".into()),
+        other => StoreError::Unexpected(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify_only(e: sqlx::Error) -> StoreError {
+        classify(e, |db| StoreError::Unexpected(db.message().to_owned()))
+    }
+
+    #[test]
+    fn pool_and_io_failures_are_unavailable() {
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::WorkerCrashed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let text = e.to_string();
+            assert!(
+                matches!(classify_only(e), StoreError::Unavailable(_)),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            classify_only(sqlx::Error::RowNotFound),
+            StoreError::Unexpected(_)
+        ));
+    }
+
+    #[test]
+    fn decode_errors_do_not_quote_values() {
+        let e = sqlx::Error::Decode("invalid value: SECRETVALUE".into());
+        assert!(!classify_only(e).to_string().contains("SECRETVALUE"));
+        let e = sqlx::Error::ColumnDecode {
+            index: "\"session_key\"".into(),
+            source: "bad: SECRETVALUE".into(),
+        };
+        let text = classify_only(e).to_string();
+        assert!(!text.contains("SECRETVALUE"), "{text}");
+        assert!(text.contains("session_key"), "{text}");
+    }
+}

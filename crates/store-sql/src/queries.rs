@@ -1,0 +1,324 @@
+//! The statements both stores run, and the steps of the port's methods built from them.
+//!
+//! Steps that write take the caller's connection (`&mut *tx`): the store owns the transaction,
+//! begins it its own way and commits it. Single statements take any executor (a pool).
+
+use std::marker::PhantomData;
+
+use chrono::{DateTime, Utc};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+use wxlogin_domain::{
+    AppId, AvatarUrl, LoginRecord, NewLogin, NickName, ProfileChange, ProfileText, SessionId,
+    SessionKey, SessionRecord, StoreError, TokenDigest, User,
+};
+
+use crate::rows::{IdentityRow, SessionRow, UserRow};
+use crate::{Conn, Dialect};
+
+/// The user columns, read through the identity of one app (aliases `u` and `i`).
+macro_rules! user_columns {
+    () => {
+        "u.id, i.open_id, i.union_id, u.nick_name, u.avatar_url, u.gender, u.country, \
+         u.province, u.city, u.language, u.phone_number, u.created_at, u.updated_at"
+    };
+}
+
+/// The shared queries of dialect `D`, as associated functions: `Queries::<MyDialect>::ping(&pool)`.
+/// The bounds below say what the SQL needs from the driver; sqlx's SQLite and Postgres
+/// drivers meet them all.
+pub struct Queries<D>(PhantomData<D>);
+
+impl<D: Dialect> Queries<D>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'r> &'r str: ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<D::Gender>: Encode<'q, D::Db>,
+    for<'r> String: Decode<'r, D::Db> + Type<D::Db>,
+    for<'r> Vec<u8>: Decode<'r, D::Db> + Type<D::Db>,
+    for<'r> DateTime<Utc>: Decode<'r, D::Db> + Type<D::Db>,
+{
+    /// The user of a returning login: finds the identity of `(app_id, open_id)` and records the
+    /// login's unionid on it if none is known yet. `None` if the identity does not exist.
+    pub async fn returning_user(
+        conn: &mut Conn<D>,
+        login: &NewLogin,
+    ) -> Result<Option<D::Id>, StoreError> {
+        let identity: Option<IdentityRow<D>> = sqlx::query_as(
+            "SELECT user_id, union_id FROM wechat_identities WHERE app_id = $1 AND open_id = $2",
+        )
+        .bind(login.app_id.as_str())
+        .bind(login.open_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(D::map_err)?;
+        let Some(identity) = identity else {
+            return Ok(None);
+        };
+        if identity.union_id.is_none()
+            && let Some(union_id) = &login.union_id
+        {
+            Self::set_union_id(conn, identity.user_id, &login.app_id, union_id.as_str()).await?;
+        }
+        Ok(Some(identity.user_id))
+    }
+
+    /// Inserts the user a first login creates, with the login's proposed id and no profile.
+    pub async fn insert_new_user(
+        conn: &mut Conn<D>,
+        login: &NewLogin,
+    ) -> Result<D::Id, StoreError> {
+        let user_id = D::Id::from(*login.new_user_id.as_uuid());
+        sqlx::query("INSERT INTO users (id, created_at, updated_at) VALUES ($1, $2, $2)")
+            .bind(user_id)
+            .bind(D::timestamp(login.now))
+            .execute(conn)
+            .await
+            .map_err(D::map_err)?;
+        Ok(user_id)
+    }
+
+    /// Inserts the login's identity for `user_id`, unless the identity of `(app_id, open_id)`
+    /// exists by then: whether it was inserted. On PostgreSQL, an insert of the same identity
+    /// by a concurrent transaction makes this wait until that transaction has ended.
+    pub async fn insert_identity(
+        conn: &mut Conn<D>,
+        user_id: D::Id,
+        login: &NewLogin,
+    ) -> Result<bool, StoreError> {
+        let inserted: Option<IdentityRow<D>> = sqlx::query_as(
+            "INSERT INTO wechat_identities (user_id, app_id, open_id, union_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (app_id, open_id) DO NOTHING \
+             RETURNING user_id, union_id",
+        )
+        .bind(user_id)
+        .bind(login.app_id.as_str())
+        .bind(login.open_id.as_str())
+        .bind(login.union_id.as_ref().map(|u| u.as_str()))
+        .bind(D::timestamp(login.now))
+        .fetch_optional(conn)
+        .await
+        .map_err(D::map_err)?;
+        Ok(inserted.is_some())
+    }
+
+    /// The common end of every login, once its user is known: inserts the session and reads
+    /// the user back.
+    pub async fn finish_login(
+        conn: &mut Conn<D>,
+        login: &NewLogin,
+        user_id: D::Id,
+        is_new_user: bool,
+    ) -> Result<LoginRecord, StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions \
+             (id, user_id, app_id, token_digest, session_key, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(D::Id::from(*login.session_id.as_uuid()))
+        .bind(user_id)
+        .bind(login.app_id.as_str())
+        .bind(login.token_digest.as_bytes().as_slice())
+        .bind(login.session_key.expose_base64())
+        .bind(D::timestamp(login.now))
+        .bind(D::timestamp(login.expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(D::map_err)?;
+
+        let user = Self::fetch_user(conn, user_id, &login.app_id)
+            .await?
+            .ok_or_else(|| StoreError::Unexpected("the user vanished during login".into()))?;
+        Ok(LoginRecord { user, is_new_user })
+    }
+
+    /// Every step of a profile change; the caller commits. `NotFound` (the caller then drops
+    /// the transaction, which rolls it back) for a missing user, a user without an identity in
+    /// the change's app, or a rotated key for a session that is not the user's.
+    pub async fn update_profile(
+        conn: &mut Conn<D>,
+        change: &ProfileChange,
+    ) -> Result<User, StoreError> {
+        let user_id = D::Id::from(*change.user_id.as_uuid());
+        let p = &change.profile.0;
+
+        // COALESCE keeps the stored value wherever the update has none.
+        let updated = sqlx::query(
+            "UPDATE users SET \
+             nick_name = COALESCE($1, nick_name), \
+             avatar_url = COALESCE($2, avatar_url), \
+             gender = COALESCE($3, gender), \
+             country = COALESCE($4, country), \
+             province = COALESCE($5, province), \
+             city = COALESCE($6, city), \
+             language = COALESCE($7, language), \
+             updated_at = $8 \
+             WHERE id = $9",
+        )
+        .bind(p.nick_name.as_ref().map(NickName::as_str))
+        .bind(p.avatar_url.as_ref().map(AvatarUrl::as_str))
+        .bind(p.gender.map(D::gender))
+        .bind(p.country.as_ref().map(ProfileText::as_str))
+        .bind(p.province.as_ref().map(ProfileText::as_str))
+        .bind(p.city.as_ref().map(ProfileText::as_str))
+        .bind(p.language.as_ref().map(ProfileText::as_str))
+        .bind(D::timestamp(change.now))
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(D::map_err)?;
+        found(D::rows_affected(&updated))?;
+
+        if let Some(union_id) = &change.union_id {
+            Self::set_union_id(conn, user_id, &change.app_id, union_id.as_str()).await?;
+        }
+
+        if let Some(key) = &change.rotated_session_key {
+            let rotated =
+                sqlx::query("UPDATE sessions SET session_key = $1 WHERE id = $2 AND user_id = $3")
+                    .bind(key.expose_base64())
+                    .bind(D::Id::from(*change.session_id.as_uuid()))
+                    .bind(user_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(D::map_err)?;
+            found(D::rows_affected(&rotated))?;
+        }
+
+        Self::fetch_user(conn, user_id, &change.app_id)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// The session with this token digest in `app_id`, with its user.
+    pub async fn find_session<'c, E>(
+        executor: E,
+        app_id: &AppId,
+        digest: &TokenDigest,
+    ) -> Result<Option<SessionRecord>, StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        // One read through the token_digest unique index; the identity join uses the
+        // (user_id, app_id) unique index.
+        let row: Option<SessionRow<D>> = sqlx::query_as(concat!(
+            "SELECT s.id AS session_id, s.token_digest, s.session_key, \
+             s.created_at AS session_created_at, s.expires_at, s.revoked_at, ",
+            user_columns!(),
+            " FROM sessions s \
+              JOIN users u ON u.id = s.user_id \
+              JOIN wechat_identities i ON i.user_id = s.user_id AND i.app_id = s.app_id \
+              WHERE s.token_digest = $1 AND s.app_id = $2"
+        ))
+        .bind(digest.as_bytes().as_slice())
+        .bind(app_id.as_str())
+        .fetch_optional(executor)
+        .await
+        .map_err(D::map_err)?;
+        row.map(SessionRow::into_record).transpose()
+    }
+
+    /// Replaces a session's key; `NotFound` if the session does not exist.
+    pub async fn rotate_session_key<'c, E>(
+        executor: E,
+        session_id: SessionId,
+        key: &SessionKey,
+    ) -> Result<(), StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        let rotated = sqlx::query("UPDATE sessions SET session_key = $1 WHERE id = $2")
+            .bind(key.expose_base64())
+            .bind(D::Id::from(*session_id.as_uuid()))
+            .execute(executor)
+            .await
+            .map_err(D::map_err)?;
+        found(D::rows_affected(&rotated))
+    }
+
+    /// Revokes a session; `NotFound` if it does not exist.
+    pub async fn revoke_session<'c, E>(
+        executor: E,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        // COALESCE keeps the first revocation time when a session is revoked twice.
+        let revoked =
+            sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+                .bind(D::timestamp(now))
+                .bind(D::Id::from(*session_id.as_uuid()))
+                .execute(executor)
+                .await
+                .map_err(D::map_err)?;
+        found(D::rows_affected(&revoked))
+    }
+
+    /// One round trip to the database.
+    pub async fn ping<'c, E>(executor: E) -> Result<(), StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        sqlx::query("SELECT 1")
+            .execute(executor)
+            .await
+            .map(drop)
+            .map_err(D::map_err)
+    }
+
+    /// Records the unionid of a user's identity in `app_id`, unless one is already known (a
+    /// unionid never changes, so the first one stands).
+    async fn set_union_id(
+        conn: &mut Conn<D>,
+        user_id: D::Id,
+        app_id: &AppId,
+        union_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE wechat_identities SET union_id = $1 \
+             WHERE user_id = $2 AND app_id = $3 AND union_id IS NULL",
+        )
+        .bind(union_id)
+        .bind(user_id)
+        .bind(app_id.as_str())
+        .execute(conn)
+        .await
+        .map_err(D::map_err)?;
+        Ok(())
+    }
+
+    /// The user with its identity in `app_id`, read on the caller's connection (inside its
+    /// transaction).
+    async fn fetch_user(
+        conn: &mut Conn<D>,
+        user_id: D::Id,
+        app_id: &AppId,
+    ) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow<D>> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u JOIN wechat_identities i ON i.user_id = u.id AND i.app_id = $1 \
+              WHERE u.id = $2"
+        ))
+        .bind(app_id.as_str())
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await
+        .map_err(D::map_err)?;
+        row.map(UserRow::into_user).transpose()
+    }
+}
+
+/// `NotFound` when a statement that names one row by id changed none.
+fn found(rows_affected: u64) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

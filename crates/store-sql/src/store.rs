@@ -1,0 +1,172 @@
+//! The port's methods, written once over what a [`Backend`] supplies.
+
+use std::fmt::Debug;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
+};
+use wxlogin_domain::{
+    AppId, LoginRecord, NewLogin, ProfileChange, SessionId, SessionKey, SessionRecord, StoreError,
+    TokenDigest, User, UserStore,
+};
+
+use crate::{Conn, Dialect, Queries};
+
+/// What differs between the stores beyond binding values: how they connect, how a write
+/// transaction begins, and how a first login creates its user. Implemented by a marker type
+/// of each store crate.
+pub trait Backend: Dialect {
+    /// The store's options; [`Default`] holds its defaults.
+    type Options: Default + Send;
+
+    /// Connects with `options` (checking them first) and applies the migrations.
+    fn open(
+        url: &str,
+        options: Self::Options,
+    ) -> impl Future<Output = Result<Pools<Self::Db>, StoreError>> + Send;
+
+    /// The statement that begins the transaction of a login or a profile change.
+    const BEGIN_WRITE: &'static str;
+
+    /// The rest of a login's find-or-create, once [`Queries::returning_user`] found no identity:
+    /// creates the user and its identity, or finds the user a concurrent login created. The
+    /// user's id, and whether this login created it.
+    fn create_user(
+        conn: &mut Conn<Self>,
+        login: &NewLogin,
+    ) -> impl Future<Output = Result<(Self::Id, bool), StoreError>> + Send;
+}
+
+/// Where a store's statements run. The two may be one pool (clones of it).
+#[derive(Debug)]
+pub struct Pools<DB: Database> {
+    /// Single-statement reads: finding a session, pings.
+    pub reader: Pool<DB>,
+    /// Transactions and single-statement writes.
+    pub writer: Pool<DB>,
+}
+
+/// A store over the database of backend `B`: each port method is one transaction (writes
+/// that touch several rows) or one statement. Cheap to clone: clones share the pools.
+pub struct Store<B: Backend> {
+    pools: Pools<B::Db>,
+}
+
+// Written out: derived, they would require the database type itself to be `Clone`.
+impl<DB: Database> Clone for Pools<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            reader: self.reader.clone(),
+            writer: self.writer.clone(),
+        }
+    }
+}
+
+impl<B: Backend> Clone for Store<B> {
+    fn clone(&self) -> Self {
+        Self {
+            pools: self.pools.clone(),
+        }
+    }
+}
+
+impl<B: Backend> Debug for Store<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("database", &<B::Db as Database>::NAME)
+            .field("pools", &self.pools)
+            .finish()
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// Opens the database at `url` with the backend's default options, and applies the
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, B::Options::default()).await
+    }
+
+    /// Opens the database at `url` with explicit options (checked first: an invalid value is
+    /// [`StoreError::Unexpected`] naming the option), and applies the migrations.
+    pub async fn connect_with(url: &str, options: B::Options) -> Result<Self, StoreError> {
+        let pools = B::open(url, options).await?;
+        Ok(Self { pools })
+    }
+
+    /// Begins a write transaction the backend's way.
+    async fn begin_write(&self) -> Result<Transaction<'static, B::Db>, StoreError> {
+        self.pools
+            .writer
+            .begin_with(B::BEGIN_WRITE)
+            .await
+            .map_err(B::map_err)
+    }
+
+    /// Closes the store's pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pools.writer.close().await;
+        self.pools.reader.close().await;
+    }
+}
+
+impl<B: Backend> UserStore for Store<B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'r> &'r str: ColumnIndex<<B::Db as Database>::Row>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<B::Gender>: Encode<'q, B::Db>,
+    for<'r> String: Decode<'r, B::Db> + Type<B::Db>,
+    for<'r> Vec<u8>: Decode<'r, B::Db> + Type<B::Db>,
+    for<'r> DateTime<Utc>: Decode<'r, B::Db> + Type<B::Db>,
+{
+    async fn login(&self, login: NewLogin) -> Result<LoginRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let (user_id, is_new_user) = match Queries::<B>::returning_user(&mut tx, &login).await? {
+            Some(user_id) => (user_id, false),
+            None => B::create_user(&mut tx, &login).await?,
+        };
+        let record = Queries::<B>::finish_login(&mut tx, &login, user_id, is_new_user).await?;
+        tx.commit().await.map_err(B::map_err)?;
+        Ok(record)
+    }
+
+    async fn find_session(
+        &self,
+        app_id: &AppId,
+        digest: &TokenDigest,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Queries::<B>::find_session(&self.pools.reader, app_id, digest).await
+    }
+
+    async fn update_profile(&self, change: ProfileChange) -> Result<User, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let user = Queries::<B>::update_profile(&mut tx, &change).await?;
+        tx.commit().await.map_err(B::map_err)?;
+        Ok(user)
+    }
+
+    async fn rotate_session_key(
+        &self,
+        session_id: SessionId,
+        key: SessionKey,
+    ) -> Result<(), StoreError> {
+        Queries::<B>::rotate_session_key(&self.pools.writer, session_id, &key).await
+    }
+
+    async fn revoke_session(
+        &self,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Queries::<B>::revoke_session(&self.pools.writer, session_id, now).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Queries::<B>::ping(&self.pools.reader).await
+    }
+}

@@ -295,6 +295,9 @@ impl DatabaseSettings {
             if let Some(d) = millis("database.sqlite.busy_timeout_ms", s.busy_timeout_ms)? {
                 options.busy_timeout = d;
             }
+            options
+                .validate()
+                .map_err(|e| ConfigError(format!("database.sqlite: {e}")))?;
             Ok(StoreConfig::Sqlite { url, options })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let p = self.postgres;
@@ -314,6 +317,9 @@ impl DatabaseSettings {
             if let Some(d) = millis("database.postgres.lock_timeout_ms", p.lock_timeout_ms)? {
                 options.lock_timeout = d;
             }
+            options
+                .validate()
+                .map_err(|e| ConfigError(format!("database.postgres: {e}")))?;
             Ok(StoreConfig::Postgres { url, options })
         } else {
             bad(
@@ -514,6 +520,10 @@ mod tests {
         s.database.url = "postgresql://u@db.example.com/wx".into();
         s.database.postgres.statement_timeout_ms = Some(0);
         assert!(err_of(s).contains("database.postgres.statement_timeout_ms"));
+        // Beyond what the store accepts: the store's own check, named by its section.
+        let mut s = Settings::default();
+        s.database.sqlite.busy_timeout_ms = Some(u64::MAX / 2);
+        assert!(err_of(s).contains("database.sqlite"));
     }
 
     #[test]

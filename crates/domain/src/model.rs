@@ -490,6 +490,9 @@ pub struct Session {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When the session was last used, to the store's write granularity (the service writes
+    /// it at most once a minute); the idle timeout counts from here.
+    pub last_seen_at: DateTime<Utc>,
 }
 
 /// Encrypted data as the client sends it (`encryptedData` and `iv`, both base64).
@@ -513,6 +516,99 @@ pub struct CodeSession {
     pub open_id: OpenId,
     pub union_id: Option<UnionId>,
     pub session_key: SessionKey,
+}
+
+/// A phone number as WeChat reports it: `+86…` with country code, or the bare number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// 3–32 characters of digits, with an optional leading `+`, spaces and dashes.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        const FIELD: &str = "phoneNumber";
+        let s = s.trim();
+        let digits = s.chars().filter(char::is_ascii_digit).count();
+        let allowed = s
+            .char_indices()
+            .all(|(i, c)| c.is_ascii_digit() || c == ' ' || c == '-' || (c == '+' && i == 0));
+        if !allowed {
+            return Err(InvalidValue::new(
+                FIELD,
+                "must be digits with an optional leading +",
+            ));
+        }
+        if !(3..=20).contains(&digits) || s.len() > 32 {
+            return Err(InvalidValue::new(FIELD, "must have 3 to 20 digits"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The code of a `getPhoneNumber` button (not a `wx.login` code); single use, 5 minutes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PhoneCode(String);
+
+impl PhoneCode {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        parse_ident("code", s, 256).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PhoneCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PhoneCode([REDACTED])")
+    }
+}
+
+/// An access token of WeChat's server API (`cgi-bin/stable_token`), a secret.
+#[derive(Clone)]
+pub struct AccessToken(SecretString);
+
+impl AccessToken {
+    pub fn new(s: String) -> Self {
+        Self(SecretString::from(s))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl PartialEq for AccessToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([REDACTED])")
+    }
+}
+
+/// An access token and how long WeChat says it stays valid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedAccessToken {
+    pub token: AccessToken,
+    pub expires_in: chrono::Duration,
+}
+
+/// What `getuserphonenumber` (or legacy encrypted phone data) says, after its watermark names
+/// our app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneInfo {
+    /// With the country code for numbers outside mainland China (`+1…`); as WeChat gives it.
+    pub phone_number: PhoneNumber,
+    /// Without the country code.
+    pub pure_phone_number: String,
+    /// `86`, as text whether WeChat sent a string or a number.
+    pub country_code: String,
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use chrono::{DateTime, SubsecRound as _, Utc};
 
 pub use crate::model::CodeSession;
 use crate::model::{
-    AppId, DecryptedUserInfo, EncryptedData, LoginCode, OpenId, ProfileUpdate, Session, SessionId,
-    SessionKey, Token, TokenDigest, UnionId, User, UserId,
+    AccessToken, AppId, DecryptedUserInfo, EncryptedData, IssuedAccessToken, LoginCode, OpenId,
+    PhoneCode, PhoneInfo, PhoneNumber, ProfileUpdate, Session, SessionId, SessionKey, Token,
+    TokenDigest, UnionId, User, UserId,
 };
 
 /// Storage failures the domain distinguishes.
@@ -68,6 +69,35 @@ pub struct ProfileChange {
     pub now: DateTime<Utc>,
 }
 
+/// A refresh, in one transaction: the old session is revoked at `now` and a new one, of the
+/// same user and app and with the same session key, is inserted with a new token.
+#[derive(Debug, Clone)]
+pub struct SessionRefresh {
+    pub old_session_id: SessionId,
+    pub new_session_id: SessionId,
+    pub token_digest: TokenDigest,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What counts as ended for [`UserStore::purge_sessions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeBefore {
+    /// Sessions revoked, or whose absolute lifetime ended, at or before this instant.
+    pub now: DateTime<Utc>,
+    /// Sessions last seen before this instant (the idle timeout ago).
+    pub last_seen: DateTime<Utc>,
+}
+
+/// A phone number to record for a user.
+#[derive(Debug, Clone)]
+pub struct PhoneChange {
+    pub app_id: AppId,
+    pub user_id: UserId,
+    pub phone_number: PhoneNumber,
+    pub now: DateTime<Utc>,
+}
+
 /// Users, WeChat identities and sessions. Each method is atomic.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait UserStore: Clone + Send + Sync + 'static {
@@ -108,6 +138,40 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Rotates a session's token (see [`SessionRefresh`]). `NotFound` if the old session does
+    /// not exist or is already revoked (a concurrent refresh or logout won): exactly one of
+    /// two racing refreshes of one token succeeds.
+    fn refresh_session(
+        &self,
+        refresh: SessionRefresh,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that the session was used at `now` (only ever moves `last_seen_at` forward).
+    /// A session gone meanwhile is not an error.
+    fn touch_session(
+        &self,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records the user's phone number and returns the updated user (as seen by `app_id`).
+    /// `NotFound` if the user is gone.
+    fn set_phone_number(
+        &self,
+        change: PhoneChange,
+    ) -> impl Future<Output = Result<User, StoreError>> + Send;
+
+    /// Erases the user with everything that belongs to it: identities, sessions (and their
+    /// session keys), phone number, profile. `NotFound` if there is no such user.
+    fn erase_user(&self, user_id: UserId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes every session that has ended (revoked, expired or idle, see [`PurgeBefore`])
+    /// and returns how many; an ended session's key goes with it.
+    fn purge_sessions(
+        &self,
+        before: PurgeBefore,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Checks that the database answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -131,6 +195,10 @@ pub enum WeChatError {
     /// -1, HTTP 5xx, timeouts, refused connections: try again later.
     #[error("WeChat unavailable: {0}")]
     Unavailable(String),
+    /// 40001, 42001, 40014: the access token is not the latest, has expired or is malformed;
+    /// fetch a new one (once) and try again.
+    #[error("access token rejected: {0}")]
+    AccessTokenRejected(String),
     /// Anything we cannot make sense of, including configuration errors (40013, 40125).
     #[error("unexpected WeChat answer: {0}")]
     Unexpected(String),
@@ -147,6 +215,30 @@ pub trait WeChat: Clone + Send + Sync + 'static {
         &self,
         code: &LoginCode,
     ) -> impl Future<Output = Result<CodeSession, WeChatError>> + Send;
+
+    /// `POST cgi-bin/stable_token` in normal mode (`force_refresh: false`): the current access
+    /// token with its remaining lifetime, without invalidating it for anyone else.
+    fn stable_access_token(
+        &self,
+    ) -> impl Future<Output = Result<IssuedAccessToken, WeChatError>> + Send;
+
+    /// `POST wxa/business/getuserphonenumber`: the phone number behind a `getPhoneNumber`
+    /// code, its watermark checked against our app id (a foreign watermark is `Unexpected`).
+    /// A code that is not a phone code (a `wx.login` code) answers `InvalidCode`.
+    fn phone_number(
+        &self,
+        access_token: &AccessToken,
+        code: &PhoneCode,
+    ) -> impl Future<Output = Result<PhoneInfo, WeChatError>> + Send;
+
+    /// `GET wxa/checksession`: whether `session_key` is still the user's current key
+    /// (`Ok(false)` for WeChat's 87009, invalid signature).
+    fn check_session(
+        &self,
+        access_token: &AccessToken,
+        open_id: &OpenId,
+        session_key: &SessionKey,
+    ) -> impl Future<Output = Result<bool, WeChatError>> + Send;
 }
 
 /// Why encrypted data or a signature was refused.
@@ -173,6 +265,15 @@ pub trait UserDataCipher: Clone + Send + Sync + 'static {
         app_id: &AppId,
         data: &EncryptedData,
     ) -> Result<DecryptedUserInfo, CipherError>;
+
+    /// Decrypts legacy `getPhoneNumber` data (`phoneNumber`, `purePhoneNumber`,
+    /// `countryCode`) and checks that the watermark names `app_id`.
+    fn decrypt_phone_number(
+        &self,
+        key: &SessionKey,
+        app_id: &AppId,
+        data: &EncryptedData,
+    ) -> Result<PhoneInfo, CipherError>;
 
     /// Checks `signature == hex(sha1(raw_data + session_key))` in constant time.
     fn verify_signature(

@@ -20,14 +20,20 @@ use crate::usecases::{
 /// Settings the use cases need.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// Absolute lifetime of a session from its login.
+    /// Absolute lifetime of a session from its login (or refresh).
     pub session_ttl: Duration,
+    /// A session unused for this long has expired.
+    pub idle_timeout: Duration,
+    /// `last_seen_at` is written at most this often per session.
+    pub touch_interval: Duration,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             session_ttl: Duration::days(30),
+            idle_timeout: Duration::days(7),
+            touch_interval: Duration::minutes(1),
         }
     }
 }
@@ -74,7 +80,7 @@ where
             .find_session(self.wechat.app_id(), &digest)
             .await?
             .ok_or(AuthError::InvalidToken)?;
-        let state = SessionState::of(&record.session, self.clock.now());
+        let state = SessionState::of(&record.session, self.clock.now(), self.config.idle_timeout);
         Ok((record, state))
     }
 }

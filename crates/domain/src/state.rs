@@ -2,7 +2,7 @@
 //! next state or a typed error. The service performs the IO around it; property tests drive
 //! random event sequences through it.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use crate::model::{Session, User, UserId};
 use crate::ports::CodeSession;
@@ -132,12 +132,15 @@ impl SessionState {
     /// The state of a stored session at `now`. Revocation wins over expiry, and counts from
     /// the moment it is stored, whatever time it carries: it was stamped by the clock of the
     /// instance that revoked it, which may run ahead of ours.
-    pub fn of(session: &Session, now: DateTime<Utc>) -> Self {
+    ///
+    /// `idle_timeout`: a session unused for this long has expired too.
+    pub fn of(session: &Session, now: DateTime<Utc>, idle_timeout: Duration) -> Self {
         // A stored session started active; replay what has happened to it since, revocation
         // first. A final state ignores the later events.
         let happened = [
             session.revoked_at.is_some().then_some(SessionEvent::Revoke),
             (now >= session.expires_at).then_some(SessionEvent::LifetimeElapsed),
+            (now >= session.last_seen_at + idle_timeout).then_some(SessionEvent::IdleTimedOut),
         ];
         happened
             .into_iter()
@@ -151,7 +154,9 @@ impl SessionState {
     pub fn on(self, event: SessionEvent) -> Result<Self, SessionTransitionError> {
         match (self, event) {
             (Self::Active, SessionEvent::Use) => Ok(Self::Active),
-            (Self::Active, SessionEvent::LifetimeElapsed) => Ok(Self::Expired),
+            (Self::Active, SessionEvent::LifetimeElapsed | SessionEvent::IdleTimedOut) => {
+                Ok(Self::Expired)
+            }
             (Self::Active, SessionEvent::Revoke) => Ok(Self::Revoked),
             (Self::Expired, _) => Err(SessionTransitionError::Expired),
             (Self::Revoked, _) => Err(SessionTransitionError::Revoked),
@@ -166,6 +171,8 @@ pub enum SessionEvent {
     Use,
     /// The absolute lifetime ran out.
     LifetimeElapsed,
+    /// The session went unused for the idle timeout.
+    IdleTimedOut,
     /// Logout or an operator's revocation.
     Revoke,
 }

@@ -73,8 +73,12 @@ fn session(expires_at: DateTime<Utc>, revoked_at: Option<DateTime<Utc>>) -> Sess
         created_at: epoch() - Duration::days(1),
         expires_at,
         revoked_at,
+        last_seen_at: epoch(),
     }
 }
+
+/// An idle timeout longer than any test's span: only expiry and revocation count.
+const NEVER_IDLE: Duration = Duration::days(36_500);
 
 // ---------------------------------------------------------------------------------------------
 // LoginState::on, one transition at a time
@@ -222,15 +226,15 @@ fn expired_and_revoked_sessions_reject_every_event() {
 fn a_session_is_active_until_its_expiry_instant() {
     let now = epoch();
     assert_eq!(
-        SessionState::of(&session(now + Duration::seconds(1), None), now),
+        SessionState::of(&session(now + Duration::seconds(1), None), now, NEVER_IDLE),
         SessionState::Active
     );
     assert_eq!(
-        SessionState::of(&session(now, None), now),
+        SessionState::of(&session(now, None), now, NEVER_IDLE),
         SessionState::Expired
     );
     assert_eq!(
-        SessionState::of(&session(now - Duration::days(1), None), now),
+        SessionState::of(&session(now - Duration::days(1), None), now, NEVER_IDLE),
         SessionState::Expired
     );
 }
@@ -240,23 +244,32 @@ fn revocation_counts_from_its_instant_and_wins_over_expiry() {
     let now = epoch();
     let later = now + Duration::hours(1);
     assert_eq!(
-        SessionState::of(&session(later, Some(now)), now),
+        SessionState::of(&session(later, Some(now)), now, NEVER_IDLE),
         SessionState::Revoked
     );
     assert_eq!(
-        SessionState::of(&session(later, Some(now - Duration::seconds(1))), now),
+        SessionState::of(
+            &session(later, Some(now - Duration::seconds(1))),
+            now,
+            NEVER_IDLE
+        ),
         SessionState::Revoked
     );
     assert_eq!(
         SessionState::of(
             &session(now - Duration::days(1), Some(now - Duration::days(2))),
-            now
+            now,
+            NEVER_IDLE
         ),
         SessionState::Revoked
     );
     // A revocation stamped by an instance whose clock runs ahead counts at once.
     assert_eq!(
-        SessionState::of(&session(later, Some(now + Duration::seconds(1))), now),
+        SessionState::of(
+            &session(later, Some(now + Duration::seconds(1))),
+            now,
+            NEVER_IDLE
+        ),
         SessionState::Revoked
     );
 }
@@ -390,6 +403,7 @@ fn session_event() -> impl Strategy<Value = SessionEvent> {
     prop_oneof![
         Just(SessionEvent::Use),
         Just(SessionEvent::LifetimeElapsed),
+        Just(SessionEvent::IdleTimedOut),
         Just(SessionEvent::Revoke),
     ]
 }
@@ -408,7 +422,9 @@ proptest! {
                     prop_assert_eq!(previous, SessionState::Active);
                     let expected = match event {
                         SessionEvent::Use => SessionState::Active,
-                        SessionEvent::LifetimeElapsed => SessionState::Expired,
+                        SessionEvent::LifetimeElapsed | SessionEvent::IdleTimedOut => {
+                            SessionState::Expired
+                        }
                         SessionEvent::Revoke => SessionState::Revoked,
                     };
                     prop_assert_eq!(next, expected);
@@ -429,7 +445,12 @@ proptest! {
             }
             // Expired and Revoked are absorbing: every further event errors.
             if state != SessionState::Active {
-                for later in [SessionEvent::Use, SessionEvent::LifetimeElapsed, SessionEvent::Revoke] {
+                for later in [
+                    SessionEvent::Use,
+                    SessionEvent::LifetimeElapsed,
+                    SessionEvent::IdleTimedOut,
+                    SessionEvent::Revoke,
+                ] {
                     prop_assert!(state.on(later).is_err());
                 }
             }
@@ -437,7 +458,9 @@ proptest! {
 
         let expected_final = match ended_by {
             None => SessionState::Active,
-            Some(SessionEvent::LifetimeElapsed) => SessionState::Expired,
+            Some(SessionEvent::LifetimeElapsed | SessionEvent::IdleTimedOut) => {
+                SessionState::Expired
+            }
             Some(_) => SessionState::Revoked,
         };
         prop_assert_eq!(state, expected_final);
@@ -451,7 +474,7 @@ proptest! {
     ) {
         let at = |s: i64| epoch() + Duration::seconds(s);
         let s = session(at(expires), revoked.map(at));
-        let state = SessionState::of(&s, at(now));
+        let state = SessionState::of(&s, at(now), NEVER_IDLE);
         if revoked.is_some() {
             prop_assert_eq!(state, SessionState::Revoked);
         } else if now >= expires {
@@ -470,13 +493,35 @@ proptest! {
     ) {
         let at = |s: i64| epoch() + Duration::seconds(s);
         let s = session(at(expires), revoked.map(at));
-        let before = SessionState::of(&s, at(now));
-        let after = SessionState::of(&s, at(now + step));
+        let before = SessionState::of(&s, at(now), NEVER_IDLE);
+        let after = SessionState::of(&s, at(now + step), NEVER_IDLE);
         if before != SessionState::Active {
             prop_assert_ne!(after, SessionState::Active);
         }
         if before == SessionState::Revoked {
             prop_assert_eq!(after, SessionState::Revoked);
+        }
+    }
+
+    #[test]
+    fn an_idle_session_expires_unless_revoked(
+        last_seen in -1_000i64..1_000,
+        idle in 1i64..1_000,
+        revoked in prop::option::of(-1_000i64..1_000),
+        now in -1_000i64..1_000,
+    ) {
+        let at = |s: i64| epoch() + Duration::seconds(s);
+        let s = Session {
+            last_seen_at: at(last_seen),
+            ..session(at(10_000), revoked.map(at))
+        };
+        let state = SessionState::of(&s, at(now), Duration::seconds(idle));
+        if revoked.is_some() {
+            prop_assert_eq!(state, SessionState::Revoked);
+        } else if now >= last_seen + idle {
+            prop_assert_eq!(state, SessionState::Expired);
+        } else {
+            prop_assert_eq!(state, SessionState::Active);
         }
     }
 }

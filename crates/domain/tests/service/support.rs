@@ -95,6 +95,8 @@ pub fn session_for(
         created_at: now() - Duration::hours(1),
         expires_at,
         revoked_at,
+        // Seen within the touch interval: authenticating writes nothing.
+        last_seen_at: now() - Duration::seconds(30),
     }
 }
 
@@ -197,7 +199,10 @@ impl Mocks {
             self.cipher,
             self.tokens,
             self.clock,
-            ServiceConfig { session_ttl: ttl() },
+            ServiceConfig {
+                session_ttl: ttl(),
+                ..ServiceConfig::default()
+            },
         )
     }
 

@@ -4,17 +4,18 @@
 
 use chrono::Duration;
 
+use crate::model::User;
 use crate::model::{
     AvatarUrl, Gender, LoginCode, NickName, ProfileUpdate, SessionId, Token, UserId,
 };
 use crate::ports::{
-    CipherError, Clock, NewLogin, ProfileChange, SessionRecord, StoreError, TokenMinter,
-    UserDataCipher, UserStore, WeChat,
+    CipherError, Clock, NewLogin, ProfileChange, PurgeBefore, SessionRecord, SessionRefresh,
+    StoreError, TokenMinter, UserDataCipher, UserStore, WeChat,
 };
 use crate::state::{LoginEvent, LoginState, ProfileStatus, SessionEvent, SessionState};
 use crate::usecases::{
     AuthError, Authenticated, EncryptedProfile, LoginError, LoginOutcome, LoginService,
-    ProfileOutcome, UpdateUserInfoError,
+    ProfileOutcome, Refreshed, UpdateProfileError, UpdateUserInfoError,
 };
 
 /// Settings the use cases need.
@@ -83,6 +84,14 @@ where
         let state = SessionState::of(&record.session, self.clock.now(), self.config.idle_timeout);
         Ok((record, state))
     }
+
+    /// The profile status after a profile change of the signed-in `before` to `after`.
+    fn status_after(before: &User, after: &User) -> Option<ProfileStatus> {
+        LoginState::signed_in(before)
+            .on(LoginEvent::ProfileUpdated(after.clone()))
+            .ok()
+            .and_then(|state| state.profile_status())
+    }
 }
 
 impl<S, W, C, T, K> LoginService for Service<S, W, C, T, K>
@@ -136,6 +145,12 @@ where
         let (record, state) = self.session_of(token).await?;
         // Only an active session may be used; expired and revoked ones are final.
         state.on(SessionEvent::Use)?;
+        // The idle timeout counts from the last use, kept to the touch interval so that a
+        // busy client does not write on every request.
+        let now = self.clock.now();
+        if now - record.session.last_seen_at >= self.config.touch_interval {
+            self.store.touch_session(record.session.id, now).await?;
+        }
         let status = ProfileStatus::of(&record.user);
         Ok(Authenticated {
             session: record.session,
@@ -227,14 +242,60 @@ where
                 StoreError::NotFound => UpdateUserInfoError::Auth(AuthError::InvalidToken),
                 other => other.into(),
             })?;
-        let status = LoginState::signed_in(&auth.user)
-            .on(LoginEvent::ProfileUpdated(user.clone()))
-            .ok()
-            .and_then(|state| state.profile_status())
-            .ok_or_else(|| {
-                UpdateUserInfoError::Unexpected("the store updated another user".into())
-            })?;
+        let status = Self::status_after(&auth.user, &user).ok_or_else(|| {
+            UpdateUserInfoError::Unexpected("the store updated another user".into())
+        })?;
         Ok(ProfileOutcome { user, status })
+    }
+
+    async fn update_profile(
+        &self,
+        token: &str,
+        update: ProfileUpdate,
+    ) -> Result<ProfileOutcome, UpdateProfileError> {
+        let auth = self.authenticate(token).await?;
+        let user = self
+            .store
+            .update_profile(ProfileChange {
+                app_id: self.wechat.app_id().clone(),
+                user_id: auth.user.id,
+                session_id: auth.session.id,
+                profile: without_placeholder_identity(update),
+                union_id: None,
+                rotated_session_key: None,
+                now: self.clock.now(),
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => AuthError::InvalidToken,
+                other => other.into(),
+            })?;
+        let status = Self::status_after(&auth.user, &user).ok_or_else(|| {
+            UpdateProfileError::Unexpected("the store updated another user".into())
+        })?;
+        Ok(ProfileOutcome { user, status })
+    }
+
+    async fn refresh(&self, token: &str) -> Result<Refreshed, AuthError> {
+        let auth = self.authenticate(token).await?;
+        let token = self.tokens.mint();
+        let now = self.clock.now();
+        let expires_at = now + self.config.session_ttl;
+        self.store
+            .refresh_session(SessionRefresh {
+                old_session_id: auth.session.id,
+                new_session_id: SessionId::new(),
+                token_digest: self.tokens.digest(token.expose()),
+                now,
+                expires_at,
+            })
+            .await
+            .map_err(|e| match e {
+                // A concurrent refresh or logout ended the session first.
+                StoreError::NotFound => AuthError::InvalidToken,
+                other => other.into(),
+            })?;
+        Ok(Refreshed { token, expires_at })
     }
 
     async fn logout(&self, token: &str) -> Result<(), AuthError> {
@@ -251,6 +312,25 @@ where
         }
     }
 
+    async fn erase(&self, token: &str) -> Result<(), AuthError> {
+        let auth = self.authenticate(token).await?;
+        match self.store.erase_user(auth.user.id).await {
+            // Erased concurrently (the same user's other session): the outcome is the same.
+            Ok(()) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn purge_ended_sessions(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        self.store
+            .purge_sessions(PurgeBefore {
+                now,
+                last_seen: now - self.config.idle_timeout,
+            })
+            .await
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }
@@ -258,7 +338,7 @@ where
 
 /// WeChat's anonymous nickname and grey avatar carry no information; never let them
 /// overwrite what the user gave us.
-fn without_placeholders(mut update: ProfileUpdate) -> ProfileUpdate {
+fn without_placeholder_identity(mut update: ProfileUpdate) -> ProfileUpdate {
     if update
         .0
         .nick_name
@@ -275,7 +355,14 @@ fn without_placeholders(mut update: ProfileUpdate) -> ProfileUpdate {
     {
         update.0.avatar_url = None;
     }
-    // Anonymised data says gender 0 ("unknown"): no information, so keep what we have.
+    update
+}
+
+/// Decrypted data is anonymised since 2021: besides the placeholders, its gender 0
+/// ("unknown") carries no information, so it keeps what we have. (A plain update's 0 is the
+/// user's own choice and is kept.)
+fn without_placeholders(update: ProfileUpdate) -> ProfileUpdate {
+    let mut update = without_placeholder_identity(update);
     if update.0.gender == Some(Gender::Unknown) {
         update.0.gender = None;
     }

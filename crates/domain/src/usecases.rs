@@ -8,7 +8,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{EncryptedData, LoginCode, Session, Token, User};
+use crate::model::{EncryptedData, LoginCode, ProfileUpdate, Session, Token, User};
 use crate::ports::{CipherError, StoreError, WeChatError};
 use crate::state::{ProfileStatus, SessionTransitionError};
 
@@ -35,8 +35,28 @@ pub trait LoginService: Send + Sync + 'static {
         request: EncryptedProfile,
     ) -> impl Future<Output = Result<ProfileOutcome, UpdateUserInfoError>> + Send;
 
+    /// Plain profile fields (the avatar/nickname filling widgets): fields given replace
+    /// stored ones; WeChat's placeholder nickname and avatar never overwrite anything.
+    fn update_profile(
+        &self,
+        token: &str,
+        update: ProfileUpdate,
+    ) -> impl Future<Output = Result<ProfileOutcome, UpdateProfileError>> + Send;
+
+    /// Rotates the token: a new token for the same session data, and the old one stops working
+    /// at once, on every instance.
+    fn refresh(&self, token: &str) -> impl Future<Output = Result<Refreshed, AuthError>> + Send;
+
     /// Logout: revokes the token's session, so the token stops working everywhere at once.
     fn logout(&self, token: &str) -> impl Future<Output = Result<(), AuthError>> + Send;
+
+    /// Erases the token's user (PIPL's right to erasure): user, identities, sessions, phone
+    /// number. A later login of the same openid creates a new user.
+    fn erase(&self, token: &str) -> impl Future<Output = Result<(), AuthError>> + Send;
+
+    /// Deletes the sessions that have ended (revoked, expired or idle), with their session
+    /// keys; returns how many. Run periodically by the server.
+    fn purge_ended_sessions(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Whether the service can serve requests (the database answers).
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -135,4 +155,22 @@ pub enum UpdateUserInfoError {
     /// An invariant broke (the store updated another user); details are for logs.
     #[error("unexpected: {0}")]
     Unexpected(String),
+}
+
+/// Why a plain profile update failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateProfileError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// An invariant broke (the store updated another user); details are for logs.
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+}
+
+/// A rotated token.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    /// The new bearer token, shown to the client once.
+    pub token: Token,
+    pub expires_at: DateTime<Utc>,
 }

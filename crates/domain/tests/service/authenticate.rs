@@ -122,3 +122,45 @@ async fn store_errors_propagate_from_authenticate() {
         assert_eq!(result.err(), Some(AuthError::Store(error)));
     }
 }
+
+#[tokio::test]
+async fn use_is_recorded_at_most_once_per_touch_interval() {
+    let user = user("oUser", Profile::default());
+    let interval = ServiceConfig::default().touch_interval;
+    for (seen_ago, touches) in [
+        (interval - Duration::seconds(1), 0),
+        (interval, 1),
+        (Duration::hours(5), 1),
+    ] {
+        let session = Session {
+            last_seen_at: now() - seen_ago,
+            ..session_for(&user, now() + Duration::hours(1), None)
+        };
+        let id = session.id;
+        let mut m = Mocks::with_session(SessionRecord {
+            session,
+            user: user.clone(),
+        });
+        m.store
+            .expect_touch_session()
+            .withf(move |sid, at| *sid == id && *at == now())
+            .times(touches)
+            .returning(|_, _| Box::pin(async { Ok(()) }));
+        m.service().authenticate(TOKEN).await.expect("active");
+    }
+}
+
+#[tokio::test]
+async fn a_session_idle_past_the_timeout_is_token_expired() {
+    let user = user("oUser", Profile::default());
+    let session = Session {
+        last_seen_at: now() - ServiceConfig::default().idle_timeout,
+        ..session_for(&user, now() + Duration::hours(1), None)
+    };
+    let mut m = Mocks::with_session(SessionRecord { session, user });
+    m.store.expect_touch_session().never();
+    assert_eq!(
+        m.service().authenticate(TOKEN).await.map(|a| a.user),
+        Err(AuthError::TokenExpired)
+    );
+}

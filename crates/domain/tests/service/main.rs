@@ -3,8 +3,11 @@
 //! `.never()`.
 
 mod authenticate;
+mod erase;
 mod login;
 mod logout;
 mod ready;
+mod refresh;
 mod support;
+mod update_profile;
 mod update_user_info;

@@ -10,7 +10,7 @@ pub use wxlogin_domain::{
     MockTokenMinter, MockUserDataCipher, MockUserStore, MockWeChat, NewLogin, NickName, OpenId,
     PLACEHOLDER_NICKNAME, Profile, ProfileChange, ProfileStatus, ProfileText, ProfileUpdate,
     Service, ServiceConfig, Session, SessionId, SessionKey, SessionRecord, StoreError, Token,
-    TokenDigest, UnionId, UpdateUserInfoError, User, UserId, WeChatError,
+    TokenDigest, UnionId, UpdateProfileError, UpdateUserInfoError, User, UserId, WeChatError,
 };
 
 pub type TestService =

@@ -15,15 +15,18 @@ impl BearerToken {
     }
 }
 
-/// Takes the token from the body, or else from `Authorization: Bearer …`.
+/// Takes the token from the body, or else from `Authorization: Bearer …` (the scheme word in
+/// any case, as RFC 9110 says and as the `/api/v1` security scheme reads it).
 pub fn pick_token(body: Option<String>, header: Option<&str>) -> Option<String> {
     body.filter(|t| !t.trim().is_empty())
         .map(|t| t.trim().to_owned())
-        .or_else(|| {
-            header
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(|t| t.trim().to_owned())
-        })
+        .or_else(|| header.and_then(bearer).map(str::to_owned))
+}
+
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -41,6 +44,15 @@ mod tests {
             Some("wxl_b")
         );
         assert_eq!(pick_token(None, Some("Basic abc")), None);
+        assert_eq!(
+            pick_token(None, Some("bearer wxl_c")).as_deref(),
+            Some("wxl_c")
+        );
+        assert_eq!(
+            pick_token(None, Some("BEARER  wxl_d ")).as_deref(),
+            Some("wxl_d")
+        );
+        assert_eq!(pick_token(None, Some("Bearer ")), None);
         assert_eq!(pick_token(None, None), None);
     }
 }

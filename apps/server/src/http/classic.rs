@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use poem_openapi::OpenApi;
 use poem_openapi::param::Header;
-use wxlogin_domain::{
-    AuthError, EncryptedData, EncryptedProfile, LoginCode, LoginError, LoginService,
-    UpdateUserInfoError,
-};
+use wxlogin_domain::{AuthError, LoginCode, LoginError, LoginService, UpdateUserInfoError};
 
 use crate::http::auth::pick_token;
-use crate::http::dto::{LoginReply, LoginRequest, UpdateUserInfoRequest, UserReply};
+use crate::http::dto::{
+    LoginReply, LoginRequest, UpdateUserInfoRequest, UserReply, encrypted_profile,
+};
 use crate::http::{ApiError, ApiTags, Reply, Success};
 
 /// `/onLogin` and `/updateUserInfo`.
@@ -79,16 +78,13 @@ impl<L: LoginService> ClassicApi<L> {
             ApiError::from(UpdateUserInfoError::from(AuthError::InvalidToken))
                 .with_message("send the token from /onLogin (field `token` or a bearer header)")
         })?;
-        let code = body.code.as_deref().map(LoginCode::parse).transpose()?;
-        let request = EncryptedProfile {
-            data: EncryptedData {
-                encrypted_data: body.encrypted_data,
-                iv: body.iv,
-            },
-            raw_data: body.raw_data,
-            signature: body.signature,
-            code,
-        };
+        let request = encrypted_profile(
+            body.encrypted_data,
+            body.iv,
+            body.raw_data,
+            body.signature,
+            body.code.as_deref(),
+        )?;
         let outcome = self.service.update_user_info(&token, request).await?;
         tracing::info!(user_id = %outcome.user.id, "profile updated from encrypted data");
         Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))

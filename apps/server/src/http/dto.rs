@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::{ApiRequest, Object, payload::Form, payload::Json};
 use serde::Deserialize;
-use wxlogin_domain::{LoginOutcome, ProfileStatus, User};
+use wxlogin_domain::{
+    AvatarUrl, EncryptedData, EncryptedProfile, Gender, InvalidValue, LoginCode, LoginOutcome,
+    NickName, Profile, ProfileStatus, ProfileText, ProfileUpdate, Refreshed, User,
+};
 
 /// `POST /onLogin`: the code from `wx.login`.
 #[derive(Clone, Object, Deserialize)]
@@ -194,6 +197,116 @@ impl UserReply {
             status: 200,
             profile_complete: status == ProfileStatus::Complete,
             user: UserDto::from(user),
+        }
+    }
+}
+
+/// `PATCH /api/v1/me/profile`: plain fields, as the avatar/nickname filling widgets give them.
+/// Absent fields are left as they are.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ProfilePatchBody {
+    /// From `<input type="nickname">`: 1–64 characters, trimmed, no control characters.
+    /// WeChat's placeholder "微信用户" is ignored.
+    pub nick_name: Option<String>,
+    /// An `https` or `http` URL of at most 1024 characters (an uploaded avatar's URL).
+    /// WeChat's grey default avatar is ignored.
+    pub avatar_url: Option<String>,
+    /// 0 unknown, 1 male, 2 female.
+    pub gender: Option<i64>,
+    /// At most 64 characters.
+    pub country: Option<String>,
+    /// At most 64 characters.
+    pub province: Option<String>,
+    /// At most 64 characters.
+    pub city: Option<String>,
+    /// At most 16 characters, e.g. `zh_CN`.
+    pub language: Option<String>,
+}
+
+impl ProfilePatchBody {
+    /// The validated update; the error names the first field that fails.
+    pub fn into_update(self) -> Result<ProfileUpdate, InvalidValue> {
+        let place = |field: &'static str, v: Option<String>| {
+            v.map(|s| ProfileText::place(field, &s)).transpose()
+        };
+        Ok(ProfileUpdate(Profile {
+            nick_name: self.nick_name.map(|s| NickName::parse(&s)).transpose()?,
+            avatar_url: self.avatar_url.map(|s| AvatarUrl::parse(&s)).transpose()?,
+            gender: self.gender.map(Gender::from_code).transpose()?,
+            country: place("country", self.country)?,
+            province: place("province", self.province)?,
+            city: place("city", self.city)?,
+            language: self
+                .language
+                .map(|s| ProfileText::language(&s))
+                .transpose()?,
+        }))
+    }
+}
+
+/// `POST /api/v1/me/profile/encrypted`: `encryptedData` + `iv` from `getUserProfile` (the token
+/// comes as `Authorization: Bearer`).
+#[derive(Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct EncryptedProfileBody {
+    /// The `encryptedData` (base64) WeChat gave the client.
+    pub encrypted_data: String,
+    /// The `iv` (base64 of 16 bytes) that came with it.
+    pub iv: String,
+    /// `rawData`; checked against `signature` when both are present.
+    pub raw_data: Option<String>,
+    /// `signature` = sha1(rawData + session_key), hex.
+    pub signature: Option<String>,
+    /// A fresh `wx.login` code, when the session key may have rotated since login: the server
+    /// exchanges it first and decrypts with the new key.
+    pub code: Option<String>,
+}
+
+impl std::fmt::Debug for EncryptedProfileBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |o: &Option<String>| if o.is_some() { "[REDACTED]" } else { "None" };
+        f.debug_struct("EncryptedProfileBody")
+            .field("encrypted_data", &"[REDACTED]")
+            .field("iv", &self.iv)
+            .field("raw_data", &self.raw_data.as_ref().map(String::len))
+            .field("signature", &shown(&self.signature))
+            .field("code", &shown(&self.code))
+            .finish()
+    }
+}
+
+/// The use case's request from the encrypted fields of either endpoint.
+pub fn encrypted_profile(
+    encrypted_data: String,
+    iv: String,
+    raw_data: Option<String>,
+    signature: Option<String>,
+    code: Option<&str>,
+) -> Result<EncryptedProfile, InvalidValue> {
+    Ok(EncryptedProfile {
+        data: EncryptedData { encrypted_data, iv },
+        raw_data,
+        signature,
+        code: code.map(LoginCode::parse).transpose()?,
+    })
+}
+
+/// A rotated token.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct TokenReply {
+    /// The new bearer token; the old one no longer works. Shown once.
+    pub token: String,
+    /// When the new token stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<Refreshed> for TokenReply {
+    fn from(r: Refreshed) -> Self {
+        Self {
+            token: r.token.expose().to_owned(),
+            expires_at: r.expires_at,
         }
     }
 }

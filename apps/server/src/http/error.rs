@@ -18,7 +18,8 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::types::Type as _;
 use poem_openapi::{ApiResponse, Object};
 use wxlogin_domain::{
-    AuthError, CipherError, InvalidValue, LoginError, StoreError, UpdateUserInfoError, WeChatError,
+    AuthError, CipherError, InvalidValue, LoginError, StoreError, UpdateProfileError,
+    UpdateUserInfoError, WeChatError,
 };
 
 /// Writes [`ErrorCode`] and its three tables (status, code string, default message) from one
@@ -342,6 +343,10 @@ impl From<WeChatError> for Failure {
             WeChatError::RateLimited => Self::new(C::WechatRateLimited),
             WeChatError::RiskyUser => Self::new(C::RiskyUser),
             WeChatError::Unavailable(detail) => Self::new(C::WechatUnavailable).with_detail(detail),
+            // What is left of a rejected access token after the one refetch: ours to look at.
+            WeChatError::AccessTokenRejected(detail) => {
+                Self::new(C::WechatError).with_detail(detail)
+            }
             WeChatError::Unexpected(detail) => Self::new(C::WechatError).with_detail(detail),
         }
     }
@@ -409,7 +414,19 @@ impl ErrorSet for AuthError {
     }
 }
 
-/// `/updateUserInfo`.
+/// `PATCH /api/v1/me/profile`.
+impl ErrorSet for UpdateProfileError {
+    const CODES: &'static [ErrorCode] = with_body![InvalidToken, TokenExpired, DatabaseUnavailable];
+
+    fn failure(self) -> Failure {
+        match self {
+            Self::Auth(a) => a.failure(),
+            Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
+        }
+    }
+}
+
+/// `/updateUserInfo` and `POST /api/v1/me/profile/encrypted`.
 impl ErrorSet for UpdateUserInfoError {
     const CODES: &'static [ErrorCode] = with_body![
         InvalidCode,

@@ -3,7 +3,7 @@
 //! here names a store, a WeChat client or the crypto crate; the composition root does.
 //!
 //! - [`classic`]: `/onLogin`, `/updateUserInfo`;
-//! - [`session`]: the `/api/v1` JSON API;
+//! - [`session`] and [`profile`]: the `/api/v1` JSON API;
 //! - [`health`]: `/healthz`, `/readyz`;
 //! - [`dto`]: request and response bodies; [`error`]: the error codes and their mapping;
 //! - [`middleware`]: the body limit and the one place failures become answers.
@@ -14,6 +14,7 @@ pub mod dto;
 pub mod error;
 pub mod health;
 pub mod middleware;
+pub mod profile;
 pub mod session;
 
 use std::sync::Arc;
@@ -28,14 +29,17 @@ pub use error::{ApiError, ErrorCode, Failure};
 
 use classic::ClassicApi;
 use health::HealthApi;
+use profile::ProfileApi;
 use session::SessionApi;
 
 #[derive(Tags)]
 enum ApiTags {
     /// The classic mini-program flow: `wx.login` → `/onLogin` → `/updateUserInfo`.
     Classic,
-    /// The JSON API for today's mini-programs (`Authorization: Bearer <token>`).
+    /// The JSON API for today's mini-programs: sessions (`Authorization: Bearer <token>`).
     Session,
+    /// The JSON API: the signed-in user's own record.
+    Profile,
     /// Liveness and readiness probes.
     Health,
 }
@@ -75,13 +79,14 @@ pub struct HttpConfig {
     pub body_limit: usize,
 }
 
-type Apis<L> = (ClassicApi<L>, SessionApi<L>, HealthApi<L>);
+type Apis<L> = (ClassicApi<L>, SessionApi<L>, ProfileApi<L>, HealthApi<L>);
 
 /// The OpenAPI service: operations, schemas and server description.
 pub fn openapi<L: LoginService>(service: Arc<L>) -> OpenApiService<Apis<L>, ()> {
     let apis = (
         ClassicApi::new(Arc::clone(&service)),
         SessionApi::new(Arc::clone(&service)),
+        ProfileApi::new(Arc::clone(&service)),
         HealthApi::new(service),
     );
     OpenApiService::new(apis, "wxlogin", env!("CARGO_PKG_VERSION")).description(

@@ -1,4 +1,4 @@
-//! The JSON API for today's mini-programs under `/api/v1`: login, the signed-in user, logout.
+//! The JSON API's session operations under `/api/v1`: login, token refresh, logout.
 //! Authenticated with `Authorization: Bearer <token>`.
 
 use std::sync::Arc;
@@ -9,10 +9,10 @@ use wxlogin_domain::{AuthError, LoginError, LoginService};
 
 use crate::http::auth::BearerToken;
 use crate::http::classic::login;
-use crate::http::dto::{LoginBody, LoginReply, UserReply};
+use crate::http::dto::{LoginBody, LoginReply, TokenReply};
 use crate::http::{ApiResult, ApiTags, NoContent, Reply, Success};
 
-/// `/api/v1/login`, `/api/v1/me`, `/api/v1/session`.
+/// `/api/v1/login`, `/api/v1/session/refresh`, `/api/v1/session`.
 pub struct SessionApi<L> {
     service: Arc<L>,
 }
@@ -38,18 +38,19 @@ impl<L: LoginService> SessionApi<L> {
         login(&*self.service, &body.0.code).await
     }
 
-    /// The signed-in user
+    /// Rotate the token
     ///
-    /// Answers the token's user and whether the profile is complete.
+    /// Answers a new token; the old one stops working at once, on every instance. The new
+    /// token's lifetime starts now.
     #[oai(
-        path = "/api/v1/me",
-        method = "get",
-        operation_id = "me",
+        path = "/api/v1/session/refresh",
+        method = "post",
+        operation_id = "refreshSession",
         tag = "ApiTags::Session"
     )]
-    async fn me(&self, auth: BearerToken) -> Reply<UserReply, AuthError> {
-        let a = self.service.authenticate(auth.token()).await?;
-        Ok(Success::json(UserReply::new(&a.user, a.status)))
+    async fn refresh(&self, auth: BearerToken) -> Reply<TokenReply, AuthError> {
+        let refreshed = self.service.refresh(auth.token()).await?;
+        Ok(Success::json(TokenReply::from(refreshed)))
     }
 
     /// Log out

@@ -1,0 +1,109 @@
+//! The signed-in user's own record under `/api/v1/me`: read it, change the profile (plain
+//! fields or encrypted data), erase the account. Authenticated with `Authorization: Bearer`.
+
+use std::sync::Arc;
+
+use poem_openapi::OpenApi;
+use poem_openapi::payload::Json;
+use wxlogin_domain::{AuthError, LoginService, UpdateProfileError, UpdateUserInfoError};
+
+use crate::http::auth::BearerToken;
+use crate::http::dto::{EncryptedProfileBody, ProfilePatchBody, UserReply, encrypted_profile};
+use crate::http::{ApiResult, ApiTags, NoContent, Reply, Success};
+
+/// `/api/v1/me`, `/api/v1/me/profile`, `/api/v1/me/profile/encrypted`.
+pub struct ProfileApi<L> {
+    service: Arc<L>,
+}
+
+impl<L> ProfileApi<L> {
+    pub fn new(service: Arc<L>) -> Self {
+        Self { service }
+    }
+}
+
+#[OpenApi]
+impl<L: LoginService> ProfileApi<L> {
+    /// The signed-in user
+    ///
+    /// Answers the token's user and whether the profile is complete.
+    #[oai(
+        path = "/api/v1/me",
+        method = "get",
+        operation_id = "me",
+        tag = "ApiTags::Profile"
+    )]
+    async fn me(&self, auth: BearerToken) -> Reply<UserReply, AuthError> {
+        let a = self.service.authenticate(auth.token()).await?;
+        Ok(Success::json(UserReply::new(&a.user, a.status)))
+    }
+
+    /// Change the profile (plain fields)
+    ///
+    /// For the avatar/nickname filling widgets (`<button open-type="chooseAvatar">`, `<input
+    /// type="nickname">`): the fields sent replace the stored ones, absent fields are kept.
+    /// Values are trimmed; a field that is too long, holds control characters, or (for
+    /// `avatarUrl`) is not an http(s) URL is a 400 naming it. WeChat's placeholder nickname
+    /// "微信用户" and grey avatar are ignored: they never overwrite a real value.
+    #[oai(
+        path = "/api/v1/me/profile",
+        method = "patch",
+        operation_id = "updateProfile",
+        tag = "ApiTags::Profile"
+    )]
+    async fn update_profile(
+        &self,
+        auth: BearerToken,
+        body: Json<ProfilePatchBody>,
+    ) -> Reply<UserReply, UpdateProfileError> {
+        let update = body.0.into_update()?;
+        let outcome = self.service.update_profile(auth.token(), update).await?;
+        tracing::info!(user_id = %outcome.user.id, "profile updated from plain fields");
+        Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
+    }
+
+    /// Change the profile (encrypted data)
+    ///
+    /// The same decryption, watermark, signature and fresh-`code` rules as `/updateUserInfo`,
+    /// with the token as `Authorization: Bearer`.
+    #[oai(
+        path = "/api/v1/me/profile/encrypted",
+        method = "post",
+        operation_id = "updateProfileEncrypted",
+        tag = "ApiTags::Profile"
+    )]
+    async fn update_profile_encrypted(
+        &self,
+        auth: BearerToken,
+        body: Json<EncryptedProfileBody>,
+    ) -> Reply<UserReply, UpdateUserInfoError> {
+        let b = body.0;
+        let request = encrypted_profile(
+            b.encrypted_data,
+            b.iv,
+            b.raw_data,
+            b.signature,
+            b.code.as_deref(),
+        )?;
+        let outcome = self.service.update_user_info(auth.token(), request).await?;
+        tracing::info!(user_id = %outcome.user.id, "profile updated from encrypted data");
+        Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
+    }
+
+    /// Erase the account
+    ///
+    /// Deletes the user with its WeChat identities, sessions, session keys and phone number
+    /// (PIPL's right to erasure). Every token of the user stops working; a later login of the
+    /// same WeChat user creates a new user.
+    #[oai(
+        path = "/api/v1/me",
+        method = "delete",
+        operation_id = "eraseAccount",
+        tag = "ApiTags::Profile"
+    )]
+    async fn erase(&self, auth: BearerToken) -> ApiResult<NoContent, AuthError> {
+        self.service.erase(auth.token()).await?;
+        tracing::info!("account erased");
+        Ok(NoContent::Done)
+    }
+}

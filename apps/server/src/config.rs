@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use wxlogin_domain::StoreError;
 use wxlogin_domain::{AppId, ServiceConfig};
-use wxlogin_store_postgres::PostgresOptions;
-use wxlogin_store_sqlite::SqliteOptions;
-use wxlogin_wechat_http::WeChatHttpConfig;
+use wxlogin_store_postgres::{PostgresLocation, PostgresOptions};
+use wxlogin_store_sqlite::{SqliteLocation, SqliteOptions};
+use wxlogin_wechat_http::{BaseUrl, WeChatHttpConfig, WeChatHttpError};
 
 use crate::http::HttpConfig;
 
@@ -41,8 +42,9 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Address to listen on (`host:port`; port 0 picks a free one).
     pub addr: String,
-    /// Largest request body accepted, in bytes (also enforced without `Content-Length`).
-    pub body_limit_bytes: usize,
+    /// Largest request body accepted, in bytes (also enforced without `Content-Length`);
+    /// unset: [`HttpConfig::default`].
+    pub body_limit_bytes: Option<usize>,
     /// How long SIGTERM/SIGINT waits for in-flight requests before exiting.
     pub shutdown_grace_secs: u64,
 }
@@ -51,7 +53,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:8080".into(),
-            body_limit_bytes: 64 * 1024,
+            body_limit_bytes: None,
             shutdown_grace_secs: 10,
         }
     }
@@ -176,15 +178,16 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
 }
 
-/// The store the database URL picks, with its options.
+/// The store the database URL picks, where it is (parsed) and its options. `Debug` shows no
+/// password: the locations redact it.
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
     Sqlite {
-        url: String,
+        location: SqliteLocation,
         options: SqliteOptions,
     },
     Postgres {
-        url: String,
+        location: PostgresLocation,
         options: PostgresOptions,
     },
 }
@@ -212,21 +215,20 @@ fn bad<T>(key: &str, why: &str) -> Result<T, ConfigError> {
     Err(ConfigError(format!("{key}: {why}")))
 }
 
-/// A positive number of milliseconds as a duration.
-fn millis(key: &str, value: Option<u64>) -> Result<Option<Duration>, ConfigError> {
-    match value {
-        Some(0) => bad(key, "must be positive"),
-        Some(ms) => Ok(Some(Duration::from_millis(ms))),
-        None => Ok(None),
-    }
+/// Milliseconds as a duration; whether the value is allowed is the owning part's rule.
+fn millis(value: Option<u64>) -> Option<Duration> {
+    value.map(Duration::from_millis)
 }
 
-/// A positive count.
-fn count(key: &str, value: Option<u32>) -> Result<Option<u32>, ConfigError> {
-    match value {
-        Some(0) => bad(key, "must be at least 1"),
-        other => Ok(other),
-    }
+/// A store's refusal of an option, named by its configuration key: `fields` pairs each
+/// option's name in the store's message with its key in `section`.
+fn store_option_error(section: &str, fields: &[(&str, &str)], e: &StoreError) -> ConfigError {
+    let text = e.to_string();
+    let key = fields
+        .iter()
+        .find(|(field, _)| text.contains(&format!("::{field}:")))
+        .map_or_else(|| section.to_owned(), |(_, key)| format!("{section}.{key}"));
+    ConfigError(format!("{key}: {text}"))
 }
 
 impl Settings {
@@ -257,14 +259,20 @@ impl Settings {
             .addr
             .parse()
             .or_else(|_| bad("server.addr", "must be host:port, e.g. 127.0.0.1:8080"))?;
-        if self.server.body_limit_bytes < 1024 {
-            return bad("server.body_limit_bytes", "must be at least 1024");
+        let mut http = HttpConfig::default();
+        if let Some(limit) = self.server.body_limit_bytes {
+            if limit < 1024 {
+                return bad("server.body_limit_bytes", "must be at least 1024");
+            }
+            http.body_limit = limit;
+        }
+        // Checked here, once: the subscriber would silently drop a directive it cannot read.
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return bad("log.filter", &e.to_string());
         }
         let server = ServerConfig {
             addr,
-            http: HttpConfig {
-                body_limit: self.server.body_limit_bytes,
-            },
+            http,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
         };
         let store = self.database.parse()?;
@@ -282,45 +290,53 @@ impl Settings {
 
 impl DatabaseSettings {
     fn parse(self) -> Result<StoreConfig, ConfigError> {
-        let url = self.url.trim().to_owned();
+        let url = self.url.trim();
+        let bad_url = |e: StoreError| ConfigError(format!("database.url: {e}"));
         if url.starts_with("sqlite:") {
             let s = self.sqlite;
-            let mut options = SqliteOptions::default();
-            if let Some(n) = count("database.sqlite.reader_connections", s.reader_connections)? {
-                options.reader_connections = n;
-            }
-            if let Some(d) = millis("database.sqlite.acquire_timeout_ms", s.acquire_timeout_ms)? {
-                options.acquire_timeout = d;
-            }
-            if let Some(d) = millis("database.sqlite.busy_timeout_ms", s.busy_timeout_ms)? {
-                options.busy_timeout = d;
-            }
-            options
-                .validate()
-                .map_err(|e| ConfigError(format!("database.sqlite: {e}")))?;
-            Ok(StoreConfig::Sqlite { url, options })
+            let defaults = SqliteOptions::default();
+            let options = SqliteOptions {
+                reader_connections: s.reader_connections.unwrap_or(defaults.reader_connections),
+                acquire_timeout: millis(s.acquire_timeout_ms).unwrap_or(defaults.acquire_timeout),
+                busy_timeout: millis(s.busy_timeout_ms).unwrap_or(defaults.busy_timeout),
+            };
+            options.validate().map_err(|e| {
+                store_option_error(
+                    "database.sqlite",
+                    &[
+                        ("reader_connections", "reader_connections"),
+                        ("acquire_timeout", "acquire_timeout_ms"),
+                        ("busy_timeout", "busy_timeout_ms"),
+                    ],
+                    &e,
+                )
+            })?;
+            let location = SqliteLocation::parse(url).map_err(bad_url)?;
+            Ok(StoreConfig::Sqlite { location, options })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let p = self.postgres;
-            let mut options = PostgresOptions::default();
-            if let Some(n) = count("database.postgres.max_connections", p.max_connections)? {
-                options.max_connections = n;
-            }
-            if let Some(d) = millis("database.postgres.acquire_timeout_ms", p.acquire_timeout_ms)? {
-                options.acquire_timeout = d;
-            }
-            if let Some(d) = millis(
-                "database.postgres.statement_timeout_ms",
-                p.statement_timeout_ms,
-            )? {
-                options.statement_timeout = d;
-            }
-            if let Some(d) = millis("database.postgres.lock_timeout_ms", p.lock_timeout_ms)? {
-                options.lock_timeout = d;
-            }
-            options
-                .validate()
-                .map_err(|e| ConfigError(format!("database.postgres: {e}")))?;
-            Ok(StoreConfig::Postgres { url, options })
+            let defaults = PostgresOptions::default();
+            let options = PostgresOptions {
+                max_connections: p.max_connections.unwrap_or(defaults.max_connections),
+                acquire_timeout: millis(p.acquire_timeout_ms).unwrap_or(defaults.acquire_timeout),
+                statement_timeout: millis(p.statement_timeout_ms)
+                    .unwrap_or(defaults.statement_timeout),
+                lock_timeout: millis(p.lock_timeout_ms).unwrap_or(defaults.lock_timeout),
+            };
+            options.validate().map_err(|e| {
+                store_option_error(
+                    "database.postgres",
+                    &[
+                        ("max_connections", "max_connections"),
+                        ("acquire_timeout", "acquire_timeout_ms"),
+                        ("statement_timeout", "statement_timeout_ms"),
+                        ("lock_timeout", "lock_timeout_ms"),
+                    ],
+                    &e,
+                )
+            })?;
+            let location = PostgresLocation::parse(url).map_err(bad_url)?;
+            Ok(StoreConfig::Postgres { location, options })
         } else {
             bad(
                 "database.url",
@@ -351,8 +367,8 @@ impl WeChatSettings {
             }
             None => AppId::parse(MOCK_APP_ID).or_else(|_| bad("wechat.app_id", "invalid"))?,
         };
-        let connect_timeout = millis("wechat.connect_timeout_ms", self.connect_timeout_ms)?;
-        let timeout = millis("wechat.timeout_ms", self.timeout_ms)?;
+        let connect_timeout = millis(self.connect_timeout_ms);
+        let timeout = millis(self.timeout_ms);
         match mode {
             WeChatMode::Mock => {
                 let implicit = self.mode.is_none();
@@ -379,10 +395,8 @@ impl WeChatSettings {
                 };
                 let mut config = WeChatHttpConfig::new(app_id, secret);
                 if let Some(url) = self.base_url {
-                    if !(url.starts_with("https://") || url.starts_with("http://")) {
-                        return bad("wechat.base_url", "must be an http(s) URL");
-                    }
-                    config.base_url = url;
+                    config.base_url =
+                        BaseUrl::parse(&url).or_else(|e| bad("wechat.base_url", &e.to_string()))?;
                 }
                 if let Some(d) = connect_timeout {
                     config.connect_timeout = d;
@@ -390,6 +404,17 @@ impl WeChatSettings {
                 if let Some(d) = timeout {
                     config.timeout = d;
                 }
+                // The client's own rules, so that nothing fails later, when it is built.
+                config.validate().or_else(|e| {
+                    let key = match e {
+                        WeChatHttpError::InvalidConnectTimeout => "wechat.connect_timeout_ms",
+                        WeChatHttpError::InvalidTimeout => "wechat.timeout_ms",
+                        WeChatHttpError::MissingSecret => "wechat.app_secret",
+                        WeChatHttpError::InvalidBaseUrl(_) => "wechat.base_url",
+                        WeChatHttpError::Client(_) => "wechat",
+                    };
+                    bad(key, &e.to_string())
+                })?;
                 Ok(WeChatConfig::Http(config))
             }
         }
@@ -430,8 +455,8 @@ mod tests {
         );
         assert!(matches!(
             &c.store,
-            StoreConfig::Sqlite { url, options }
-                if url == "sqlite://wxlogin.db?mode=rwc" && *options == SqliteOptions::default()
+            StoreConfig::Sqlite { location, options }
+                if !location.is_in_memory() && *options == SqliteOptions::default()
         ));
         assert!(matches!(
             &c.wechat,
@@ -510,20 +535,41 @@ mod tests {
         s.database.url = "mysql://x".into();
         assert!(err_of(s).contains("database.url"));
         let mut s = Settings::default();
-        s.wechat.mode = Some(WeChatMode::Mock);
+        s.log.filter = "wxlogin=loud".into();
+        assert!(err_of(s).contains("log.filter"));
+        let mut s = Settings::default();
+        s.server.body_limit_bytes = Some(10);
+        assert!(err_of(s).contains("server.body_limit_bytes"));
+        let mut s = Settings::default();
+        s.wechat.app_id = Some("wx1234567890abcdef".into());
+        s.wechat.app_secret = Some(SecretString::from("s"));
         s.wechat.timeout_ms = Some(0);
-        assert!(err_of(s).contains("wechat.timeout_ms"));
+        assert!(err_of(s.clone()).contains("wechat.timeout_ms"));
+        s.wechat.timeout_ms = None;
+        // What the client would refuse when it is built is refused here, naming the key.
+        s.wechat.base_url = Some("https://user:pw@api.weixin.qq.com".into());
+        let err = err_of(s);
+        assert!(err.contains("wechat.base_url"), "{err}");
+        assert!(!err.contains("pw"), "{err}");
+        let mut s = Settings::default();
+        s.database.url = "postgres://u@db.example.com:notaport/wx".into();
+        assert!(err_of(s).contains("database.url"));
         let mut s = Settings::default();
         s.database.sqlite.reader_connections = Some(0);
         assert!(err_of(s).contains("database.sqlite.reader_connections"));
         let mut s = Settings::default();
         s.database.url = "postgresql://u@db.example.com/wx".into();
+        s.database.postgres.acquire_timeout_ms = Some(0);
+        assert!(err_of(s.clone()).contains("database.postgres.acquire_timeout_ms"));
+        // The store's own rules: 0 turns a statement timeout off, beyond 2^31 ms is refused.
+        s.database.postgres.acquire_timeout_ms = None;
         s.database.postgres.statement_timeout_ms = Some(0);
+        assert!(s.clone().parse().is_ok());
+        s.database.postgres.statement_timeout_ms = Some(u64::MAX / 2);
         assert!(err_of(s).contains("database.postgres.statement_timeout_ms"));
-        // Beyond what the store accepts: the store's own check, named by its section.
         let mut s = Settings::default();
         s.database.sqlite.busy_timeout_ms = Some(u64::MAX / 2);
-        assert!(err_of(s).contains("database.sqlite"));
+        assert!(err_of(s).contains("database.sqlite.busy_timeout_ms"));
     }
 
     #[test]

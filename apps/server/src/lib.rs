@@ -1,7 +1,7 @@
 //! wxlogin's server: the inbound HTTP adapter ([`http`], which knows only the domain's inbound
-//! port), the configuration ([`config`]: settings parsed once into typed configuration) and
-//! the composition root ([`wiring`], the only module that names the adapters). `main.rs` only
-//! parses the command line and calls into here.
+//! port) and the composition root — [`config`] (settings parsed once into typed configuration,
+//! including each adapter's options), [`wiring`] (opens the adapters the configuration picks
+//! and runs) and `main.rs` (the command line). Only the composition root names adapters.
 
 pub mod config;
 pub mod http;

@@ -1,5 +1,5 @@
-//! The composition root: the only code that names the adapters. It opens the store and the
-//! WeChat client that the typed [`Config`] picks (a `match` per choice, one generic path, no
+//! The composition root's running half (with `config.rs`, which types the adapters'
+//! options): it opens the store and the WeChat client that the typed [`Config`] picks (a `match` per choice, one generic path, no
 //! `dyn`), builds the service, hands it to the HTTP adapter and runs the server.
 
 use std::net::SocketAddr;
@@ -84,14 +84,14 @@ pub async fn spawn_with_mock(
 /// Opens the configured adapters and starts serving on `server.addr`.
 pub async fn start(config: Config, mock: Option<MockWeChat>) -> anyhow::Result<RunningServer> {
     match config.store.clone() {
-        StoreConfig::Sqlite { url, options } => {
-            let store = Sqlite::connect_with(&url, options)
+        StoreConfig::Sqlite { location, options } => {
+            let store = Sqlite::open(&location, options)
                 .await
                 .context("cannot open the SQLite database (database.url)")?;
             with_wechat(config, store, mock).await
         }
-        StoreConfig::Postgres { url, options } => {
-            let store = Postgres::connect_with(&url, options)
+        StoreConfig::Postgres { location, options } => {
+            let store = Postgres::open(&location, options)
                 .await
                 .context("cannot connect to Postgres (database.url)")?;
             with_wechat(config, store, mock).await

@@ -24,9 +24,7 @@ fn client(service: MockLoginService) -> TestClient<impl poem::Endpoint> {
     TestClient::new(app(
         Arc::new(service),
         None::<(&str, Route)>,
-        &HttpConfig {
-            body_limit: 64 * 1024,
-        },
+        &HttpConfig::default(),
     ))
 }
 

@@ -55,9 +55,7 @@ async fn the_whole_flow_logs_no_secret_and_logout_ends_the_token() {
     let app = app(
         Arc::new(new_service(store, mock.clone(), &ServiceConfig::default())),
         Some(("/mock", wxlogin_wechat_mock::control_routes(mock.clone()))),
-        &HttpConfig {
-            body_limit: 64 * 1024,
-        },
+        &HttpConfig::default(),
     );
     let cli = TestClient::new(app);
 
@@ -137,4 +135,69 @@ async fn the_whole_flow_logs_no_secret_and_logout_ends_the_token() {
     ] {
         assert!(!logs.contains(secret), "a secret reached the log");
     }
+}
+
+/// A WeChat failure through the real HTTP client reaches the log once: on the request's line,
+/// where it becomes the answer, with the client's detail.
+#[tokio::test]
+async fn a_wechat_failure_is_logged_once_through_the_real_client() {
+    use wxlogin_wechat_http::{BaseUrl, WeChatHttp, WeChatHttpConfig};
+    use wxlogin_wechat_mock::{Api, Failure};
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // This thread only; the current-thread runtime runs the app, the client and the mock here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mock = MockWeChat::new(app_id(), Some("the-app-secret".into()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(wxlogin_wechat_mock::serve(listener, mock.clone(), async {
+        let _ = stopped.await;
+    }));
+    let mut config = WeChatHttpConfig::new(app_id(), "the-app-secret".to_owned().into());
+    config.base_url = BaseUrl::parse(&base).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("wx.db").display());
+    let service = new_service(
+        Sqlite::connect(&url).await.unwrap(),
+        WeChatHttp::new(config).unwrap(),
+        &ServiceConfig::default(),
+    );
+    let cli = TestClient::new(app(
+        Arc::new(service),
+        None::<(&str, poem::Route)>,
+        &HttpConfig::default(),
+    ));
+
+    mock.fail_next(Api::Jscode2session, Failure::Busy, 1);
+    let code = mock.mint_code("o-once", None);
+    let resp = cli
+        .post("/onLogin")
+        .content_type("application/x-www-form-urlencoded")
+        .body(format!("code={code}"))
+        .send()
+        .await;
+    resp.assert_status(poem::http::StatusCode::SERVICE_UNAVAILABLE);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let failures: Vec<&str> = logs.lines().filter(|l| l.contains("errcode -1")).collect();
+    assert_eq!(failures.len(), 1, "{logs}");
+    assert!(failures[0].contains("WARN"), "{}", failures[0]);
+    assert!(
+        failures[0].contains("wechat_unavailable"),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        !logs.contains("the-app-secret"),
+        "the secret reached the log"
+    );
+    assert!(!logs.contains(code.as_str()), "the code reached the log");
 }

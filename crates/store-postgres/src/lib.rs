@@ -156,8 +156,38 @@ impl Dialect for PostgresBackend {
     }
 }
 
+/// Where the Postgres database is, parsed once from a URL such as
+/// `postgres://user:password@host:5432/db?sslmode=require`. `Debug` shows the host and the
+/// database, never the password.
+#[derive(Clone)]
+pub struct PostgresLocation(PgConnectOptions);
+
+impl PostgresLocation {
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        PgConnectOptions::from_str(url)
+            // sqlx's URL errors name the problem, not the URL (which may carry a password).
+            .map(Self)
+            .map_err(|e| StoreError::Unexpected(format!("invalid Postgres URL: {e}")))
+    }
+}
+
+impl std::fmt::Debug for PostgresLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresLocation")
+            .field("host", &self.0.get_host())
+            .field("port", &self.0.get_port())
+            .field("database", &self.0.get_database())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Backend for PostgresBackend {
     type Options = PostgresOptions;
+    type Location = PostgresLocation;
+
+    fn locate(url: &str) -> Result<PostgresLocation, StoreError> {
+        PostgresLocation::parse(url)
+    }
 
     /// READ COMMITTED, named explicitly so a server configured with
     /// `default_transaction_isolation = serializable` cannot turn racing logins into
@@ -169,13 +199,13 @@ impl Backend for PostgresBackend {
     /// Connects and applies the migrations. sqlx holds a PostgreSQL advisory lock while it
     /// migrates, so several instances starting at once apply each migration exactly once.
     async fn open(
-        url: &str,
+        location: &PostgresLocation,
         options: PostgresOptions,
     ) -> Result<Pools<sqlx::Postgres>, StoreError> {
         let settings = options.session_settings()?;
-        let connect_options = PgConnectOptions::from_str(url)
-            // sqlx's URL errors name the problem, not the URL (which may carry a password).
-            .map_err(|e| StoreError::Unexpected(format!("invalid Postgres URL: {e}")))?
+        let connect_options = location
+            .0
+            .clone()
             .application_name("wxlogin")
             // On by default in sqlx; set explicitly because the hot paths rely on it: each
             // connection parses a statement once, later executions only bind and run.

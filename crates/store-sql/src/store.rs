@@ -21,9 +21,15 @@ pub trait Backend: Dialect {
     /// The store's options; [`Default`] holds its defaults.
     type Options: Default + Send;
 
+    /// Where the database is: a URL parsed once, by [`Backend::locate`].
+    type Location: Send + Sync;
+
+    /// Parses a database URL. The error text never echoes the URL (it may hold a password).
+    fn locate(url: &str) -> Result<Self::Location, StoreError>;
+
     /// Connects with `options` (checking them first) and applies the migrations.
     fn open(
-        url: &str,
+        location: &Self::Location,
         options: Self::Options,
     ) -> impl Future<Output = Result<Pools<Self::Db>, StoreError>> + Send;
 
@@ -91,7 +97,13 @@ impl<B: Backend> Store<B> {
     /// Opens the database at `url` with explicit options (checked first: an invalid value is
     /// [`StoreError::Unexpected`] naming the option), and applies the migrations.
     pub async fn connect_with(url: &str, options: B::Options) -> Result<Self, StoreError> {
-        let pools = B::open(url, options).await?;
+        Self::open(&B::locate(url)?, options).await
+    }
+
+    /// Opens the database at an already parsed location (the server parses its configuration
+    /// once, at start), and applies the migrations.
+    pub async fn open(location: &B::Location, options: B::Options) -> Result<Self, StoreError> {
+        let pools = B::open(location, options).await?;
         Ok(Self { pools })
     }
 

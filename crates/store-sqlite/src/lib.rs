@@ -121,8 +121,37 @@ impl Dialect for SqliteBackend {
     }
 }
 
+/// Where a SQLite database is: a file (created when missing) or memory, parsed once from a
+/// URL such as `sqlite://wxlogin.db?mode=rwc` or `sqlite::memory:`.
+#[derive(Debug, Clone)]
+pub struct SqliteLocation {
+    options: SqliteConnectOptions,
+    in_memory: bool,
+}
+
+impl SqliteLocation {
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unexpected(format!("invalid SQLite URL: {e}")))?;
+        Ok(Self {
+            options,
+            in_memory: is_in_memory(url),
+        })
+    }
+
+    /// Whether the database lives in memory (`sqlite::memory:` or `?mode=memory`).
+    pub fn is_in_memory(&self) -> bool {
+        self.in_memory
+    }
+}
+
 impl Backend for SqliteBackend {
     type Options = SqliteOptions;
+    type Location = SqliteLocation;
+
+    fn locate(url: &str) -> Result<SqliteLocation, StoreError> {
+        SqliteLocation::parse(url)
+    }
 
     /// Write transactions run on the single writer connection. sqlx's plain `begin()` issues a
     /// deferred `BEGIN`; with one writer connection per process that would already serialise
@@ -136,14 +165,18 @@ impl Backend for SqliteBackend {
     /// in order, for at most [`SqliteOptions::acquire_timeout`], instead of racing for the
     /// file lock. Readers are `query_only` connections (the writer pool itself for in-memory
     /// databases).
-    async fn open(url: &str, options: SqliteOptions) -> Result<Pools<sqlx::Sqlite>, StoreError> {
+    async fn open(
+        location: &SqliteLocation,
+        options: SqliteOptions,
+    ) -> Result<Pools<sqlx::Sqlite>, StoreError> {
         let busy_timeout = Duration::from_millis(options.busy_timeout_millis()?);
-        let base = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unexpected(format!("invalid SQLite URL: {e}")))?
+        let base = location
+            .options
+            .clone()
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(busy_timeout);
-        let in_memory = is_in_memory(url);
+        let in_memory = location.in_memory;
 
         let writer_options = if in_memory {
             // An in-memory database has no WAL; it lives as long as its connection does.

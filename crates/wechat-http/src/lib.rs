@@ -27,12 +27,28 @@ use crate::request::describe;
 /// request is not sent on a connection the far end is just closing.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
+/// Where WeChat's server API is: an http(s) URL that cannot leak anything into logs (no
+/// credentials, no query), checked once by [`BaseUrl::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(Url);
+
+impl BaseUrl {
+    /// Scheme, host and optional path prefix, e.g. `https://api.weixin.qq.com` or a mock's
+    /// `http://127.0.0.1:9000/wechat`.
+    pub fn parse(base: &str) -> Result<Self, WeChatHttpError> {
+        base_url(base).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
 /// How to reach WeChat for one mini-program.
 #[derive(Debug, Clone)]
 pub struct WeChatHttpConfig {
-    /// Scheme, host and optional path prefix; [`Self::DEFAULT_BASE_URL`] in production, the
-    /// mock's address in development and tests.
-    pub base_url: String,
+    /// [`Self::DEFAULT_BASE_URL`] in production, the mock's address in development and tests.
+    pub base_url: BaseUrl,
     pub app_id: AppId,
     pub app_secret: SecretString,
     /// Time allowed to open a connection (default 2 s).
@@ -49,12 +65,28 @@ impl WeChatHttpConfig {
     /// A config for WeChat itself with the default timeouts.
     pub fn new(app_id: AppId, app_secret: SecretString) -> Self {
         Self {
-            base_url: Self::DEFAULT_BASE_URL.to_owned(),
+            base_url: BaseUrl(
+                base_url(Self::DEFAULT_BASE_URL).expect("the default base URL is valid"),
+            ),
             app_id,
             app_secret,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             timeout: Self::DEFAULT_TIMEOUT,
         }
+    }
+
+    /// The rules a config must meet (the server checks them when it parses its settings).
+    pub fn validate(&self) -> Result<(), WeChatHttpError> {
+        if self.app_secret.expose_secret().trim().is_empty() {
+            return Err(WeChatHttpError::MissingSecret);
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(WeChatHttpError::InvalidConnectTimeout);
+        }
+        if self.timeout.is_zero() {
+            return Err(WeChatHttpError::InvalidTimeout);
+        }
+        Ok(())
     }
 }
 
@@ -65,8 +97,10 @@ pub enum WeChatHttpError {
     InvalidBaseUrl(String),
     #[error("the WeChat app secret is empty")]
     MissingSecret,
-    #[error("invalid WeChat timeout: {0}")]
-    InvalidTimeout(&'static str),
+    #[error("the connect timeout must be positive")]
+    InvalidConnectTimeout,
+    #[error("the timeout must be positive")]
+    InvalidTimeout,
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
@@ -97,18 +131,7 @@ impl std::fmt::Debug for WeChatHttp {
 impl WeChatHttp {
     /// Builds the client once; call it at start-up, never per request.
     pub fn new(config: WeChatHttpConfig) -> Result<Self, WeChatHttpError> {
-        let base = base_url(&config.base_url)?;
-        if config.app_secret.expose_secret().trim().is_empty() {
-            return Err(WeChatHttpError::MissingSecret);
-        }
-        if config.connect_timeout.is_zero() {
-            return Err(WeChatHttpError::InvalidTimeout(
-                "connect timeout must be positive",
-            ));
-        }
-        if config.timeout.is_zero() {
-            return Err(WeChatHttpError::InvalidTimeout("timeout must be positive"));
-        }
+        config.validate()?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
@@ -123,7 +146,7 @@ impl WeChatHttp {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
-                base,
+                base: config.base_url.0,
                 app_id: config.app_id,
                 app_secret: config.app_secret,
             }),
@@ -218,15 +241,22 @@ mod tests {
         );
         let mut c = config();
         c.timeout = Duration::ZERO;
+        assert_eq!(c.validate(), Err(WeChatHttpError::InvalidTimeout));
         assert!(matches!(
             WeChatHttp::new(c),
-            Err(WeChatHttpError::InvalidTimeout(_))
+            Err(WeChatHttpError::InvalidTimeout)
         ));
         let mut c = config();
-        c.base_url = "not a url".into();
+        c.connect_timeout = Duration::ZERO;
+        assert_eq!(c.validate(), Err(WeChatHttpError::InvalidConnectTimeout));
         assert!(matches!(
-            WeChatHttp::new(c),
+            BaseUrl::parse("not a url"),
             Err(WeChatHttpError::InvalidBaseUrl(_))
         ));
+        assert_eq!(
+            config().base_url.as_str(),
+            "https://api.weixin.qq.com/",
+            "the default is WeChat's, ready to join paths onto"
+        );
     }
 }

@@ -150,10 +150,10 @@ impl WeChatHttp {
     /// turns it into the caller's value. Its reasons are static texts, so that no value of an
     /// answer (a session key, a token) can reach an error text.
     ///
-    /// Logs one `debug` line per call, success or failure: the caller logs a returned error
-    /// once, where it becomes an answer, and the error's text carries what that line needs
-    /// (for rejected credentials, 40013/40125, the advice to check the configuration).
-    /// Never retries.
+    /// Logs a `debug` line per successful call and nothing for a failure: the caller logs a
+    /// returned error once, where it becomes an answer, and the error's text carries what that
+    /// line needs (for rejected credentials, 40013/40125, the advice to check the
+    /// configuration). Never retries.
     pub(crate) async fn call<'a, T: DeserializeOwned, R>(
         &'a self,
         call: Call<'a>,
@@ -166,12 +166,10 @@ impl WeChatHttp {
             accept(answer).map_err(|why| call.error(Kind::Unexpected, None, why))
         });
         let (api, app_id, elapsed_ms) = (call.api, &self.inner.app_id, elapsed_ms(started));
-        match &result {
-            Ok(_) => tracing::debug!(api, %app_id, elapsed_ms, "WeChat call succeeded"),
-            Err(err) => tracing::debug!(
-                api, %app_id, elapsed_ms, errcode = err.errcode, error = %err,
-                "WeChat call failed"
-            ),
+        // A failure is the caller's to log, once, where it becomes an answer: its text
+        // carries what that line needs. Only successes are traced here, with their timing.
+        if result.is_ok() {
+            tracing::debug!(api, %app_id, elapsed_ms, "WeChat call succeeded");
         }
         result
     }
@@ -331,7 +329,7 @@ mod tests {
             AppId::parse("wxapp").unwrap(),
             SecretString::from(APP_SECRET.to_owned()),
         );
-        config.base_url = base.to_owned();
+        config.base_url = crate::BaseUrl::parse(base).expect("a valid base URL");
         config.timeout = Duration::from_secs(2);
         WeChatHttp::new(config).unwrap()
     }

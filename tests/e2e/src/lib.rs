@@ -189,7 +189,6 @@ pub fn http_settings(db_url: &str, wechat_url: &str) -> Settings {
     settings.wechat.base_url = Some(wechat_url.to_owned());
     settings.wechat.app_id = Some(APP_ID.into());
     settings.wechat.app_secret = Some(SecretString::from(APP_SECRET));
-    settings.wechat.timeout_ms = Some(5_000);
     settings.log.filter = "warn".into();
     settings
 }

@@ -11,12 +11,17 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use crate::http::error::{ErrorCode, Failure};
 
 /// Caps the body whether or not `Content-Length` is sent (poem's `SizeLimit` answers 411
-/// to chunked bodies, which some clients send).
+/// to chunked bodies, which some clients send). Only methods whose operations take a body are
+/// read: a body sent with `GET` or `DELETE` is never looked at, so it costs nothing.
 pub async fn limit_body<E: Endpoint>(
     ep: Arc<E>,
     mut req: Request,
     limit: usize,
 ) -> poem::Result<Response> {
+    use poem::http::Method;
+    if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    }
     let declared = req
         .headers()
         .typed_get::<poem::web::headers::ContentLength>()

@@ -79,6 +79,14 @@ pub struct HttpConfig {
     pub body_limit: usize,
 }
 
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 64 * 1024,
+        }
+    }
+}
+
 type Apis<L> = (ClassicApi<L>, SessionApi<L>, ProfileApi<L>, HealthApi<L>);
 
 /// The OpenAPI service: operations, schemas and server description.

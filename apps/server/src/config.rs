@@ -128,6 +128,10 @@ pub struct WeChatSettings {
 pub struct SessionSettings {
     /// Absolute lifetime of a session token, in seconds.
     pub ttl_secs: Option<i64>,
+    /// A session unused for this long, in seconds, has expired.
+    pub idle_timeout_secs: Option<i64>,
+    /// How often ended sessions (and their session keys) are purged, in seconds.
+    pub purge_interval_secs: Option<u64>,
 }
 
 /// Log output format.
@@ -176,7 +180,12 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     pub http: HttpConfig,
     pub shutdown_grace: Duration,
+    /// How often the background task purges ended sessions.
+    pub purge_interval: Duration,
 }
+
+/// The server's own default for `session.purge_interval_secs`: hourly.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The store the database URL picks, where it is (parsed) and its options. `Debug` shows no
 /// password: the locations redact it.
@@ -274,9 +283,17 @@ impl Settings {
             addr,
             http,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            purge_interval: PURGE_INTERVAL,
         };
         let store = self.database.parse()?;
         let wechat = self.wechat.parse(addr)?;
+        let mut server = server;
+        if let Some(secs) = self.session.purge_interval_secs {
+            if secs == 0 {
+                return bad("session.purge_interval_secs", "must be at least 1");
+            }
+            server.purge_interval = Duration::from_secs(secs);
+        }
         let service = self.session.parse()?;
         Ok(Config {
             server,
@@ -434,6 +451,15 @@ impl SessionSettings {
             }
             config.session_ttl = chrono::Duration::seconds(secs);
         }
+        if let Some(secs) = self.idle_timeout_secs {
+            if secs <= 0 || secs > 10 * 366 * 24 * 3600 {
+                return bad(
+                    "session.idle_timeout_secs",
+                    "must be between 1 and 316224000 (ten years)",
+                );
+            }
+            config.idle_timeout = chrono::Duration::seconds(secs);
+        }
         Ok(config)
     }
 }
@@ -519,6 +545,14 @@ mod tests {
         assert!(err_of(s.clone()).contains("session.ttl_secs"));
         s.session.ttl_secs = Some(0);
         assert!(err_of(s.clone()).contains("session.ttl_secs"));
+        let mut idle = Settings::default();
+        idle.session.idle_timeout_secs = Some(0);
+        assert!(err_of(idle.clone()).contains("session.idle_timeout_secs"));
+        idle.session.idle_timeout_secs = Some(600);
+        assert_eq!(
+            idle.parse().expect("valid").service.idle_timeout,
+            chrono::Duration::minutes(10)
+        );
         s.session.ttl_secs = Some(10 * 365 * 24 * 3600);
         assert_eq!(
             s.parse().expect("valid").service.session_ttl,
@@ -612,6 +646,8 @@ mod tests {
         assert_eq!(c.server.http.body_limit, defaults.server.http.body_limit);
         assert_eq!(c.server.shutdown_grace, defaults.server.shutdown_grace);
         assert_eq!(c.service.session_ttl, defaults.service.session_ttl);
+        assert_eq!(c.service.idle_timeout, defaults.service.idle_timeout);
+        assert_eq!(c.server.purge_interval, defaults.server.purge_interval);
         assert!(matches!(
             c.store,
             StoreConfig::Sqlite { options, .. } if options == SqliteOptions::default()

@@ -134,7 +134,12 @@ where
     L: LoginService,
     M: Endpoint + 'static,
 {
-    let app = crate::http::app(Arc::new(service), extra, &config.http);
+    let service = Arc::new(service);
+    let purge = tokio::spawn(purge_ended_sessions(
+        Arc::clone(&service),
+        config.purge_interval,
+    ));
+    let app = crate::http::app(service, extra, &config.http);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {} (server.addr)", config.addr))?;
@@ -147,7 +152,7 @@ where
     let (tx, rx) = oneshot::channel::<()>();
     let grace = config.shutdown_grace;
     let task = tokio::spawn(async move {
-        poem::Server::new_with_acceptor(acceptor)
+        let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
                 app,
                 async move {
@@ -155,7 +160,9 @@ where
                 },
                 Some(grace),
             )
-            .await
+            .await;
+        purge.abort();
+        served
     });
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "wxlogin listening");
     Ok(RunningServer {
@@ -163,4 +170,19 @@ where
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Deletes ended sessions, with their session keys, every `interval` (the first run right at
+/// start: a server that was down for a while catches up at once).
+async fn purge_ended_sessions<L: LoginService>(service: Arc<L>, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match service.purge_ended_sessions().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged ended sessions"),
+            Err(e) => tracing::warn!(error = %e, "purging ended sessions failed; will retry"),
+        }
+    }
 }

@@ -515,6 +515,9 @@ async fn the_openapi_document_describes_every_operation_field_and_error() {
         "/api/v1/me",
         "/api/v1/login",
         "/api/v1/session",
+        "/api/v1/session/refresh",
+        "/api/v1/me/profile",
+        "/api/v1/me/profile/encrypted",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
@@ -569,6 +572,18 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
         ],
     );
     expect("/api/v1/me", "get", &["200", "401", "500", "503"]);
+    expect("/api/v1/me", "delete", &["204", "401", "500", "503"]);
+    expect("/api/v1/session/refresh", "post", &["200", "401", "500", "503"]);
+    expect(
+        "/api/v1/me/profile",
+        "patch",
+        &["200", "400", "401", "413", "415", "500", "503"],
+    );
+    expect(
+        "/api/v1/me/profile/encrypted",
+        "post",
+        &["200", "400", "401", "403", "413", "415", "422", "429", "500", "502", "503"],
+    );
     expect("/api/v1/session", "delete", &["204", "401", "500", "503"]);
     expect("/readyz", "get", &["200", "500", "503"]);
     expect("/healthz", "get", &["200"]);
@@ -600,4 +615,124 @@ fn the_checked_in_openapi_document_is_current() {
         checked_in.trim_end() == spec.trim_end(),
         "docs/openapi.json is out of date: run `cargo xtask openapi`"
     );
+}
+
+#[tokio::test]
+async fn a_profile_patch_is_validated_field_by_field_before_the_use_case() {
+    let mut service = MockLoginService::new();
+    service.expect_update_profile().never();
+    let cli = client(service);
+    for (body, field) in [
+        (json!({"nickName": ""}), "nickName"),
+        (json!({"nickName": "a\u{0}b"}), "nickName"),
+        (json!({"nickName": "字".repeat(65)}), "nickName"),
+        (json!({"avatarUrl": "javascript:alert(1)"}), "avatarUrl"),
+        (json!({"gender": 3}), "gender"),
+        (json!({"city": "x".repeat(65)}), "city"),
+        (json!({"language": "x".repeat(17)}), "language"),
+    ] {
+        let resp = cli
+            .patch("/api/v1/me/profile")
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body_json(&body)
+            .send()
+            .await;
+        let err = expect_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_profile_patch_hands_the_trimmed_fields_to_the_use_case() {
+    let mut service = MockLoginService::new();
+    service
+        .expect_update_profile()
+        .withf(|token, update| {
+            token == TOKEN
+                && update.0.nick_name.as_ref().map(|n| n.as_str()) == Some("小明")
+                && update.0.avatar_url.as_ref().map(|a| a.as_str())
+                    == Some("https://example.com/a.png")
+                && update.0.gender.map(|g| g.code()) == Some(1)
+                && update.0.city.is_none()
+        })
+        .times(1)
+        .returning(|_, _| {
+            Box::pin(async {
+                Ok(ProfileOutcome {
+                    user: user(),
+                    status: ProfileStatus::Complete,
+                })
+            })
+        });
+    let cli = client(service);
+    let resp = cli
+        .patch("/api/v1/me/profile")
+        .header("Authorization", format!("bearer {TOKEN}"))
+        .body_json(&json!({
+            "nickName": "  小明 ",
+            "avatarUrl": "https://example.com/a.png",
+            "gender": 1
+        }))
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    assert_eq!(json_of(resp).await["profileComplete"], true);
+}
+
+#[tokio::test]
+async fn refresh_answers_the_new_token_and_erase_answers_204() {
+    let mut service = MockLoginService::new();
+    service
+        .expect_refresh()
+        .withf(|token| token == TOKEN)
+        .times(1)
+        .returning(|_| {
+            Box::pin(async {
+                Ok(wxlogin_domain::Refreshed {
+                    token: Token::new("wxl_rotated".into()),
+                    expires_at: at(),
+                })
+            })
+        });
+    service
+        .expect_erase()
+        .withf(|token| token == TOKEN)
+        .times(1)
+        .returning(|_| Box::pin(async { Ok(()) }));
+    let cli = client(service);
+    let resp = cli
+        .post("/api/v1/session/refresh")
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await;
+    resp.assert_status_is_ok();
+    let body = json_of(resp).await;
+    assert_eq!(body["token"], "wxl_rotated");
+    assert!(body["expiresAt"].is_string());
+    cli.delete("/api/v1/me")
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn the_encrypted_profile_endpoint_takes_the_bearer_token_and_json() {
+    let mut service = MockLoginService::new();
+    service
+        .expect_update_user_info()
+        .withf(|token, request| {
+            token == TOKEN && request.data.iv == "aXY=" && request.code.is_none()
+        })
+        .times(1)
+        .returning(|_, _| Box::pin(async { Err(CipherError::DecryptFailed.into()) }));
+    let cli = client(service);
+    let resp = cli
+        .post("/api/v1/me/profile/encrypted")
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .body_json(&json!({"encryptedData": "ZW5j", "iv": "aXY="}))
+        .send()
+        .await;
+    expect_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "decrypt_failed").await;
 }

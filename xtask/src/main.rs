@@ -63,12 +63,13 @@ impl WeChatArg {
 /// The test targets that run against Postgres: the store's contract and adapter tests
 /// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
 /// end-to-end target (each one touches the store).
-const POSTGRES_TARGETS: [&str; 11] = [
+const POSTGRES_TARGETS: [&str; 12] = [
     "contract",
     "postgres",
     "login",
     "profile",
     "session",
+    "api_v1",
     "http_surface",
     "wechat_faults",
     "wechat_network",

@@ -253,14 +253,15 @@ where
         E: Executor<'c, Database = D::Db>,
     {
         // COALESCE keeps the first revocation time when a session is revoked twice.
-        let revoked =
-            sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-                .bind(D::timestamp(now))
-                .bind(D::Id::from(*session_id.as_uuid()))
-                .execute(executor)
-                .await
-                .map_err(D::map_err)?;
-        found(D::rows_affected(&revoked))
+        found(
+            Self::stamp_session(
+                executor,
+                "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+                now,
+                session_id,
+            )
+            .await?,
+        )
     }
 
     /// Every step of a refresh; the caller commits. `NotFound` (the caller then drops the
@@ -269,19 +270,18 @@ where
         conn: &mut Conn<D>,
         refresh: &SessionRefresh,
     ) -> Result<(), StoreError> {
-        let old_id = D::Id::from(*refresh.old_session_id.as_uuid());
-
         // Revokes only a live row: of two racing refreshes (or a refresh and a logout) the
         // second finds it revoked and changes nothing. On PostgreSQL the second waits for the
         // first's row lock and then re-reads the row, at READ COMMITTED too.
-        let revoked =
-            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(D::timestamp(refresh.now))
-                .bind(old_id)
-                .execute(&mut *conn)
-                .await
-                .map_err(D::map_err)?;
-        found(D::rows_affected(&revoked))?;
+        found(
+            Self::stamp_session(
+                &mut *conn,
+                "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                refresh.now,
+                refresh.old_session_id,
+            )
+            .await?,
+        )?;
 
         // The new session copies user, app and session key from the old row, so the key
         // never leaves the database.
@@ -296,7 +296,7 @@ where
         .bind(refresh.token_digest.as_bytes().as_slice())
         .bind(D::timestamp(refresh.now))
         .bind(D::timestamp(refresh.expires_at))
-        .bind(old_id)
+        .bind(D::Id::from(*refresh.old_session_id.as_uuid()))
         .execute(&mut *conn)
         .await
         .map_err(D::map_err)?;
@@ -313,13 +313,14 @@ where
     where
         E: Executor<'c, Database = D::Db>,
     {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
-            .bind(D::timestamp(now))
-            .bind(D::Id::from(*session_id.as_uuid()))
-            .execute(executor)
-            .await
-            .map(drop)
-            .map_err(D::map_err)
+        Self::stamp_session(
+            executor,
+            "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1",
+            now,
+            session_id,
+        )
+        .await
+        .map(drop)
     }
 
     /// Every step of recording a phone number; the caller commits. `NotFound` for a missing
@@ -389,6 +390,26 @@ where
             .await
             .map(drop)
             .map_err(D::map_err)
+    }
+
+    /// Runs `sql`, an update of one session that binds a time as `$1` and the session's id as
+    /// `$2`, and returns how many rows it changed.
+    async fn stamp_session<'c, E>(
+        executor: E,
+        sql: &'static str,
+        at: DateTime<Utc>,
+        session_id: SessionId,
+    ) -> Result<u64, StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        let result = sqlx::query(sql)
+            .bind(D::timestamp(at))
+            .bind(D::Id::from(*session_id.as_uuid()))
+            .execute(executor)
+            .await
+            .map_err(D::map_err)?;
+        Ok(D::rows_affected(&result))
     }
 
     /// Records the unionid of a user's identity in `app_id`, unless one is already known (a

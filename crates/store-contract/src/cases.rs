@@ -4,7 +4,9 @@
 //! (the SQLite adapter was the reference): a re-login neither changes the user nor its
 //! timestamps; a unionid is recorded only while none is known; profile updates write only the
 //! given fields; `NotFound` for a missing user or session; revoking twice keeps the first time;
-//! and every method is atomic.
+//! `last_seen_at` only moves forward; a refresh carries the old session's current key; the
+//! purge keeps sessions on its boundaries (`last_seen_at` equal to the cut-off, a revocation
+//! later than `now`); and every method is atomic.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,12 +16,16 @@ use tokio::sync::Barrier;
 
 use crate::fixtures::{KEY_A, KEY_B, KEY_C, app, digest, key, login_at, other_app, union};
 use wxlogin_domain::{
-    AvatarUrl, Gender, NewLogin, NickName, Profile, ProfileChange, ProfileText, ProfileUpdate,
-    SessionId, SessionRecord, StoreError, UserId, UserStore,
+    AvatarUrl, Gender, NewLogin, NickName, PhoneChange, PhoneNumber, Profile, ProfileChange,
+    ProfileText, ProfileUpdate, PurgeBefore, Session, SessionId, SessionRecord, SessionRefresh,
+    StoreError, User, UserId, UserStore,
 };
 
 /// How many first logins of one openid race in [`concurrent_first_logins_create_one_user`].
 pub const RACERS: u32 = 100;
+
+/// How many refreshes of one session race in [`concurrent_refreshes_let_one_win`].
+pub const REFRESHERS: u32 = 16;
 
 /// A microsecond-precise time, which every store keeps exactly (see the crate docs).
 fn t0() -> DateTime<Utc> {
@@ -45,6 +51,35 @@ fn profile_change(
         rotated_session_key: None,
         now,
     }
+}
+
+/// A refresh of `old` at `now` to a new session with the `n`-th digest and a 30-day lifetime.
+fn refresh_of(old: SessionId, n: u32, now: DateTime<Utc>) -> SessionRefresh {
+    SessionRefresh {
+        old_session_id: old,
+        new_session_id: SessionId::new(),
+        token_digest: digest(n),
+        now,
+        expires_at: now + Duration::days(30),
+    }
+}
+
+fn phone_change(user_id: UserId, number: &str, now: DateTime<Utc>) -> PhoneChange {
+    PhoneChange {
+        app_id: app(),
+        user_id,
+        phone_number: PhoneNumber::parse(number).expect("valid phone number"),
+        now,
+    }
+}
+
+/// Whether a session with digest `n` exists in the main app.
+async fn session_exists<S: UserStore>(store: &S, n: u32) -> bool {
+    store
+        .find_session(&app(), &digest(n))
+        .await
+        .unwrap_or_else(|e| panic!("find_session({n}) failed: {e}"))
+        .is_some()
 }
 
 fn full_profile() -> Profile {
@@ -221,11 +256,17 @@ pub async fn sessions_are_found_by_digest_and_app<S: UserStore>(store: S) {
     assert_eq!(a.session.session_key, key(KEY_A));
     assert_eq!(a.session.created_at, t0());
     assert_eq!(a.session.revoked_at, None);
+    assert_eq!(
+        a.session.last_seen_at,
+        t0(),
+        "a login is the session's first use"
+    );
 
     let b = session(&store, 2).await;
     assert_eq!(b.session.id, session_b);
     assert_eq!(b.session.token_digest, digest(2));
     assert_eq!(b.session.created_at, t0() + Duration::minutes(1));
+    assert_eq!(b.session.last_seen_at, t0() + Duration::minutes(1));
     assert_eq!(b.user, user);
 
     let c = session(&store, 3).await;
@@ -312,6 +353,7 @@ pub async fn revocation_keeps_the_first_time<S: UserStore>(store: S) {
     assert_eq!(revoked.session.created_at, before.session.created_at);
     assert_eq!(revoked.session.expires_at, before.session.expires_at);
     assert_eq!(revoked.session.session_key, before.session.session_key);
+    assert_eq!(revoked.session.last_seen_at, before.session.last_seen_at);
     assert_eq!(revoked.user, before.user);
 
     let other = session(&store, 2).await;
@@ -617,6 +659,582 @@ pub async fn failed_profile_update_changes_nothing<S: UserStore>(store: S) {
     }
 }
 
+/// A refresh revokes the old session at its time and inserts the new one: same user, app and
+/// session key (the old session's current key, rotated or not), the new digest and expiry,
+/// created and last seen at the refresh. The user's other sessions are untouched, and the new
+/// session can be refreshed in turn.
+pub async fn refresh_rotates_the_token<S: UserStore>(store: S) {
+    let first = login_for("oRefresh", 1, KEY_A);
+    let old_id = first.session_id;
+    let user = login(&store, first).await.user;
+    // The key changed since the login: the refresh carries the current one.
+    store
+        .rotate_session_key(old_id, key(KEY_C))
+        .await
+        .expect("rotation works");
+    login(&store, login_for("oRefresh", 2, KEY_B)).await;
+    let before = session(&store, 1).await;
+
+    let at = t0() + Duration::hours(1);
+    let mut refresh = refresh_of(old_id, 3, at);
+    refresh.expires_at = at + Duration::days(2);
+    let new_id = refresh.new_session_id;
+    store.refresh_session(refresh).await.expect("refresh works");
+
+    let old = session(&store, 1).await;
+    assert_eq!(old.session.revoked_at, Some(at), "the old token dies");
+    assert_eq!(old.session.expires_at, before.session.expires_at);
+    assert_eq!(old.session.last_seen_at, before.session.last_seen_at);
+    assert_eq!(old.session.session_key, key(KEY_C));
+
+    let new = session(&store, 3).await;
+    assert_eq!(new.user, user, "the new token finds the same user");
+    assert_eq!(new.session.id, new_id);
+    assert_eq!(new.session.user_id, user.id);
+    assert_eq!(new.session.token_digest, digest(3));
+    assert_eq!(
+        new.session.session_key,
+        key(KEY_C),
+        "the key is carried over"
+    );
+    assert_eq!(new.session.created_at, at);
+    assert_eq!(new.session.last_seen_at, at);
+    assert_eq!(new.session.expires_at, at + Duration::days(2));
+    assert_eq!(new.session.revoked_at, None);
+    let cross = store.find_session(&other_app(), &digest(3)).await;
+    assert!(
+        matches!(cross, Ok(None)),
+        "the new session's app: {cross:?}"
+    );
+
+    let other = session(&store, 2).await;
+    assert_eq!(other.session.revoked_at, None, "other sessions stay");
+    assert_eq!(other.session.session_key, key(KEY_B));
+
+    // A chain: the new session refreshes in turn.
+    let later = at + Duration::hours(1);
+    store
+        .refresh_session(refresh_of(new_id, 4, later))
+        .await
+        .expect("refreshing the new session works");
+    assert_eq!(session(&store, 3).await.session.revoked_at, Some(later));
+    let newest = session(&store, 4).await;
+    assert_eq!(newest.user, user);
+    assert_eq!(newest.session.session_key, key(KEY_C));
+    assert_eq!(newest.session.expires_at, later + Duration::days(30));
+
+    // Another app's session stays in its app.
+    let mut elsewhere = login_for("oRefresh", 5, KEY_B);
+    elsewhere.app_id = other_app();
+    let elsewhere_id = elsewhere.session_id;
+    let elsewhere_user = login(&store, elsewhere).await.user;
+    store
+        .refresh_session(refresh_of(elsewhere_id, 6, later))
+        .await
+        .expect("refresh in another app works");
+    assert!(!session_exists(&store, 6).await, "the app is carried over");
+    let moved = store
+        .find_session(&other_app(), &digest(6))
+        .await
+        .expect("find_session works")
+        .expect("the refreshed session is in its own app");
+    assert_eq!(moved.user, elsewhere_user);
+    assert_eq!(moved.session.session_key, key(KEY_B));
+}
+
+/// Refreshing a revoked (logged out, or already refreshed) or unknown session is `NotFound`
+/// and writes nothing: no new session, the first revocation time stands, and the refused
+/// refresh's id and digest stay free.
+pub async fn refresh_of_an_ended_session_is_not_found<S: UserStore>(store: S) {
+    let first = login_for("oEnded", 1, KEY_A);
+    let logged_out = first.session_id;
+    login(&store, first).await;
+    let revoked_at = t0() + Duration::minutes(1);
+    store
+        .revoke_session(logged_out, revoked_at)
+        .await
+        .expect("revocation works");
+
+    let at = t0() + Duration::minutes(2);
+    let refused = refresh_of(logged_out, 2, at);
+    let refused_id = refused.new_session_id;
+    assert_eq!(
+        store.refresh_session(refused.clone()).await,
+        Err(StoreError::NotFound),
+        "refreshing a logged-out session"
+    );
+    assert!(
+        !session_exists(&store, 2).await,
+        "a refused refresh inserted a session"
+    );
+    assert_eq!(
+        store.revoke_session(refused_id, at).await,
+        Err(StoreError::NotFound),
+        "the refused refresh's session exists"
+    );
+    assert_eq!(
+        session(&store, 1).await.session.revoked_at,
+        Some(revoked_at),
+        "the logout's time stands"
+    );
+
+    assert_eq!(
+        store
+            .refresh_session(refresh_of(SessionId::new(), 3, at))
+            .await,
+        Err(StoreError::NotFound),
+        "refreshing an unknown session"
+    );
+    assert!(!session_exists(&store, 3).await);
+
+    // A refreshed session is revoked: refreshing it again (a replayed refresh) is refused.
+    let live = login_for("oEnded", 4, KEY_B);
+    let live_id = live.session_id;
+    login(&store, live).await;
+    store
+        .refresh_session(refresh_of(live_id, 5, at))
+        .await
+        .expect("refresh works");
+    assert_eq!(
+        store
+            .refresh_session(refresh_of(live_id, 6, at + Duration::minutes(1)))
+            .await,
+        Err(StoreError::NotFound),
+        "refreshing a refreshed session"
+    );
+    assert!(!session_exists(&store, 6).await);
+    assert_eq!(session(&store, 4).await.session.revoked_at, Some(at));
+    assert_eq!(session(&store, 5).await.session.revoked_at, None);
+
+    // The refused refresh left its id and digest free.
+    let mut retry = refresh_of(session(&store, 5).await.session.id, 2, at);
+    retry.new_session_id = refused_id;
+    store
+        .refresh_session(retry)
+        .await
+        .expect("the refused refresh's id and digest are free");
+    assert_eq!(session(&store, 2).await.session.id, refused_id);
+}
+
+/// [`REFRESHERS`] refreshes of one session at once: exactly one succeeds, every other is
+/// `NotFound` (not a deadlock, a lock timeout or `database is locked`), and only the winner's
+/// session exists.
+pub async fn concurrent_refreshes_let_one_win<S: UserStore>(store: S) {
+    let first = login_for("oRacingRefresh", 0, KEY_A);
+    let old_id = first.session_id;
+    let user = login(&store, first).await.user;
+    warm_up(&store, REFRESHERS).await;
+
+    let at = t0() + Duration::minutes(1);
+    let start = Arc::new(Barrier::new(REFRESHERS as usize));
+    let tasks: Vec<_> = (1..=REFRESHERS)
+        .map(|n| {
+            let store = store.clone();
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                store.refresh_session(refresh_of(old_id, n, at)).await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (task, n) in tasks.into_iter().zip(1..) {
+        let result = task
+            .await
+            .unwrap_or_else(|e| panic!("refresh task {n} panicked: {e}"));
+        match result {
+            Ok(()) => winners.push(n),
+            Err(StoreError::NotFound) => {}
+            Err(e) => panic!("concurrent refresh {n} failed: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winning refreshes: {winners:?}");
+
+    let mut found = Vec::new();
+    for n in 1..=REFRESHERS {
+        if session_exists(&store, n).await {
+            found.push(n);
+        }
+    }
+    assert_eq!(found, winners, "the sessions the refreshes left");
+    let new = session(&store, winners[0]).await;
+    assert_eq!(new.user, user);
+    assert_eq!(new.session.session_key, key(KEY_A));
+    assert_eq!(session(&store, 0).await.session.revoked_at, Some(at));
+}
+
+/// A refresh that fails after revoking the old session (the new digest collides with an
+/// existing session's) changes nothing: the old session is still live with its key, no new
+/// session exists, and the old session refreshes fine afterwards. The error quotes no value.
+pub async fn failed_refresh_changes_nothing<S: UserStore>(store: S) {
+    let first = login_for("oHalfRefresh", 1, KEY_A);
+    let old_id = first.session_id;
+    login(&store, first).await;
+    login(&store, login_for("oOtherRefresh", 2, KEY_B)).await;
+    let before = session(&store, 1).await;
+    let others = session(&store, 2).await;
+
+    let at = t0() + Duration::minutes(1);
+    // The digest of session 2: the revocation succeeds, the insert fails.
+    let failing = refresh_of(old_id, 2, at);
+    let failed_id = failing.new_session_id;
+    let err = store
+        .refresh_session(failing)
+        .await
+        .expect_err("a colliding token digest must fail the refresh");
+    assert!(matches!(err, StoreError::Unexpected(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        !text.contains(KEY_A),
+        "the error quotes the session key: {text}"
+    );
+
+    let after = session(&store, 1).await;
+    assert_eq!(
+        after.session, before.session,
+        "the old session is untouched"
+    );
+    assert_eq!(after.session.revoked_at, None);
+    assert_eq!(session(&store, 2).await.session, others.session);
+    assert_eq!(
+        store.revoke_session(failed_id, at).await,
+        Err(StoreError::NotFound),
+        "the failed refresh's session exists"
+    );
+
+    store
+        .refresh_session(refresh_of(old_id, 3, at))
+        .await
+        .expect("the old session is still live");
+    assert_eq!(session(&store, 3).await.session.session_key, key(KEY_A));
+}
+
+/// Touching moves `last_seen_at` forward (never back), which `find_session` then returns;
+/// it changes nothing else, touches no other session, and is `Ok` for an unknown session.
+pub async fn touch_moves_last_seen_forward_only<S: UserStore>(store: S) {
+    let first = login_for("oTouch", 1, KEY_A);
+    let session_id = first.session_id;
+    let user = login(&store, first).await.user;
+    login(&store, login_for("oTouch", 2, KEY_B)).await;
+    let before = session(&store, 1).await;
+    assert_eq!(
+        before.session.last_seen_at,
+        t0(),
+        "a login is the session's first use"
+    );
+
+    let seen = t0() + Duration::minutes(5);
+    store
+        .touch_session(session_id, seen)
+        .await
+        .expect("touch works");
+    let touched = session(&store, 1).await;
+    assert_eq!(touched.session.last_seen_at, seen);
+    assert_eq!(
+        Session {
+            last_seen_at: before.session.last_seen_at,
+            ..touched.session.clone()
+        },
+        before.session,
+        "a touch changes only last_seen_at"
+    );
+    assert_eq!(touched.user, user, "a touch is no profile write");
+
+    // A touch from an instance whose clock runs behind, or a late one: never back.
+    for earlier in [t0() + Duration::minutes(2), t0() - Duration::days(1)] {
+        store
+            .touch_session(session_id, earlier)
+            .await
+            .expect("an earlier touch works");
+        assert_eq!(session(&store, 1).await.session.last_seen_at, seen);
+    }
+    store
+        .touch_session(session_id, seen)
+        .await
+        .expect("the same touch again works");
+    assert_eq!(session(&store, 1).await.session.last_seen_at, seen);
+    let later = seen + Duration::microseconds(1);
+    store
+        .touch_session(session_id, later)
+        .await
+        .expect("a later touch works");
+    assert_eq!(session(&store, 1).await.session.last_seen_at, later);
+
+    assert_eq!(
+        session(&store, 2).await.session.last_seen_at,
+        t0(),
+        "other sessions are not touched"
+    );
+    assert_eq!(
+        store.touch_session(SessionId::new(), later).await,
+        Ok(()),
+        "a session gone meanwhile is no error"
+    );
+}
+
+/// A phone number is recorded (and replaced) with `updated_at`, returned as seen by the app,
+/// persisted, kept by profile changes and re-logins; `NotFound` for an unknown user or a user
+/// without an identity in the app, which writes nothing.
+pub async fn phone_number_is_recorded<S: UserStore>(store: S) {
+    let first = login_for("oPhone", 1, KEY_A);
+    let session_id = first.session_id;
+    let user = login(&store, first).await.user;
+    let bystander = login(&store, login_for("oNoPhone", 2, KEY_B)).await.user;
+
+    let at = t0() + Duration::minutes(5);
+    let updated = store
+        .set_phone_number(phone_change(user.id, "+86 138-0013-8000", at))
+        .await
+        .expect("setting the phone number works");
+    assert_eq!(updated.phone_number.as_deref(), Some("+86 138-0013-8000"));
+    assert_eq!(updated.updated_at, at);
+    assert_eq!(
+        User {
+            phone_number: None,
+            updated_at: user.updated_at,
+            ..updated.clone()
+        },
+        user,
+        "only the phone number and updated_at change"
+    );
+    assert_eq!(session(&store, 1).await.user, updated, "persisted");
+
+    let later = t0() + Duration::minutes(6);
+    let replaced = store
+        .set_phone_number(phone_change(user.id, "13800138000", later))
+        .await
+        .expect("replacing the phone number works");
+    assert_eq!(replaced.phone_number.as_deref(), Some("13800138000"));
+    assert_eq!(replaced.updated_at, later);
+    assert_eq!(session(&store, 1).await.user, replaced);
+
+    // Kept by what else writes the user.
+    let profiled = store
+        .update_profile(profile_change(
+            user.id,
+            session_id,
+            full_profile(),
+            later + Duration::minutes(1),
+        ))
+        .await
+        .expect("profile update works");
+    assert_eq!(profiled.phone_number.as_deref(), Some("13800138000"));
+    let relogin = login(&store, login_for("oPhone", 3, KEY_A)).await;
+    assert_eq!(relogin.user, profiled);
+
+    assert_eq!(
+        session(&store, 2).await.user,
+        bystander,
+        "nobody else changed"
+    );
+    assert_eq!(
+        store
+            .set_phone_number(phone_change(UserId::new(), "13800138000", later))
+            .await,
+        Err(StoreError::NotFound)
+    );
+    let mut wrong_app = phone_change(user.id, "+1 555 0100", later + Duration::minutes(2));
+    wrong_app.app_id = other_app();
+    assert_eq!(
+        store.set_phone_number(wrong_app).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        session(&store, 1).await.user,
+        profiled,
+        "the refused change wrote nothing"
+    );
+}
+
+/// Erasing a user removes it with its identity, sessions (every token stops working and every
+/// session id is unknown) and phone number; nobody else changes; a later login of the same
+/// openid creates a new user.
+pub async fn erasure_removes_the_user_and_all_of_it<S: UserStore>(store: S) {
+    let mut first = login_for("oErase", 1, KEY_A);
+    first.union_id = union("uErase");
+    let session_id = first.session_id;
+    let user = login(&store, first).await.user;
+    login(&store, login_for("oErase", 2, KEY_B)).await;
+    store
+        .set_phone_number(phone_change(user.id, "13800138000", t0()))
+        .await
+        .expect("setting the phone number works");
+    let bystander = login(&store, login_for("oStays", 3, KEY_C)).await;
+
+    store.erase_user(user.id).await.expect("erasure works");
+
+    for n in [1, 2] {
+        assert!(
+            !session_exists(&store, n).await,
+            "session {n} outlived its user"
+        );
+    }
+    let at = t0() + Duration::minutes(1);
+    assert_eq!(
+        store.revoke_session(session_id, at).await,
+        Err(StoreError::NotFound),
+        "the session row is gone, not just hidden"
+    );
+    assert_eq!(
+        store.rotate_session_key(session_id, key(KEY_C)).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store.refresh_session(refresh_of(session_id, 4, at)).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store
+            .update_profile(profile_change(user.id, session_id, full_profile(), at))
+            .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store
+            .set_phone_number(phone_change(user.id, "13800138000", at))
+            .await,
+        Err(StoreError::NotFound)
+    );
+
+    let kept = session(&store, 3).await;
+    assert_eq!(kept.user, bystander.user, "nobody else is erased");
+
+    let again = login_for("oErase", 5, KEY_A);
+    let proposed = again.new_user_id;
+    let again = login(&store, again).await;
+    assert!(again.is_new_user, "the identity outlived its user");
+    assert_eq!(again.user.id, proposed);
+    assert_ne!(again.user.id, user.id);
+    assert_eq!(
+        again.user.union_id, None,
+        "the unionid went with the identity"
+    );
+    assert_eq!(
+        again.user.phone_number, None,
+        "the phone number went with the user"
+    );
+    assert_eq!(again.user.profile, Profile::default());
+    assert!(!session_exists(&store, 1).await);
+    assert_eq!(session(&store, 5).await.user, again.user);
+}
+
+/// Erasing an unknown (or already erased) user is `NotFound` and erases nobody.
+pub async fn erasing_an_unknown_user_is_not_found<S: UserStore>(store: S) {
+    assert_eq!(
+        store.erase_user(UserId::new()).await,
+        Err(StoreError::NotFound),
+        "on an empty store"
+    );
+    let user = login(&store, login_for("oSurvivor", 1, KEY_A)).await.user;
+    assert_eq!(
+        store.erase_user(UserId::new()).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(session(&store, 1).await.user, user);
+    store.erase_user(user.id).await.expect("erasure works");
+    assert_eq!(
+        store.erase_user(user.id).await,
+        Err(StoreError::NotFound),
+        "erasing twice"
+    );
+}
+
+/// The purge deletes exactly the sessions that ended by [`PurgeBefore`], in every app:
+/// revoked at or before `now`, expired at or before `now`, or last seen before `last_seen`
+/// (the idle timeout counts from the last use, not from the login). It keeps the rest (a
+/// revocation stamped later than `now` included), returns how many it deleted, and deletes
+/// no user.
+pub async fn purge_deletes_exactly_the_ended_sessions<S: UserStore>(store: S) {
+    let now = t0() + Duration::days(10);
+    let last_seen = now - Duration::days(7);
+    let before = PurgeBefore { now, last_seen };
+    let us = Duration::microseconds(1);
+
+    // (digest, login time, expiry, revocation, touched at, purged?)
+    type Case = (
+        u32,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        bool,
+    );
+    let hour = Duration::hours(1);
+    let month = Duration::days(30);
+    let cases: [Case; 9] = [
+        (1, now - hour, now + month, None, None, false),
+        (2, now - hour, now + month, Some(now), None, true),
+        (
+            3,
+            now - hour,
+            now + month,
+            Some(now - Duration::days(1)),
+            None,
+            true,
+        ),
+        (4, now - hour, now + month, Some(now + us), None, false),
+        (5, now - hour, now, None, None, true),
+        (6, now - hour, now + us, None, None, false),
+        (7, last_seen - us, now + month, None, None, true),
+        (8, last_seen, now + month, None, None, false),
+        (9, t0(), now + month, None, Some(now - hour), false),
+    ];
+    let mut ids = Vec::new();
+    for (n, created, expires_at, revoked, touched, _) in cases {
+        let mut l = login_at("oPurge", n, KEY_A, created);
+        l.expires_at = expires_at;
+        let id = l.session_id;
+        login(&store, l).await;
+        if let Some(at) = revoked {
+            store
+                .revoke_session(id, at)
+                .await
+                .expect("revocation works");
+        }
+        if let Some(at) = touched {
+            store.touch_session(id, at).await.expect("touch works");
+        }
+        ids.push(id);
+    }
+    // Another app's ended session goes too.
+    let mut elsewhere = login_at("oPurge", 10, KEY_B, now - hour);
+    elsewhere.app_id = other_app();
+    elsewhere.expires_at = now - hour;
+    login(&store, elsewhere).await;
+
+    let purged = store.purge_sessions(before).await.expect("purge works");
+    let expected = cases.iter().filter(|c| c.5).count() as u64 + 1;
+    assert_eq!(purged, expected, "the count of purged sessions");
+    for ((n, .., purged), id) in cases.iter().zip(&ids) {
+        assert_eq!(
+            session_exists(&store, *n).await,
+            !purged,
+            "session {n} (purged: {purged})"
+        );
+        if *purged {
+            assert_eq!(
+                store.revoke_session(*id, now).await,
+                Err(StoreError::NotFound),
+                "session {n} is deleted, not hidden"
+            );
+        }
+    }
+    let gone = store.find_session(&other_app(), &digest(10)).await;
+    assert!(
+        matches!(gone, Ok(None)),
+        "another app's ended session: {gone:?}"
+    );
+
+    assert_eq!(
+        store.purge_sessions(before).await,
+        Ok(0),
+        "a second purge finds nothing"
+    );
+    // Users stay: the openid's next login is a returning one.
+    let again = login(&store, login_for("oPurge", 11, KEY_A)).await;
+    assert!(!again.is_new_user, "the purge deleted a user");
+}
+
 /// Timestamps with nanoseconds come back exactly or truncated to the microsecond (never
 /// rounded), wherever they are written; microsecond-precise ones come back exactly.
 pub async fn timestamps_round_trip<S: UserStore>(store: S) {
@@ -635,7 +1253,20 @@ pub async fn timestamps_round_trip<S: UserStore>(store: S) {
     let found = session(&store, 1).await;
     assert_same_instant(found.session.created_at, now, "session created_at");
     assert_same_instant(found.session.expires_at, expires_at, "expires_at");
+    assert_same_instant(found.session.last_seen_at, now, "last_seen_at of a login");
     assert_eq!(found.user, record.user, "login and lookup agree");
+
+    let seen_at = now + Duration::nanoseconds(3_333_333);
+    store
+        .touch_session(session_id, seen_at)
+        .await
+        .expect("touch works");
+    let found = session(&store, 1).await;
+    assert_same_instant(
+        found.session.last_seen_at,
+        seen_at,
+        "last_seen_at of a touch",
+    );
 
     let mut second = login_for("oClock2", 2, KEY_A);
     second.now = early;
@@ -672,6 +1303,34 @@ pub async fn timestamps_round_trip<S: UserStore>(store: S) {
     let read = found.session.revoked_at.expect("revoked");
     assert_same_instant(read, revoked_at, "revoked_at");
     assert_eq!(found.user, updated);
+
+    let phone_at = now + Duration::nanoseconds(8_765_432);
+    let with_phone = store
+        .set_phone_number(phone_change(record.user.id, "13800138000", phone_at))
+        .await
+        .expect("setting the phone number works");
+    assert_same_instant(
+        with_phone.updated_at,
+        phone_at,
+        "updated_at of a phone change",
+    );
+
+    // A refresh with nanoseconds: the new session's times, and the old one's revocation.
+    let live = login_for("oClock4", 4, KEY_A);
+    let live_id = live.session_id;
+    login(&store, live).await;
+    let refreshed_at = now + Duration::nanoseconds(9_999_999);
+    let mut refresh = refresh_of(live_id, 5, refreshed_at);
+    refresh.expires_at = refreshed_at + Duration::nanoseconds(86_400_000_000_001);
+    let new_expiry = refresh.expires_at;
+    store.refresh_session(refresh).await.expect("refresh works");
+    let old = session(&store, 4).await;
+    let read = old.session.revoked_at.expect("the old session is revoked");
+    assert_same_instant(read, refreshed_at, "revoked_at of a refresh");
+    let new = session(&store, 5).await.session;
+    assert_same_instant(new.created_at, refreshed_at, "created_at of a refresh");
+    assert_same_instant(new.last_seen_at, refreshed_at, "last_seen_at of a refresh");
+    assert_same_instant(new.expires_at, new_expiry, "expires_at of a refresh");
 
     // Microsecond-precise values are kept exactly.
     let exact = DateTime::from_timestamp(1_714_550_400, 1_000).expect("valid time");

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use wxlogin_domain::{
-    AppId, LoginRecord, NewLogin, OpenId, Profile, ProfileChange, SessionId, SessionKey,
-    SessionRecord, StoreError, TokenDigest, UnionId, User, UserId, UserStore,
+    AppId, LoginRecord, NewLogin, OpenId, PhoneChange, Profile, ProfileChange, PurgeBefore,
+    SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError, TokenDigest, UnionId, User,
+    UserId, UserStore,
 };
 use wxlogin_store_contract::cases;
 
@@ -39,11 +40,31 @@ enum Flaw {
     RoundsTimestamps,
     /// `ping` reports the store unavailable.
     PingFails,
+    /// A refresh inserts the new session but leaves the old one live.
+    RefreshKeepsOld,
+    /// A refresh ignores a revocation: a logged-out or refreshed session refreshes again.
+    RefreshRevivesRevoked,
+    /// A refresh checks the old session, pauses, then revokes and inserts on its stale check:
+    /// racing refreshes all succeed.
+    RacyRefresh,
+    /// A failing insert of the new session keeps the old one's revocation.
+    NotAtomicRefresh,
+    /// A touch sets `last_seen_at` even when it moves it back.
+    TouchMovesBack,
+    /// The phone number is returned but never stored.
+    PhoneNotPersisted,
+    /// Erasure deletes the user and identities and leaves the sessions behind.
+    EraseKeepsSessions,
+    /// Erasing an unknown user succeeds.
+    EraseUnknownIsOk,
+    /// The purge counts the idle timeout from the login, not from the last use.
+    PurgeIdleByCreation,
 }
 
 #[derive(Debug, Clone)]
 struct UserData {
     profile: Profile,
+    phone_number: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -63,6 +84,7 @@ struct SessionData {
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
+    last_seen_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -84,7 +106,7 @@ impl State {
             open_id: open_id.clone(),
             union_id: identity.union_id.clone(),
             profile: data.profile.clone(),
-            phone_number: None,
+            phone_number: data.phone_number.clone(),
             created_at: data.created_at,
             updated_at: data.updated_at,
         })
@@ -97,7 +119,7 @@ impl State {
 struct MemStore {
     state: Arc<Mutex<State>>,
     flaw: Option<Flaw>,
-    /// For `Flaw::RacyLogin`: holds the first two first-logins between their check and their
+    /// For `Flaw::RacyLogin` and `Flaw::RacyRefresh`: holds the first two first-logins between their check and their
     /// insert, so the race happens every time rather than when the scheduler allows.
     race: Arc<tokio::sync::Barrier>,
 }
@@ -171,6 +193,7 @@ impl MemStore {
                     login.new_user_id,
                     UserData {
                         profile: Profile::default(),
+                        phone_number: None,
                         created_at: now,
                         updated_at: now,
                     },
@@ -204,12 +227,42 @@ impl MemStore {
                 created_at: now,
                 expires_at,
                 revoked_at: None,
+                last_seen_at: now,
             },
         );
         let user = s
             .user(user_id, &login.app_id)
             .ok_or_else(|| StoreError::Unexpected("user vanished".into()))?;
         Ok(LoginRecord { user, is_new_user })
+    }
+
+    /// Revokes the old session, then inserts the new one (in that order, so that a failing
+    /// insert has something to undo).
+    fn refresh_in(&self, s: &mut State, refresh: &SessionRefresh) -> Result<(), StoreError> {
+        let now = self.time(refresh.now);
+        let old = s
+            .sessions
+            .get_mut(&refresh.old_session_id)
+            .filter(|x| x.revoked_at.is_none() || self.has(Flaw::RefreshRevivesRevoked))
+            .ok_or(StoreError::NotFound)?;
+        if !self.has(Flaw::RefreshKeepsOld) {
+            old.revoked_at = Some(now);
+        }
+        let new = SessionData {
+            digest: refresh.token_digest,
+            created_at: now,
+            expires_at: self.time(refresh.expires_at),
+            revoked_at: None,
+            last_seen_at: now,
+            ..old.clone()
+        };
+        if s.sessions.values().any(|x| x.digest == new.digest)
+            || s.sessions.contains_key(&refresh.new_session_id)
+        {
+            return Err(StoreError::Unexpected("duplicate session".into()));
+        }
+        s.sessions.insert(refresh.new_session_id, new);
+        Ok(())
     }
 }
 
@@ -264,6 +317,7 @@ impl UserStore for MemStore {
                 created_at: data.created_at,
                 expires_at: data.expires_at,
                 revoked_at: data.revoked_at,
+                last_seen_at: data.last_seen_at,
             },
             user,
         }))
@@ -341,6 +395,99 @@ impl UserStore for MemStore {
                 session.revoked_at = Some(now);
             }
             Ok(())
+        })
+    }
+
+    async fn refresh_session(&self, refresh: SessionRefresh) -> Result<(), StoreError> {
+        if self.has(Flaw::RacyRefresh) {
+            let live = self
+                .lock()
+                .sessions
+                .get(&refresh.old_session_id)
+                .is_some_and(|x| x.revoked_at.is_none());
+            if !live {
+                return Err(StoreError::NotFound);
+            }
+            // Two meet here, both having seen the session live.
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(200), self.race.wait()).await;
+            return self.transaction(|s| {
+                if let Some(old) = s.sessions.get_mut(&refresh.old_session_id) {
+                    old.revoked_at = None;
+                }
+                self.refresh_in(s, &refresh)
+            });
+        }
+        if self.has(Flaw::NotAtomicRefresh) {
+            return self.refresh_in(&mut self.lock(), &refresh);
+        }
+        self.transaction(|s| self.refresh_in(s, &refresh))
+    }
+
+    async fn touch_session(
+        &self,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = self.time(now);
+        if let Some(x) = self.lock().sessions.get_mut(&session_id)
+            && (x.last_seen_at < now || self.has(Flaw::TouchMovesBack))
+        {
+            x.last_seen_at = now;
+        }
+        Ok(())
+    }
+
+    async fn set_phone_number(&self, change: PhoneChange) -> Result<User, StoreError> {
+        self.transaction(|s| {
+            let user = s
+                .users
+                .get_mut(&change.user_id)
+                .ok_or(StoreError::NotFound)?;
+            user.updated_at = self.time(change.now);
+            user.phone_number = Some(change.phone_number.as_str().to_owned());
+            let mut found = s
+                .user(change.user_id, &change.app_id)
+                .ok_or(StoreError::NotFound)?;
+            if self.has(Flaw::PhoneNotPersisted)
+                && let Some(user) = s.users.get_mut(&change.user_id)
+            {
+                user.phone_number = None;
+                found.phone_number = Some(change.phone_number.as_str().to_owned());
+            }
+            Ok(found)
+        })
+    }
+
+    async fn erase_user(&self, user_id: UserId) -> Result<(), StoreError> {
+        self.transaction(|s| {
+            if s.users.remove(&user_id).is_none() && !self.has(Flaw::EraseUnknownIsOk) {
+                return Err(StoreError::NotFound);
+            }
+            s.identities.retain(|_, i| i.user_id != user_id);
+            if !self.has(Flaw::EraseKeepsSessions) {
+                s.sessions.retain(|_, x| x.user_id != user_id);
+            }
+            Ok(())
+        })
+    }
+
+    async fn purge_sessions(&self, before: PurgeBefore) -> Result<u64, StoreError> {
+        let (now, last_seen) = (self.time(before.now), self.time(before.last_seen));
+        self.transaction(|s| {
+            let count = s.sessions.len();
+            s.sessions.retain(|_, x| {
+                let seen = if self.has(Flaw::PurgeIdleByCreation) {
+                    x.created_at
+                } else {
+                    x.last_seen_at
+                };
+                let ended = x.revoked_at.is_some_and(|at| at <= now)
+                    || x.expires_at <= now
+                    || seen < last_seen;
+                !ended
+            });
+            Ok((count - s.sessions.len()) as u64)
         })
     }
 
@@ -430,6 +577,51 @@ must_catch!(
     Flaw::RoundsTimestamps
 );
 must_catch!(catches_failing_ping, ping_answers, Flaw::PingFails);
+must_catch!(
+    catches_refresh_keeping_the_old_session,
+    refresh_rotates_the_token,
+    Flaw::RefreshKeepsOld
+);
+must_catch!(
+    catches_refresh_of_a_revoked_session,
+    refresh_of_an_ended_session_is_not_found,
+    Flaw::RefreshRevivesRevoked
+);
+must_catch!(
+    catches_racy_refresh,
+    concurrent_refreshes_let_one_win,
+    Flaw::RacyRefresh
+);
+must_catch!(
+    catches_half_done_refresh,
+    failed_refresh_changes_nothing,
+    Flaw::NotAtomicRefresh
+);
+must_catch!(
+    catches_touch_moving_back,
+    touch_moves_last_seen_forward_only,
+    Flaw::TouchMovesBack
+);
+must_catch!(
+    catches_unsaved_phone_number,
+    phone_number_is_recorded,
+    Flaw::PhoneNotPersisted
+);
+must_catch!(
+    catches_sessions_outliving_erasure,
+    erasure_removes_the_user_and_all_of_it,
+    Flaw::EraseKeepsSessions
+);
+must_catch!(
+    catches_erasure_of_nobody_succeeding,
+    erasing_an_unknown_user_is_not_found,
+    Flaw::EraseUnknownIsOk
+);
+must_catch!(
+    catches_idle_counted_from_login,
+    purge_deletes_exactly_the_ended_sessions,
+    Flaw::PurgeIdleByCreation
+);
 
 /// Every public case in `cases` is listed in the macro, so none is silently left out.
 #[test]
@@ -457,5 +649,5 @@ fn the_macro_runs_every_case() {
         .collect();
     listed.sort();
     assert_eq!(defined, listed);
-    assert_eq!(defined.len(), 12);
+    assert_eq!(defined.len(), 21);
 }

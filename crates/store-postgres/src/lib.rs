@@ -39,8 +39,8 @@ use wxlogin_store_sql::{Backend, Dialect, Pools, Queries, Store, classify, optio
 /// The schema, embedded at compile time (`build.rs` rebuilds when a migration changes).
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
-/// Prepared statements each connection keeps (sqlx's LRU cache). The adapter issues about a
-/// dozen distinct statements, so every one stays prepared for the connection's lifetime.
+/// Prepared statements each connection keeps (sqlx's LRU cache). The adapter issues about
+/// twenty distinct statements, so every one stays prepared for the connection's lifetime.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 /// How the pool is sized and how long a request may wait. [`Default`] holds the defaults.

@@ -1,6 +1,7 @@
 //! What only the Postgres store has to prove (the shared semantics are in `tests/contract.rs`):
-//! availability errors, migrations, native column types, several instances on one database,
-//! and the throwaway databases of `testing`.
+//! availability errors, migrations (the upgrade of a database from before `0002` too), native
+//! column types, erasure's cascades, several instances on one database, and the throwaway
+//! databases of `testing`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -298,21 +299,21 @@ async fn columns_have_native_types_and_indexes_exist() {
     let store = open(&db).await;
     let mut conn = side(db.url()).await;
 
-    let columns: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT table_name::text, column_name::text, data_type::text \
+    let columns: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text \
          FROM information_schema.columns WHERE table_schema = 'public' \
          AND table_name IN ('users', 'wechat_identities', 'sessions')",
     )
     .fetch_all(&mut conn)
     .await
     .expect("information_schema");
-    let type_of = |table: &str, column: &str| {
+    let column = |table: &str, column: &str| {
         columns
             .iter()
-            .find(|(t, c, _)| t == table && c == column)
-            .map(|(_, _, ty)| ty.as_str())
+            .find(|(t, c, ..)| t == table && c == column)
             .unwrap_or_else(|| panic!("no column {table}.{column}"))
     };
+    let type_of = |table: &str, name: &str| column(table, name).2.as_str();
     let tz = "timestamp with time zone";
     for (table, column, expected) in [
         ("users", "id", "uuid"),
@@ -327,9 +328,15 @@ async fn columns_have_native_types_and_indexes_exist() {
         ("sessions", "created_at", tz),
         ("sessions", "expires_at", tz),
         ("sessions", "revoked_at", tz),
+        ("sessions", "last_seen_at", tz),
     ] {
         assert_eq!(type_of(table, column), expected, "{table}.{column}");
     }
+    assert_eq!(
+        column("sessions", "last_seen_at").3,
+        "NO",
+        "last_seen_at is NOT NULL"
+    );
 
     let indexes: HashSet<String> = sqlx::query_as::<_, (String,)>(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'",
@@ -348,6 +355,9 @@ async fn columns_have_native_types_and_indexes_exist() {
         "sessions_pkey",
         "sessions_token_digest_key",
         "sessions_user_id",
+        "sessions_revoked_at",
+        "sessions_expires_at",
+        "sessions_last_seen_at",
     ] {
         assert!(
             indexes.contains(index),
@@ -364,7 +374,7 @@ async fn columns_have_native_types_and_indexes_exist() {
         .expect("insert user");
     let short_digest = sqlx::query(
         "INSERT INTO sessions (id, user_id, app_id, token_digest, session_key, created_at, \
-         expires_at) VALUES ($1, $2, 'wx', $3, 'k', now(), now())",
+         expires_at, last_seen_at) VALUES ($1, $2, 'wx', $3, 'k', now(), now(), now())",
     )
     .bind(SessionId::new().as_uuid())
     .bind(user.as_uuid())
@@ -384,6 +394,106 @@ async fn columns_have_native_types_and_indexes_exist() {
             .is_some_and(|d| d.is_check_violation())
     }));
 
+    conn.close().await.ok();
+    store.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+/// A database migrated before `0002` (sessions without `last_seen_at`) upgrades in place:
+/// its sessions read back last seen at their login, and behave like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_stored_before_0002_read_back_last_seen_at_their_login() {
+    let db = fresh().await;
+    let mut conn = side(db.url()).await;
+    sqlx::migrate!("../../migrations/postgres")
+        .run_to(1, &mut conn)
+        .await
+        .expect("0001 applies");
+    // Rows as the store wrote them before 0002.
+    let user_id = UserId::new();
+    let session_id = SessionId::new();
+    sqlx::query("INSERT INTO users (id, created_at, updated_at) VALUES ($1, $2, $2)")
+        .bind(user_id.as_uuid())
+        .bind(t0())
+        .execute(&mut conn)
+        .await
+        .expect("0001 user");
+    sqlx::query(
+        "INSERT INTO wechat_identities (user_id, app_id, open_id, created_at) \
+         VALUES ($1, $2, 'oBefore', $3)",
+    )
+    .bind(user_id.as_uuid())
+    .bind(app().as_str())
+    .bind(t0())
+    .execute(&mut conn)
+    .await
+    .expect("0001 identity");
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, app_id, token_digest, session_key, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $6 + interval '30 days')",
+    )
+    .bind(session_id.as_uuid())
+    .bind(user_id.as_uuid())
+    .bind(app().as_str())
+    .bind(digest(1).as_bytes().as_slice())
+    .bind(KEY_A)
+    .bind(t0())
+    .execute(&mut conn)
+    .await
+    .expect("0001 session");
+    conn.close().await.ok();
+
+    let store = open(&db).await;
+    let found = store
+        .find_session(&app(), &digest(1))
+        .await
+        .expect("find")
+        .expect("the session survives the migration");
+    assert_eq!(found.session.id, session_id);
+    assert_eq!(found.session.created_at, t0());
+    assert_eq!(found.session.last_seen_at, t0());
+    let seen = t0() + chrono::Duration::minutes(1);
+    store.touch_session(session_id, seen).await.expect("touch");
+    let touched = store
+        .find_session(&app(), &digest(1))
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(touched.session.last_seen_at, seen);
+
+    store.close().await;
+    db.drop_database().await.expect("drop");
+}
+
+/// Erasing a user deletes its rows in every table (the cascades), and nobody else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_deletes_the_users_rows_in_every_table() {
+    let db = fresh().await;
+    let store = open(&db).await;
+    let user = store
+        .login(login_for("oGone", 1, KEY_A))
+        .await
+        .expect("login")
+        .user;
+    store
+        .login(login_for("oGone", 2, KEY_B))
+        .await
+        .expect("login");
+    store
+        .login(login_for("oKept", 3, KEY_A))
+        .await
+        .expect("login");
+
+    store.erase_user(user.id).await.expect("erase");
+    let mut conn = side(db.url()).await;
+    for table in ["users", "wechat_identities", "sessions"] {
+        let (rows,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
+        assert_eq!(rows, 1, "{table}");
+    }
     conn.close().await.ok();
     store.close().await;
     db.drop_database().await.expect("drop");

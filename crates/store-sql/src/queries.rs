@@ -8,8 +8,9 @@ use std::marker::PhantomData;
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 use wxlogin_domain::{
-    AppId, AvatarUrl, LoginRecord, NewLogin, NickName, ProfileChange, ProfileText, SessionId,
-    SessionKey, SessionRecord, StoreError, TokenDigest, User,
+    AppId, AvatarUrl, LoginRecord, NewLogin, NickName, PhoneChange, ProfileChange, ProfileText,
+    PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError, TokenDigest,
+    User, UserId,
 };
 
 use crate::rows::{IdentityRow, SessionRow, UserRow};
@@ -114,10 +115,12 @@ where
         user_id: D::Id,
         is_new_user: bool,
     ) -> Result<LoginRecord, StoreError> {
+        // A session is last seen when its login creates it.
         sqlx::query(
             "INSERT INTO sessions \
-             (id, user_id, app_id, token_digest, session_key, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             (id, user_id, app_id, token_digest, session_key, created_at, expires_at, \
+             last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
         )
         .bind(D::Id::from(*login.session_id.as_uuid()))
         .bind(user_id)
@@ -207,7 +210,7 @@ where
         // (user_id, app_id) unique index.
         let row: Option<SessionRow<D>> = sqlx::query_as(concat!(
             "SELECT s.id AS session_id, s.token_digest, s.session_key, \
-             s.created_at AS session_created_at, s.expires_at, s.revoked_at, ",
+             s.created_at AS session_created_at, s.expires_at, s.revoked_at, s.last_seen_at, ",
             user_columns!(),
             " FROM sessions s \
               JOIN users u ON u.id = s.user_id \
@@ -250,14 +253,131 @@ where
         E: Executor<'c, Database = D::Db>,
     {
         // COALESCE keeps the first revocation time when a session is revoked twice.
-        let revoked =
-            sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-                .bind(D::timestamp(now))
-                .bind(D::Id::from(*session_id.as_uuid()))
-                .execute(executor)
+        found(
+            Self::stamp_session(
+                executor,
+                "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+                now,
+                session_id,
+            )
+            .await?,
+        )
+    }
+
+    /// Every step of a refresh; the caller commits. `NotFound` (the caller then drops the
+    /// transaction, which rolls it back) if the old session does not exist or is revoked.
+    pub async fn refresh_session(
+        conn: &mut Conn<D>,
+        refresh: &SessionRefresh,
+    ) -> Result<(), StoreError> {
+        // Revokes only a live row: of two racing refreshes (or a refresh and a logout) the
+        // second finds it revoked and changes nothing. On PostgreSQL the second waits for the
+        // first's row lock and then re-reads the row, at READ COMMITTED too.
+        found(
+            Self::stamp_session(
+                &mut *conn,
+                "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                refresh.now,
+                refresh.old_session_id,
+            )
+            .await?,
+        )?;
+
+        // The new session copies user, app and session key from the old row, so the key
+        // never leaves the database.
+        let inserted = sqlx::query(
+            "INSERT INTO sessions \
+             (id, user_id, app_id, token_digest, session_key, created_at, expires_at, \
+             last_seen_at) \
+             SELECT $1, user_id, app_id, $2, session_key, $3, $4, $3 \
+             FROM sessions WHERE id = $5",
+        )
+        .bind(D::Id::from(*refresh.new_session_id.as_uuid()))
+        .bind(refresh.token_digest.as_bytes().as_slice())
+        .bind(D::timestamp(refresh.now))
+        .bind(D::timestamp(refresh.expires_at))
+        .bind(D::Id::from(*refresh.old_session_id.as_uuid()))
+        .execute(&mut *conn)
+        .await
+        .map_err(D::map_err)?;
+        found(D::rows_affected(&inserted))
+    }
+
+    /// Moves a session's `last_seen_at` forward to `now`; a missing session, or one seen
+    /// later already, is left as it is.
+    pub async fn touch_session<'c, E>(
+        executor: E,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        Self::stamp_session(
+            executor,
+            "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1",
+            now,
+            session_id,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Every step of recording a phone number; the caller commits. `NotFound` for a missing
+    /// user or a user without an identity in the change's app (nothing to return, so the
+    /// caller rolls back).
+    pub async fn set_phone_number(
+        conn: &mut Conn<D>,
+        change: &PhoneChange,
+    ) -> Result<User, StoreError> {
+        let user_id = D::Id::from(*change.user_id.as_uuid());
+        let updated =
+            sqlx::query("UPDATE users SET phone_number = $1, updated_at = $2 WHERE id = $3")
+                .bind(change.phone_number.as_str())
+                .bind(D::timestamp(change.now))
+                .bind(user_id)
+                .execute(&mut *conn)
                 .await
                 .map_err(D::map_err)?;
-        found(D::rows_affected(&revoked))
+        found(D::rows_affected(&updated))?;
+        Self::fetch_user(conn, user_id, &change.app_id)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Deletes a user; its identities and sessions go with it (`ON DELETE CASCADE` in both
+    /// schemas). `NotFound` if there is no such user.
+    pub async fn erase_user<'c, E>(executor: E, user_id: UserId) -> Result<(), StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(D::Id::from(*user_id.as_uuid()))
+            .execute(executor)
+            .await
+            .map_err(D::map_err)?;
+        found(D::rows_affected(&deleted))
+    }
+
+    /// Deletes the sessions that have ended and returns how many.
+    pub async fn purge_sessions<'c, E>(executor: E, before: PurgeBefore) -> Result<u64, StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        // One term per index (sessions_revoked_at, sessions_expires_at, sessions_last_seen_at):
+        // each database answers the OR from the three indexes, never by a scan.
+        let purged = sqlx::query(
+            "DELETE FROM sessions \
+             WHERE (revoked_at IS NOT NULL AND revoked_at <= $1) \
+             OR expires_at <= $1 \
+             OR last_seen_at < $2",
+        )
+        .bind(D::timestamp(before.now))
+        .bind(D::timestamp(before.last_seen))
+        .execute(executor)
+        .await
+        .map_err(D::map_err)?;
+        Ok(D::rows_affected(&purged))
     }
 
     /// One round trip to the database.
@@ -270,6 +390,26 @@ where
             .await
             .map(drop)
             .map_err(D::map_err)
+    }
+
+    /// Runs `sql`, an update of one session that binds a time as `$1` and the session's id as
+    /// `$2`, and returns how many rows it changed.
+    async fn stamp_session<'c, E>(
+        executor: E,
+        sql: &'static str,
+        at: DateTime<Utc>,
+        session_id: SessionId,
+    ) -> Result<u64, StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        let result = sqlx::query(sql)
+            .bind(D::timestamp(at))
+            .bind(D::Id::from(*session_id.as_uuid()))
+            .execute(executor)
+            .await
+            .map_err(D::map_err)?;
+        Ok(D::rows_affected(&result))
     }
 
     /// Records the unionid of a user's identity in `app_id`, unless one is already known (a

@@ -74,6 +74,7 @@ pub(crate) struct SessionRow<D: Dialect> {
     session_created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
+    last_seen_at: DateTime<Utc>,
     #[sqlx(flatten)]
     user: UserRow<D>,
 }
@@ -97,6 +98,7 @@ impl<D: Dialect> SessionRow<D> {
             created_at: self.session_created_at,
             expires_at: self.expires_at,
             revoked_at: self.revoked_at,
+            last_seen_at: self.last_seen_at,
         };
         Ok(SessionRecord { session, user })
     }

@@ -8,8 +8,8 @@ use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
 };
 use wxlogin_domain::{
-    AppId, LoginRecord, NewLogin, ProfileChange, SessionId, SessionKey, SessionRecord, StoreError,
-    TokenDigest, User, UserStore,
+    AppId, LoginRecord, NewLogin, PhoneChange, ProfileChange, PurgeBefore, SessionId, SessionKey,
+    SessionRecord, SessionRefresh, StoreError, TokenDigest, User, UserId, UserStore,
 };
 
 use crate::{Conn, Dialect, Queries};
@@ -33,7 +33,8 @@ pub trait Backend: Dialect {
         options: Self::Options,
     ) -> impl Future<Output = Result<Pools<Self::Db>, StoreError>> + Send;
 
-    /// The statement that begins the transaction of a login or a profile change.
+    /// The statement that begins the transaction of a login, a profile or phone change, or a
+    /// refresh.
     const BEGIN_WRITE: &'static str;
 
     /// The rest of a login's find-or-create, once [`Queries::returning_user`] found no identity:
@@ -176,6 +177,35 @@ where
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         Queries::<B>::revoke_session(&self.pools.writer, session_id, now).await
+    }
+
+    async fn refresh_session(&self, refresh: SessionRefresh) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        Queries::<B>::refresh_session(&mut tx, &refresh).await?;
+        tx.commit().await.map_err(B::map_err)
+    }
+
+    async fn touch_session(
+        &self,
+        session_id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Queries::<B>::touch_session(&self.pools.writer, session_id, now).await
+    }
+
+    async fn set_phone_number(&self, change: PhoneChange) -> Result<User, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let user = Queries::<B>::set_phone_number(&mut tx, &change).await?;
+        tx.commit().await.map_err(B::map_err)?;
+        Ok(user)
+    }
+
+    async fn erase_user(&self, user_id: UserId) -> Result<(), StoreError> {
+        Queries::<B>::erase_user(&self.pools.writer, user_id).await
+    }
+
+    async fn purge_sessions(&self, before: PurgeBefore) -> Result<u64, StoreError> {
+        Queries::<B>::purge_sessions(&self.pools.writer, before).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,7 +1,8 @@
 //! What only the SQLite store has to prove (the shared semantics are in `tests/contract.rs`):
 //! two stores on one file, the busy timeout, the file surviving a restart, nanosecond
-//! timestamps, WAL mode, a closed store, and in-memory databases. Each test uses a real
-//! database file in a temporary directory.
+//! timestamps, WAL mode, a closed store, in-memory databases, the upgrade of a database from
+//! before `0002`, and erasure's cascades. Each test uses a real database file in a temporary
+//! directory.
 
 use std::collections::HashSet;
 use std::time::{Duration as StdDuration, Instant};
@@ -250,4 +251,133 @@ async fn in_memory_databases_work() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A database migrated before `0002` (sessions without `last_seen_at`) upgrades in place: its
+/// sessions read back last seen at their login, and the rebuilt table keeps its constraints
+/// (NOT NULL, the cascade from users) and gains the purge's indexes.
+#[tokio::test]
+async fn sessions_stored_before_0002_read_back_last_seen_at_their_login() {
+    let dir = TempDir::new().unwrap();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&db_url(&dir))
+        .await
+        .unwrap();
+    sqlx::migrate!("../../migrations/sqlite")
+        .run_to(1, &pool)
+        .await
+        .expect("0001 applies");
+    // Rows as the store wrote them before 0002.
+    let user_id = UserId::new().as_uuid().hyphenated().to_string();
+    let session_id = SessionId::new();
+    let created_at = "2024-05-01T08:00:00.123456789Z";
+    sqlx::query("INSERT INTO users (id, created_at, updated_at) VALUES ($1, $2, $2)")
+        .bind(&user_id)
+        .bind(created_at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO wechat_identities (user_id, app_id, open_id, created_at) \
+         VALUES ($1, $2, 'oBefore', $3)",
+    )
+    .bind(&user_id)
+    .bind(app().as_str())
+    .bind(created_at)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, app_id, token_digest, session_key, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, '2024-05-31T08:00:00.000000000Z')",
+    )
+    .bind(session_id.as_uuid().hyphenated().to_string())
+    .bind(&user_id)
+    .bind(app().as_str())
+    .bind(digest(1).as_bytes().as_slice())
+    .bind(KEY_A)
+    .bind(created_at)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = open(&dir).await;
+    let found = store
+        .find_session(&app(), &digest(1))
+        .await
+        .unwrap()
+        .expect("the session survives the migration");
+    assert_eq!(found.session.id, session_id);
+    assert_eq!(found.session.last_seen_at, found.session.created_at);
+    assert_eq!(found.session.created_at, t0());
+    // And it is an ordinary session now.
+    let seen = t0() + Duration::minutes(1);
+    store.touch_session(session_id, seen).await.unwrap();
+    let touched = store
+        .find_session(&app(), &digest(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(touched.session.last_seen_at, seen);
+
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&db_url(&dir))
+        .await
+        .unwrap();
+    let columns: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, \"notnull\" FROM pragma_table_info('sessions')")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(
+        columns.contains(&("last_seen_at".to_owned(), 1)),
+        "{columns:?}"
+    );
+    let indexes: HashSet<String> =
+        sqlx::query_as::<_, (String,)>("SELECT name FROM pragma_index_list('sessions')")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n,)| n)
+            .collect();
+    for index in [
+        "sessions_user_id",
+        "sessions_revoked_at",
+        "sessions_expires_at",
+        "sessions_last_seen_at",
+    ] {
+        assert!(indexes.contains(index), "missing {index}: {indexes:?}");
+    }
+    let cascades: Vec<(String, String)> =
+        sqlx::query_as("SELECT \"table\", on_delete FROM pragma_foreign_key_list('sessions')")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(cascades, [("users".to_owned(), "CASCADE".to_owned())]);
+    pool.close().await;
+    store.close().await;
+}
+
+/// Erasing a user deletes its rows in every table (the cascades, with foreign keys on), and
+/// nobody else's.
+#[tokio::test]
+async fn erasure_deletes_the_users_rows_in_every_table() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let user = store
+        .login(login_for("oGone", 1, KEY_A))
+        .await
+        .unwrap()
+        .user;
+    store.login(login_for("oGone", 2, KEY_B)).await.unwrap();
+    store.login(login_for("oKept", 3, KEY_A)).await.unwrap();
+
+    store.erase_user(user.id).await.unwrap();
+    for table in ["users", "wechat_identities", "sessions"] {
+        assert_eq!(count(&dir, table).await, 1, "{table}");
+    }
 }

@@ -393,8 +393,8 @@ impl std::io::Write for Captured {
     }
 }
 
-#[tokio::test]
-async fn one_debug_line_per_call_and_the_advice_in_the_error_text() {
+/// Captures this crate's log lines on the current thread until the guard is dropped.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -402,7 +402,18 @@ async fn one_debug_line_per_call_and_the_advice_in_the_error_text() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn one_debug_line_per_call_and_the_advice_in_the_error_text() {
+    let (captured, _guard) = capture_logs();
 
     let h = start_mock().await;
     let c = h.mock.mint_code("o1", None);
@@ -420,7 +431,7 @@ async fn one_debug_line_per_call_and_the_advice_in_the_error_text() {
     );
     exchange(&client(&h.base), &c).await.unwrap();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let lines: Vec<&str> = logs.lines().collect();
     assert_eq!(lines.len(), 3, "{logs}");
     // A failure the client returns is the caller's to log: here only a debug line.
@@ -894,14 +905,7 @@ async fn every_errcode_maps_alike_for_every_api() {
 
 #[tokio::test]
 async fn secrets_reach_neither_error_texts_nor_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("wxlogin_wechat_http=trace")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_logs();
 
     // Successes: the token, the phone number and the session key are only ever answers.
     let h = start_mock().await;
@@ -956,7 +960,7 @@ async fn secrets_reach_neither_error_texts_nor_logs() {
         "{err}"
     );
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     // One debug line per call: four against the mock, four against the echo.
     assert_eq!(logs.lines().count(), 8, "{logs}");
     assert!(logs.lines().all(|l| l.contains(" DEBUG ")), "{logs}");

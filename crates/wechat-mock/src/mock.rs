@@ -1,11 +1,12 @@
 //! The fake's state and rules: codes, users, session keys, the access token, phone codes, and
 //! failures injected per API.
 //!
-//! Every API call, over HTTP or in process, enters through [`MockWeChat::admit`] (count the
-//! call, apply the next failure injected for that API), and each API's rules are written once
-//! ([`MockWeChat::jscode2session`], [`MockWeChat::stable_token`], [`MockWeChat::token`],
-//! [`MockWeChat::get_user_phone_number`], [`MockWeChat::checksession`]) for both the HTTP
-//! endpoint and the in-process [`WeChat`] impl, so the two cannot drift apart.
+//! Every API call, over HTTP or in process, goes through [`MockWeChat::answer`]: the front
+//! door first ([`MockWeChat::admit`]: count the call, apply the next failure injected for that
+//! API), then the API's rules, written once ([`MockWeChat::jscode2session`],
+//! [`MockWeChat::stable_token`], [`MockWeChat::token`], [`MockWeChat::get_user_phone_number`],
+//! [`MockWeChat::checksession`]) for both the HTTP endpoint and the in-process [`WeChat`] impl,
+//! so the two cannot drift apart.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -69,6 +69,7 @@ fn authenticated(status: ProfileStatus) -> Authenticated {
             created_at: at(),
             expires_at: at() + Duration::days(1),
             revoked_at: None,
+            last_seen_at: at(),
         },
         user,
         status,

@@ -13,7 +13,8 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use wxlogin_domain::{
     AppId, AvatarUrl, CipherError, DecryptedUserInfo, EncryptedData, Gender, NickName, OpenId,
-    Profile, ProfileText, ProfileUpdate, SessionKey, UnionId, UserDataCipher,
+    PhoneInfo, PhoneNumber, Profile, ProfileText, ProfileUpdate, SessionKey, UnionId,
+    UserDataCipher,
 };
 
 type Decryptor = cbc::Decryptor<Aes128>;
@@ -37,6 +38,18 @@ impl UserDataCipher for WeChatCipher {
     ) -> Result<DecryptedUserInfo, CipherError> {
         let payload = decrypt_payload(key.expose_base64(), app_id, data)?;
         Ok(user_info(&payload))
+    }
+
+    fn decrypt_phone_number(
+        &self,
+        key: &SessionKey,
+        app_id: &AppId,
+        data: &EncryptedData,
+    ) -> Result<PhoneInfo, CipherError> {
+        let payload = decrypt_payload(key.expose_base64(), app_id, data)?;
+        // A payload without a usable number is a decrypt failure like any other: a wrong key
+        // that happens to unpad and parse must not be told apart.
+        phone_info(&payload).ok_or(CipherError::DecryptFailed)
     }
 
     fn verify_signature(
@@ -146,6 +159,31 @@ fn user_info(payload: &Map<String, Value>) -> DecryptedUserInfo {
             language: text("language").and_then(|s| ProfileText::language(s).ok()),
         }),
     }
+}
+
+/// Maps a checked legacy phone payload to the domain; `None` unless every field is usable.
+/// Unlike a profile, a phone number is all or nothing.
+fn phone_info(payload: &Map<String, Value>) -> Option<PhoneInfo> {
+    let text = |name: &str| payload.get(name).and_then(Value::as_str).map(str::trim);
+    let phone_number = PhoneNumber::parse(text("phoneNumber")?).ok()?;
+    let pure_phone_number = PhoneNumber::parse(text("purePhoneNumber")?).ok()?;
+    // WeChat's documentation shows `countryCode` as a string, its sample as a number.
+    let country_code = match payload.get("countryCode")? {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.as_u64()?.to_string(),
+        _ => return None,
+    };
+    if country_code.is_empty()
+        || country_code.len() > 4
+        || !country_code.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    Some(PhoneInfo {
+        phone_number,
+        pure_phone_number: pure_phone_number.as_str().to_owned(),
+        country_code,
+    })
 }
 
 /// WeChat documents `gender` as a number, but some payloads carry it as a numeric string.

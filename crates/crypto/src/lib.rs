@@ -1,8 +1,9 @@
 //! wxlogin's crypto adapter: everything that touches key material.
 //!
 //! - [`WeChatCipher`] implements the domain's [`UserDataCipher`](wxlogin_domain::UserDataCipher)
-//!   port: decrypting WeChat's `encryptedData` (AES-128-CBC, strict PKCS#7, watermark check)
-//!   and checking `rawData` signatures (`sha1(rawData + session_key)`, constant time).
+//!   port: decrypting WeChat's `encryptedData`, user info and legacy phone numbers alike
+//!   (AES-128-CBC, strict PKCS#7, watermark check), and checking `rawData` signatures
+//!   (`sha1(rawData + session_key)`, constant time).
 //! - [`OsTokens`] implements [`TokenMinter`](wxlogin_domain::TokenMinter): bearer tokens with
 //!   256 bits from the OS random source, and the SHA-256 digests stored in their place.
 //! - [`encrypt_user_data`] is the inverse of decryption, for the mock WeChat and for tests.

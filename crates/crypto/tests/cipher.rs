@@ -3,7 +3,8 @@
 
 use wxlogin_crypto::{WeChatCipher, encrypt_user_data};
 use wxlogin_domain::{
-    AppId, CipherError, DecryptedUserInfo, EncryptedData, Gender, SessionKey, UserDataCipher,
+    AppId, CipherError, DecryptedUserInfo, EncryptedData, Gender, PhoneInfo, SessionKey,
+    UserDataCipher,
 };
 
 // Key and IV of our own vectors (hex 94c09ea8af0b3e7c843f1a4f49cd4670 and
@@ -34,6 +35,13 @@ const NOT_UTF8: &str = "L9btsOIulW5ICxrMOkYrww==";
 const PAD_ZERO: &str = "AZYBzt+hv3dN0sfT12ODcJDGA8DVXeW5fyDnPia+iP8="; // …mno 00
 const PAD_17: &str = "AZYBzt+hv3dN0sfT12ODcFhIQOM3/raU+6lTpiZ8tF8="; // …mno 11
 const PAD_MIXED: &str = "AZYBzt+hv3dN0sfT12ODcBTpBGjO1zzesNcyAo8ppJc="; // …m 02 03 03
+
+// openssl: legacy getPhoneNumber data, `countryCode` as a string (WeChat's docs table).
+const PHONE: &str = "FescgSPA8pZor7ZTR5NymB9bR3nwn2GY7QgcCjrIFEAGW2G7fo22atKYgocnnj7KTUdlyfspu1bsmDP6xRL5N1fqW2CBn61WK/6WEOzmPXRW31GByej7RFdwdwb3qfLjUuZbk+qEGnCKKb7UiU51ieZnvpP5BbQcZ6dWidBE65cgAHOllog+2wCnSoTCwsmAUu4KDumA5bXqIYZhPDsQyg==";
+// openssl: a number outside mainland China, `countryCode` as a number (WeChat's sample).
+const PHONE_NUMERIC_CC: &str = "FescgSPA8pZor7ZTR5NymF+XElBuoIYcDW5PbGijSOvmtfEQQZCXgYpEVkPTEJMbJERYxHm11bZnRbNcWB45asdMx1r+ipBA+o3lzV1ki5uCwcFMmJ+/tTFi8Jhp0WzsEE3/ZAfP9kzSz+xK7Ic70l5nrYPTPDwx4J3ibvz9rarm7DhNK6Vs/du96WbztK5c";
+// openssl: PHONE with a watermark naming another app (wx0000000000000000).
+const PHONE_OTHER_APPID: &str = "FescgSPA8pZor7ZTR5NymB9bR3nwn2GY7QgcCjrIFEAGW2G7fo22atKYgocnnj7KTUdlyfspu1bsmDP6xRL5N1fqW2CBn61WK/6WEOzmPXRW31GByej7RFdwdwb3qfLjUuZbk+qEGnCKKb7UiU51iaR0nMBi02FbxcBaWtVMoA4QiPslnXf0y6h/nPG2yVQs/YyVy1oHfvqxLBvolSUf+g==";
 
 // WeChat's own sample (the WXBizDataCrypt demos), checked with openssl as well.
 const WX_APP_ID: &str = "wx4f4bc4dec97d474b";
@@ -297,6 +305,107 @@ fn errors_never_echo_input() {
     let res = WeChatCipher.decrypt_user_info(&key(secret_key), &app(APP_ID), &data("@@", "##"));
     let text = res.unwrap_err().to_string();
     assert!(!text.contains("@@") && !text.contains("c2Vj"), "{text}");
+}
+
+fn decrypt_phone(encrypted: &str) -> Result<PhoneInfo, CipherError> {
+    WeChatCipher.decrypt_phone_number(&key(KEY), &app(APP_ID), &data(encrypted, IV))
+}
+
+#[test]
+fn decrypts_legacy_phone_numbers_with_either_country_code() {
+    let info = decrypt_phone(PHONE).unwrap();
+    assert_eq!(info.phone_number.as_str(), "13580006666");
+    assert_eq!(info.pure_phone_number, "13580006666");
+    assert_eq!(info.country_code, "86");
+    let info = decrypt_phone(PHONE_NUMERIC_CC).unwrap();
+    assert_eq!(info.phone_number.as_str(), "+12025550123");
+    assert_eq!(info.pure_phone_number, "2025550123");
+    assert_eq!(info.country_code, "1");
+}
+
+#[test]
+fn phone_data_follows_the_user_info_rules() {
+    // One pipeline with user info: watermark, padding, JSON, key and IV are checked alike.
+    assert_eq!(
+        decrypt_phone(PHONE_OTHER_APPID),
+        Err(CipherError::DecryptFailed)
+    );
+    let res =
+        WeChatCipher.decrypt_phone_number(&key(KEY), &app("wx0000000000000000"), &data(PHONE, IV));
+    assert_eq!(res, Err(CipherError::DecryptFailed));
+    for bad in [
+        NO_WATERMARK,
+        NOT_JSON,
+        NOT_UTF8,
+        PAD_ZERO,
+        PAD_17,
+        PAD_MIXED,
+        "",
+    ] {
+        assert_eq!(decrypt_phone(bad), Err(CipherError::DecryptFailed), "{bad}");
+    }
+    let other = "AAECAwQFBgcICQoLDA0ODw==";
+    let res = WeChatCipher.decrypt_phone_number(&key(other), &app(APP_ID), &data(PHONE, IV));
+    assert_eq!(res, Err(CipherError::DecryptFailed));
+    let res = WeChatCipher.decrypt_phone_number(
+        &key(KEY),
+        &app(APP_ID),
+        &data(PHONE, "AAAAAAAAAAAAAAAAAAAAAA=="),
+    );
+    assert_eq!(res, Err(CipherError::DecryptFailed));
+    let minus_last_block = edited(PHONE, |b| b.truncate(b.len() - 16));
+    assert_eq!(
+        decrypt_phone(&minus_last_block),
+        Err(CipherError::DecryptFailed)
+    );
+
+    for (encrypted, iv) in [(PHONE, "AAECAwQFBgcICQoLDA0O"), ("not base64!", IV)] {
+        let res = WeChatCipher.decrypt_phone_number(&key(KEY), &app(APP_ID), &data(encrypted, iv));
+        assert!(matches!(res, Err(CipherError::InvalidInput(_))), "{res:?}");
+    }
+    let short_key = "AAECAwQFBgcICQoLDA0O";
+    let res = WeChatCipher.decrypt_phone_number(&key(short_key), &app(APP_ID), &data(PHONE, IV));
+    assert!(matches!(res, Err(CipherError::InvalidInput(_))), "{res:?}");
+}
+
+#[test]
+fn phone_data_without_a_usable_number_fails_like_a_wrong_key() {
+    // Valid user info is no phone number.
+    assert_eq!(decrypt_phone(USER_INFO), Err(CipherError::DecryptFailed));
+    let watermark = r#""watermark":{"timestamp":1700000000,"appid":"wx4f4bc4dec97d474b"}"#;
+    for fields in [
+        r#""purePhoneNumber":"13580006666","countryCode":"86""#,
+        r#""phoneNumber":"13580006666","countryCode":"86""#,
+        r#""phoneNumber":"13580006666","purePhoneNumber":"13580006666""#,
+        r#""phoneNumber":"","purePhoneNumber":"13580006666","countryCode":"86""#,
+        r#""phoneNumber":"call me","purePhoneNumber":"13580006666","countryCode":"86""#,
+        r#""phoneNumber":13580006666,"purePhoneNumber":"13580006666","countryCode":"86""#,
+        r#""phoneNumber":"13580006666","purePhoneNumber":"","countryCode":"86""#,
+        r#""phoneNumber":"13580006666","purePhoneNumber":"13580006666","countryCode":"""#,
+        r#""phoneNumber":"13580006666","purePhoneNumber":"13580006666","countryCode":"+86""#,
+        r#""phoneNumber":"13580006666","purePhoneNumber":"13580006666","countryCode":-86"#,
+        r#""phoneNumber":"13580006666","purePhoneNumber":"13580006666","countryCode":8.6"#,
+        r#""phoneNumber":"13580006666","purePhoneNumber":"13580006666","countryCode":null"#,
+        r#""phoneNumber":"13580006666","purePhoneNumber":"13580006666","countryCode":"12345""#,
+    ] {
+        let plain = format!("{{{fields},{watermark}}}");
+        let encrypted = encrypt_user_data(KEY, &IV_BYTES, plain.as_bytes()).unwrap();
+        assert_eq!(
+            decrypt_phone(&encrypted),
+            Err(CipherError::DecryptFailed),
+            "{plain}"
+        );
+    }
+    // Surrounding spaces are noise, not a reason to refuse.
+    let plain = format!(
+        r#"{{"phoneNumber":" 13580006666 ","purePhoneNumber":"13580006666","countryCode":" 86",{watermark}}}"#
+    );
+    let encrypted = encrypt_user_data(KEY, &IV_BYTES, plain.as_bytes()).unwrap();
+    let info = decrypt_phone(&encrypted).unwrap();
+    assert_eq!(
+        (info.phone_number.as_str(), info.country_code.as_str()),
+        ("13580006666", "86")
+    );
 }
 
 #[test]

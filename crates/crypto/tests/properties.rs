@@ -1,4 +1,4 @@
-//! Property tests: decryption never panics, and decrypts what `encrypt_user_data` encrypts.
+//! Property tests: decryption (user info and phone numbers) never panics, and decrypts what `encrypt_user_data` encrypts.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -21,6 +21,7 @@ proptest! {
         let app = AppId::parse(APP_ID).unwrap();
         let data = EncryptedData { encrypted_data: encrypted, iv };
         let _ = WeChatCipher.decrypt_user_info(&key, &app, &data);
+        let _ = WeChatCipher.decrypt_phone_number(&key, &app, &data);
         let _ = WeChatCipher.verify_signature(&key, &data.encrypted_data, &data.iv);
     }
 
@@ -37,6 +38,7 @@ proptest! {
             iv: STANDARD.encode(iv),
         };
         let _ = WeChatCipher.decrypt_user_info(&key, &app, &data);
+        let _ = WeChatCipher.decrypt_phone_number(&key, &app, &data);
     }
 
     #[test]
@@ -68,5 +70,40 @@ proptest! {
         let got_nick = info.profile.0.nick_name.as_ref().map(|n| n.as_str());
         prop_assert_eq!(got_nick, Some(nick.as_str()));
         prop_assert_eq!(info.profile.0.gender.map(|g| g.code()), Some(gender));
+    }
+
+    #[test]
+    fn phone_numbers_round_trip_with_encrypt_user_data(
+        key in any::<[u8; 16]>(),
+        iv in any::<[u8; 16]>(),
+        pure in "1[3-9][0-9]{9}",
+        country in 1u64..=999,
+        numeric_country in any::<bool>(),
+    ) {
+        let key_b64 = STANDARD.encode(key);
+        let country_code = if numeric_country {
+            serde_json::json!(country)
+        } else {
+            serde_json::json!(country.to_string())
+        };
+        let plain = serde_json::json!({
+            "phoneNumber": format!("+{country}{pure}"),
+            "purePhoneNumber": pure,
+            "countryCode": country_code,
+            "watermark": { "timestamp": 1, "appid": APP_ID },
+        })
+        .to_string();
+        let encrypted = encrypt_user_data(&key_b64, &iv, plain.as_bytes()).unwrap();
+        let data = EncryptedData { encrypted_data: encrypted, iv: STANDARD.encode(iv) };
+        let info = WeChatCipher
+            .decrypt_phone_number(
+                &SessionKey::from_base64(&key_b64).unwrap(),
+                &AppId::parse(APP_ID).unwrap(),
+                &data,
+            )
+            .unwrap();
+        prop_assert_eq!(info.phone_number.as_str(), format!("+{country}{pure}"));
+        prop_assert_eq!(info.pure_phone_number, pure);
+        prop_assert_eq!(info.country_code, country.to_string());
     }
 }

@@ -7,9 +7,9 @@ use std::fmt;
 
 use wxlogin_domain::WeChatError;
 
-/// What a failed call means to wxlogin. Finer than the domain's [`WeChatError`]: the
-/// access-token cache must tell a rejected token (refetch it once) from other failures, and
-/// rejected credentials deserve their own alarm.
+/// What a failed call means to wxlogin. Finer than the domain's [`WeChatError`]: a
+/// misconfiguration deserves its own advice, and `checksession`'s answer that a key is stale
+/// is no failure at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     InvalidCode,
@@ -20,8 +20,10 @@ pub(crate) enum Kind {
     Unavailable,
     /// The access token is not the latest, has expired, or is malformed.
     AccessTokenRejected,
-    /// Our app id or app secret is wrong: a configuration error, not the user's.
-    CredentialsRejected,
+    /// Our app id, app secret or IP whitelist is wrong: a configuration error, not the user's.
+    Misconfigured,
+    /// `checksession`: the signature does not match the user's current session key.
+    InvalidSignature,
     /// Any other errcode, a non-JSON body, an odd HTTP status, a missing field.
     Unexpected,
 }
@@ -32,6 +34,7 @@ const ERRCODES: &[(i64, Kind, &str)] = &[
     (40029, Kind::InvalidCode, "invalid code"),
     (40163, Kind::CodeUsed, "code already used"),
     (45011, Kind::RateLimited, "frequency limit reached"),
+    (45009, Kind::RateLimited, "API quota reached"),
     (40226, Kind::RiskyUser, "high-risk user"),
     (-1, Kind::Unavailable, "WeChat is busy"),
     (
@@ -43,15 +46,26 @@ const ERRCODES: &[(i64, Kind, &str)] = &[
     (40014, Kind::AccessTokenRejected, "access token malformed"),
     (
         40013,
-        Kind::CredentialsRejected,
+        Kind::Misconfigured,
         "WeChat rejected the app id: the configured app id or app secret is wrong (check \
          wechat.app_id / wechat.app_secret)",
     ),
     (
         40125,
-        Kind::CredentialsRejected,
+        Kind::Misconfigured,
         "WeChat rejected the app secret: the configured app id or app secret is wrong \
          (check wechat.app_id / wechat.app_secret)",
+    ),
+    (
+        40164,
+        Kind::Misconfigured,
+        "WeChat refused this server's IP address: add it to the IP whitelist in the \
+         mini-program's development settings on mp.weixin.qq.com",
+    ),
+    (
+        87009,
+        Kind::InvalidSignature,
+        "invalid signature: not the user's current session key",
     ),
 ];
 
@@ -86,8 +100,10 @@ impl From<CallError> for WeChatError {
             Kind::RateLimited => Self::RateLimited,
             Kind::RiskyUser => Self::RiskyUser,
             Kind::Unavailable => Self::Unavailable(err.detail),
-            // The domain has no variant of its own for these yet; the text names the errcode.
-            Kind::AccessTokenRejected | Kind::CredentialsRejected | Kind::Unexpected => {
+            Kind::AccessTokenRejected => Self::AccessTokenRejected(err.detail),
+            // The text names the errcode, and for a misconfiguration what to check. Only
+            // `checksession` expects 87009, and turns it into an answer before this.
+            Kind::Misconfigured | Kind::InvalidSignature | Kind::Unexpected => {
                 Self::Unexpected(err.detail)
             }
         }
@@ -115,19 +131,17 @@ mod tests {
         assert_eq!(kind(40029), Kind::InvalidCode);
         assert_eq!(kind(40163), Kind::CodeUsed);
         assert_eq!(kind(45011), Kind::RateLimited);
+        assert_eq!(kind(45009), Kind::RateLimited);
         assert_eq!(kind(40226), Kind::RiskyUser);
         assert_eq!(kind(-1), Kind::Unavailable);
         for token in [40001, 42001, 40014] {
             assert_eq!(kind(token), Kind::AccessTokenRejected, "{token}");
         }
-        for credentials in [40013, 40125] {
-            assert_eq!(
-                kind(credentials),
-                Kind::CredentialsRejected,
-                "{credentials}"
-            );
+        for configuration in [40013, 40125, 40164] {
+            assert_eq!(kind(configuration), Kind::Misconfigured, "{configuration}");
         }
-        for other in [0, 1, 12345, 40002, 41008, 87009, -2] {
+        assert_eq!(kind(87009), Kind::InvalidSignature);
+        for other in [0, 1, 12345, 40002, 41008, 40003, 47001, -2] {
             assert_eq!(kind(other), Kind::Unexpected, "{other}");
         }
         let codes: HashSet<i64> = ERRCODES.iter().map(|(code, ..)| *code).collect();
@@ -139,12 +153,19 @@ mod tests {
         assert_eq!(domain_error(40029), WeChatError::InvalidCode);
         assert_eq!(domain_error(40163), WeChatError::CodeUsed);
         assert_eq!(domain_error(45011), WeChatError::RateLimited);
+        assert_eq!(domain_error(45009), WeChatError::RateLimited);
         assert_eq!(domain_error(40226), WeChatError::RiskyUser);
         assert_eq!(
             domain_error(-1),
             WeChatError::Unavailable("x: errcode -1".into())
         );
-        for unexpected in [40013, 40125, 40001, 42001, 40014, 12345] {
+        for token in [40001, 42001, 40014] {
+            assert_eq!(
+                domain_error(token),
+                WeChatError::AccessTokenRejected(format!("x: errcode {token}")),
+            );
+        }
+        for unexpected in [40013, 40125, 40164, 87009, 12345] {
             assert_eq!(
                 domain_error(unexpected),
                 WeChatError::Unexpected(format!("x: errcode {unexpected}")),

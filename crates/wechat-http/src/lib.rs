@@ -5,21 +5,28 @@
 //! API, its path, its query or JSON body and its secrets, and `WeChatHttp::call` sends it,
 //! reads a capped body, parses JSON whatever the content type, classifies `errcode` from one
 //! table (`errcode.rs`) and scrubs every secret of the call (app secret, code, access token,
-//! phone code) from error texts and log fields. Each API is a thin module on top
-//! (`jscode2session.rs`). Calls are never retried: codes are single use.
+//! phone code, `checksession` signature) from error texts and log fields. Each API is a thin
+//! module on top (`jscode2session.rs`, `stable_token.rs`, `phone_number.rs`,
+//! `check_session.rs`). Calls are never retried: codes are single use.
 //!
 //! This crate knows nothing of the server or the store; it only implements the domain port.
 
+mod check_session;
 mod errcode;
 mod jscode2session;
+mod phone_number;
 mod request;
+mod stable_token;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
 use url::Url;
-use wxlogin_domain::{AppId, CodeSession, LoginCode, WeChat, WeChatError};
+use wxlogin_domain::{
+    AccessToken, AppId, CodeSession, IssuedAccessToken, LoginCode, OpenId, PhoneCode, PhoneInfo,
+    SessionKey, WeChat, WeChatError,
+};
 
 use crate::request::describe;
 
@@ -161,6 +168,29 @@ impl WeChat for WeChatHttp {
 
     async fn code_to_session(&self, code: &LoginCode) -> Result<CodeSession, WeChatError> {
         Ok(self.jscode2session(code).await?)
+    }
+
+    async fn stable_access_token(&self) -> Result<IssuedAccessToken, WeChatError> {
+        Ok(self.stable_token().await?)
+    }
+
+    async fn phone_number(
+        &self,
+        access_token: &AccessToken,
+        code: &PhoneCode,
+    ) -> Result<PhoneInfo, WeChatError> {
+        Ok(self.get_user_phone_number(access_token, code).await?)
+    }
+
+    async fn check_session(
+        &self,
+        access_token: &AccessToken,
+        open_id: &OpenId,
+        session_key: &SessionKey,
+    ) -> Result<bool, WeChatError> {
+        Ok(self
+            .checksession(access_token, open_id, session_key)
+            .await?)
     }
 }
 

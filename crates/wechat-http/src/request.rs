@@ -53,10 +53,6 @@ impl<'a> Call<'a> {
     }
 
     /// A `POST` of `body` as JSON; register any secret inside it with [`Self::secret`].
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "stable_token and getuserphonenumber are next")
-    )]
     pub(crate) fn post_json(api: &'static str, path: &'static str, body: Value) -> Self {
         Self {
             json: Some(body),

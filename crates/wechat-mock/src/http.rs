@@ -1,12 +1,26 @@
-//! The mock over HTTP: WeChat's `jscode2session` and the control API.
+//! The mock over HTTP: WeChat's endpoints and the control API.
+//!
+//! WeChat's endpoints, at the root as on `api.weixin.qq.com`: `GET /sns/jscode2session`,
+//! `POST /cgi-bin/stable_token`, `GET /cgi-bin/token`, `POST
+//! /wxa/business/getuserphonenumber?access_token=…`, `GET /wxa/checksession`.
 //!
 //! Control API (JSON in and out; errors are `{"error", "message"}` with 400 or 404):
-//! - `POST /codes` `{"openId", "unionId"?}` → 200 `{"code"}`
-//! - `POST /encrypt` `{"openId", "userInfo": {…}}` → 200 `{"encryptedData", "iv"}`
+//! - `POST /codes` `{"openId", "unionId"?}` → 200 `{"code"}`: a `wx.login` code (rotates the
+//!   user's session key)
+//! - `POST /phone-codes` `{"openId", "phoneNumber", "purePhoneNumber"?, "countryCode"?}` → 200
+//!   `{"code"}`: a `getPhoneNumber` code. `countryCode` is `"86"` or `86` (default `"86"`) and
+//!   `getuserphonenumber` answers it in the same form; `purePhoneNumber` defaults to
+//!   `phoneNumber` without a leading `+{countryCode}`
+//! - `POST /encrypt` `{"openId", "userInfo": {…}}` or `{"openId", "phoneInfo": {…}}` → 200
+//!   `{"encryptedData", "iv"}`: user info or legacy phone data encrypted with the user's
+//!   current session key (404 `unknown_user` before their first login code)
+//! - `POST /access-token/expire` → 204: the current access token expires now (42001)
+//! - `POST /access-token/invalidate` → 204: the current access token stops working (40001)
 //! - `POST /failures` `{"api": "jscode2session", "mode", "times"?: 1, "delayMs"?}` → 204:
 //!   the next `times` calls of that API fail (`api` is required; see [`Api`])
 //! - `DELETE /failures` → 204 (every API's)
-//! - `GET /stats` → 200 `{"calls": {"jscode2session": n}}`, every API listed
+//! - `GET /stats` → 200 `{"calls": {"jscode2session": n, "stable_token": n, "token": n,
+//!   "getuserphonenumber": n, "checksession": n}}`, every API listed
 
 use std::fmt::Display;
 use std::future::Future;
@@ -19,15 +33,18 @@ use poem::{Endpoint, EndpointExt, Response, Route, Server, get, handler, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use wxlogin_domain::{OpenId, UnionId};
+use wxlogin_domain::{OpenId, PhoneNumber, UnionId};
 
 use crate::api::Api;
-use crate::mock::{Answer, Caller, Failure, FailureMode, MockError, MockWeChat, Session};
+use crate::mock::{
+    Answer, Caller, CountryCode, Failure, FailureMode, IssuedToken, MockError, MockWeChat, Phone,
+    PhoneAnswer, Refusal, Session,
+};
 
 /// How long `serve` lets in-flight requests (a `slow` stall, say) finish after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// WeChat's `GET /sns/jscode2session`, at the root as on `api.weixin.qq.com`.
+/// WeChat's endpoints (see the module docs), at the root as on `api.weixin.qq.com`.
 pub fn wechat_routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
     wechat_route().data(mock)
 }
@@ -37,7 +54,10 @@ pub fn wechat_routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
 pub fn control_routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
     Route::new()
         .at("/codes", post(mint_code))
+        .at("/phone-codes", post(mint_phone_code))
         .at("/encrypt", post(encrypt))
+        .at("/access-token/expire", post(expire_access_token))
+        .at("/access-token/invalidate", post(invalidate_access_token))
         .at("/failures", post(add_failure).delete(clear_failures))
         .at("/stats", get(stats))
         .data(mock)
@@ -77,24 +97,45 @@ pub async fn serve(
 }
 
 fn wechat_route() -> Route {
-    Route::new().at("/sns/jscode2session", get(jscode2session))
+    Route::new()
+        .at("/sns/jscode2session", get(jscode2session))
+        .at("/cgi-bin/stable_token", post(stable_token))
+        .at("/cgi-bin/token", get(token))
+        .at(
+            "/wxa/business/getuserphonenumber",
+            post(get_user_phone_number),
+        )
+        .at("/wxa/checksession", get(checksession))
+}
+
+/// The app's credentials, as the APIs that take them send them (query or JSON body).
+#[derive(Deserialize)]
+struct Credentials {
+    appid: Option<String>,
+    secret: Option<String>,
+    grant_type: Option<String>,
+}
+
+impl Credentials {
+    fn caller(&self) -> Caller<'_> {
+        Caller::Http {
+            appid: self.appid.as_deref(),
+            secret: self.secret.as_deref(),
+            grant_type: self.grant_type.as_deref(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
 struct JsCodeParams {
-    appid: Option<String>,
-    secret: Option<String>,
+    #[serde(flatten)]
+    credentials: Credentials,
     js_code: Option<String>,
-    grant_type: Option<String>,
 }
 
 #[handler]
 async fn jscode2session(mock: Data<&MockWeChat>, Query(params): Query<JsCodeParams>) -> Response {
-    let caller = Caller::Http {
-        appid: params.appid.as_deref(),
-        secret: params.secret.as_deref(),
-        grant_type: params.grant_type.as_deref(),
-    };
+    let caller = params.credentials.caller();
     let answer = mock.jscode2session(caller, params.js_code.as_deref()).await;
     render(answer, |session: Session| {
         let mut body = json!({"openid": session.open_id, "session_key": session.session_key});
@@ -105,11 +146,101 @@ async fn jscode2session(mock: Data<&MockWeChat>, Query(params): Query<JsCodePara
     })
 }
 
+#[derive(Deserialize)]
+struct StableTokenBody {
+    #[serde(flatten)]
+    credentials: Credentials,
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+#[handler]
+async fn stable_token(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
+    let answer = match serde_json::from_slice::<StableTokenBody>(&body) {
+        Ok(body) => {
+            let caller = body.credentials.caller();
+            mock.stable_token(caller, body.force_refresh).await
+        }
+        Err(_) => mock.malformed_body(Api::StableToken).await,
+    };
+    render(answer, issued_token)
+}
+
+#[handler]
+async fn token(mock: Data<&MockWeChat>, Query(credentials): Query<Credentials>) -> Response {
+    render(mock.token(credentials.caller()).await, issued_token)
+}
+
+fn issued_token(issued: IssuedToken) -> Value {
+    json!({"access_token": issued.access_token, "expires_in": issued.expires_in})
+}
+
+#[derive(Deserialize)]
+struct AccessTokenParam {
+    access_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PhoneCodeBody {
+    code: Option<String>,
+}
+
+#[handler]
+async fn get_user_phone_number(
+    mock: Data<&MockWeChat>,
+    Query(params): Query<AccessTokenParam>,
+    body: Vec<u8>,
+) -> Response {
+    let answer = match serde_json::from_slice::<PhoneCodeBody>(&body) {
+        Ok(body) => {
+            mock.get_user_phone_number(params.access_token.as_deref(), body.code.as_deref())
+                .await
+        }
+        Err(_) => mock.malformed_body(Api::GetUserPhoneNumber).await,
+    };
+    render(answer, |PhoneAnswer { phone, watermark }| {
+        json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "phone_info": {
+                "phoneNumber": phone.phone_number,
+                "purePhoneNumber": phone.pure_phone_number,
+                "countryCode": phone.country_code,
+                "watermark": watermark,
+            },
+        })
+    })
+}
+
+#[derive(Deserialize)]
+struct CheckSessionParams {
+    access_token: Option<String>,
+    openid: Option<String>,
+    signature: Option<String>,
+    sig_method: Option<String>,
+}
+
+#[handler]
+async fn checksession(
+    mock: Data<&MockWeChat>,
+    Query(params): Query<CheckSessionParams>,
+) -> Response {
+    let answer = mock
+        .checksession(
+            params.access_token.as_deref(),
+            params.openid.as_deref(),
+            params.signature.as_deref(),
+            params.sig_method.as_deref(),
+        )
+        .await;
+    render(answer, |()| json!({"errcode": 0, "errmsg": "ok"}))
+}
+
 /// Renders an answer as WeChat does; `ok` gives the API's success body.
 fn render<T>(answer: Answer<T>, ok: impl FnOnce(T) -> Value) -> Response {
     match answer {
         Answer::Ok(value) => json_response(StatusCode::OK, &ok(value)),
-        Answer::Error { errcode, errmsg } => {
+        Answer::Refused(Refusal { errcode, errmsg }) => {
             // WeChat appends a request id that differs on every call: clients must match on
             // errcode, never on errmsg.
             let rid = format!(
@@ -164,9 +295,55 @@ async fn mint_code(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MintPhoneCodeBody {
+    open_id: String,
+    phone_number: String,
+    pure_phone_number: Option<String>,
+    country_code: Option<CountryCode>,
+}
+
+#[handler]
+async fn mint_phone_code(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
+    let body: MintPhoneCodeBody = match parse_body(&body) {
+        Ok(body) => body,
+        Err(message) => return bad_request(message),
+    };
+    let Ok(open_id) = OpenId::parse(&body.open_id) else {
+        return bad_request("openId must be 1-128 printable ASCII characters");
+    };
+    let mut phone = Phone::new(
+        body.phone_number.trim(),
+        body.country_code.unwrap_or_default(),
+    );
+    if let Some(pure) = body.pure_phone_number {
+        phone.pure_phone_number = pure;
+    }
+    // The Rust API takes anything (a test may want a malformed number); the control API is
+    // for people, who want to hear about a typo.
+    if PhoneNumber::parse(&phone.phone_number).is_err()
+        || PhoneNumber::parse(&phone.pure_phone_number).is_err()
+    {
+        return bad_request(
+            "phoneNumber and purePhoneNumber must be 3-20 digits with an optional leading +",
+        );
+    }
+    let country_code = phone.country_code.to_string();
+    if country_code.is_empty()
+        || country_code.len() > 4
+        || !country_code.bytes().all(|b| b.is_ascii_digit())
+    {
+        return bad_request("countryCode must be 1-4 digits, as a string or a number");
+    }
+    let code = mock.mint_phone_code(open_id.as_str(), phone);
+    json_response(StatusCode::OK, &json!({ "code": code }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EncryptBody {
     open_id: String,
-    user_info: Value,
+    user_info: Option<Value>,
+    phone_info: Option<Value>,
 }
 
 #[handler]
@@ -175,7 +352,12 @@ async fn encrypt(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
         Ok(body) => body,
         Err(message) => return bad_request(message),
     };
-    match mock.encrypt_user_info(&body.open_id, body.user_info) {
+    let encrypted = match (body.user_info, body.phone_info) {
+        (Some(user_info), None) => mock.encrypt_user_info(&body.open_id, user_info),
+        (None, Some(phone_info)) => mock.encrypt_phone_number(&body.open_id, phone_info),
+        _ => return bad_request("give either userInfo or phoneInfo"),
+    };
+    match encrypted {
         Ok(payload) => json_response(StatusCode::OK, &json!(payload)),
         Err(err @ MockError::UnknownUser(_)) => {
             error_response(StatusCode::NOT_FOUND, "unknown_user", err)
@@ -214,6 +396,18 @@ async fn add_failure(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
         return bad_request("times must be at least 1");
     }
     mock.fail_next(api, failure, times);
+    StatusCode::NO_CONTENT.into()
+}
+
+#[handler]
+async fn expire_access_token(mock: Data<&MockWeChat>) -> Response {
+    mock.expire_access_token();
+    StatusCode::NO_CONTENT.into()
+}
+
+#[handler]
+async fn invalidate_access_token(mock: Data<&MockWeChat>) -> Response {
+    mock.invalidate_access_token();
     StatusCode::NO_CONTENT.into()
 }
 

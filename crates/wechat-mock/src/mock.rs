@@ -1,9 +1,12 @@
-//! The fake's state and rules: codes, users, session keys, and failures injected per API.
+//! The fake's state and rules: codes, users, session keys, the access token, phone codes, and
+//! failures injected per API.
 //!
-//! Every API call, over HTTP or in process, enters through [`MockWeChat::admit`] (count the
-//! call, apply the next failure injected for that API), and each API's rules are written once
-//! ([`MockWeChat::jscode2session`]) for both the HTTP endpoint and the in-process [`WeChat`]
-//! impl, so the two cannot drift apart.
+//! Every API call, over HTTP or in process, goes through [`MockWeChat::answer`]: the front
+//! door first ([`MockWeChat::admit`]: count the call, apply the next failure injected for that
+//! API), then the API's rules, written once ([`MockWeChat::jscode2session`],
+//! [`MockWeChat::stable_token`], [`MockWeChat::token`], [`MockWeChat::get_user_phone_number`],
+//! [`MockWeChat::checksession`]) for both the HTTP endpoint and the in-process [`WeChat`] impl,
+//! so the two cannot drift apart.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -17,14 +20,25 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use wxlogin_domain::{
-    AppId, CodeSession, LoginCode, OpenId, SessionKey, UnionId, WeChat, WeChatError,
+    AccessToken, AppId, CodeSession, IssuedAccessToken, LoginCode, OpenId, PhoneCode, PhoneInfo,
+    PhoneNumber, SessionKey, UnionId, WeChat, WeChatError,
 };
 
 use crate::api::Api;
 use crate::cipher;
 
-/// How long a minted code can be exchanged, as on WeChat.
+/// How long a minted code (login or phone) can be used, as on WeChat.
 pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// How long an access token lives, as on WeChat (`expires_in: 7200`).
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(7200);
+
+/// Real access tokens are 100–200 characters; what matters to a client is that it keeps the
+/// whole token, so it is not short either.
+const ACCESS_TOKEN_LEN: usize = 128;
+
+/// The only `sig_method` of `checksession`.
+const SIG_METHOD: &str = "hmac_sha256";
 
 /// The longest stall [`Failure::Slow`] accepts from the control API; longer would only hang
 /// test runs.
@@ -110,15 +124,76 @@ pub struct EncryptedPayload {
     pub iv: String,
 }
 
+/// `countryCode` as the mock writes it: WeChat's documentation shows a string (`"86"`), its
+/// sample a number (`86`), and clients must take both. Serializes untagged, as either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CountryCode {
+    Text(String),
+    Number(u64),
+}
+
+impl Default for CountryCode {
+    /// `"86"`, mainland China, as a string.
+    fn default() -> Self {
+        Self::Text("86".to_owned())
+    }
+}
+
+impl fmt::Display for CountryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text(text) => f.write_str(text),
+            Self::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The phone number behind a phone code, exactly as `getuserphonenumber` will report it (the
+/// mock checks nothing, so a test can hand out a malformed one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone {
+    /// `phoneNumber`: WeChat adds `+{countryCode}` for numbers outside mainland China.
+    pub phone_number: String,
+    /// `purePhoneNumber`: without the country code.
+    pub pure_phone_number: String,
+    pub country_code: CountryCode,
+}
+
+impl Phone {
+    /// `phone_number` in `country_code`; the pure number is `phone_number` without a leading
+    /// `+{country_code}`.
+    pub fn new(phone_number: &str, country_code: CountryCode) -> Self {
+        let prefix = format!("+{country_code}");
+        let pure = phone_number.strip_prefix(&prefix).unwrap_or(phone_number);
+        Self {
+            phone_number: phone_number.to_owned(),
+            pure_phone_number: pure.trim_start().to_owned(),
+            country_code,
+        }
+    }
+}
+
 /// Why the mock refused a control request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MockError {
-    /// The user never exchanged a code, so WeChat would have no session key for them.
+    /// The user never logged in, so WeChat would have no session key for them.
     #[error("user {0} has never logged in")]
     UnknownUser(String),
-    /// User info must be a JSON object.
-    #[error("userInfo must be a JSON object")]
+    /// User info and phone data must be JSON objects.
+    #[error("the data to encrypt must be a JSON object")]
     NotAnObject,
+}
+
+/// An `errcode` answer, the way every API refuses a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) errcode: i64,
+    pub(crate) errmsg: &'static str,
+}
+
+const fn refusal(errcode: i64, errmsg: &'static str) -> Refusal {
+    Refusal { errcode, errmsg }
 }
 
 /// What one call answers, before it is rendered as HTTP or mapped to an error: the API's own
@@ -126,15 +201,9 @@ pub enum MockError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer<T> {
     Ok(T),
-    Error { errcode: i64, errmsg: &'static str },
+    Refused(Refusal),
     Http500,
     Garbage,
-}
-
-impl<T> Answer<T> {
-    const fn error(errcode: i64, errmsg: &'static str) -> Self {
-        Self::Error { errcode, errmsg }
-    }
 }
 
 /// `jscode2session`'s success.
@@ -145,7 +214,23 @@ pub(crate) struct Session {
     pub(crate) session_key: String,
 }
 
-/// Who is calling: in-process callers are trusted, HTTP callers send credentials.
+/// `stable_token`'s and `token`'s success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IssuedToken {
+    pub(crate) access_token: String,
+    /// Whole seconds, rounded up, so a token still valid never says 0.
+    pub(crate) expires_in: u64,
+}
+
+/// `getuserphonenumber`'s success: the minted number and its watermark.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PhoneAnswer {
+    pub(crate) phone: Phone,
+    pub(crate) watermark: Value,
+}
+
+/// Who is calling an API that takes the app's credentials: in-process callers are trusted,
+/// HTTP callers send them.
 pub(crate) enum Caller<'a> {
     InProcess,
     Http {
@@ -155,13 +240,78 @@ pub(crate) enum Caller<'a> {
     },
 }
 
+/// Single-use codes by value, each valid until its expiry. Expired codes are dropped in mint
+/// order, so pruning needs no full scan.
+struct Codes<E> {
+    live: HashMap<String, (E, Instant)>,
+    expiry: VecDeque<(Instant, String)>,
+}
+
+impl<E> Codes<E> {
+    fn new() -> Self {
+        Self {
+            live: HashMap::new(),
+            expiry: VecDeque::new(),
+        }
+    }
+
+    /// A fresh random code for `entry`, valid for `ttl` from `now`.
+    fn mint(&mut self, now: Instant, ttl: Duration, entry: E) -> String {
+        self.prune(now);
+        let code = loop {
+            // Real codes are 32 alphanumeric characters; collisions are astronomically
+            // unlikely, but a duplicate would silently hand one user another's code.
+            let code = Alphanumeric.sample_string(&mut rand::rng(), 32);
+            if !self.live.contains_key(&code) {
+                break code;
+            }
+        };
+        let expires_at = now + ttl;
+        self.live.insert(code.clone(), (entry, expires_at));
+        self.expiry.push_back((expires_at, code.clone()));
+        code
+    }
+
+    /// The entry of a code that was minted and has not expired.
+    fn get_mut(&mut self, code: &str, now: Instant) -> Option<&mut E> {
+        self.prune(now);
+        // The TTL may have changed between mints, so the queue is not strictly ordered:
+        // check this code's own expiry too.
+        match self.live.get_mut(code) {
+            Some((entry, expires_at)) if *expires_at > now => Some(entry),
+            _ => None,
+        }
+    }
+
+    /// Takes a live code out for good.
+    fn take(&mut self, code: &str, now: Instant) -> Option<E> {
+        self.get_mut(code, now)?;
+        self.live.remove(code).map(|(entry, _)| entry)
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while let Some((expires_at, _)) = self.expiry.front() {
+            if *expires_at > now {
+                break;
+            }
+            if let Some((_, code)) = self.expiry.pop_front() {
+                self.live.remove(&code);
+            }
+        }
+    }
+}
+
 struct CodeEntry {
     open_id: String,
     union_id: Option<String>,
     /// The session key this login made current; the exchange hands it out.
     session_key: [u8; 16],
-    expires_at: Instant,
     used: bool,
+}
+
+struct PhoneCodeEntry {
+    open_id: String,
+    phone: Phone,
 }
 
 struct UserEntry {
@@ -169,30 +319,28 @@ struct UserEntry {
     union_id: Option<String>,
 }
 
+struct CurrentToken {
+    token: String,
+    expires_at: Instant,
+}
+
 struct State {
     code_ttl: Duration,
-    codes: HashMap<String, CodeEntry>,
-    // Codes in mint order, so expired ones are dropped from the front without a full scan;
-    // used codes stay until they expire so a replay answers 40163, not 40029.
-    expiry: VecDeque<(Instant, String)>,
+    // Used login codes stay until they expire, so a replay answers 40163, not 40029.
+    codes: Codes<CodeEntry>,
+    // A phone code is taken out when used: a second use is as unknown as any other code.
+    phone_codes: Codes<PhoneCodeEntry>,
     users: HashMap<String, UserEntry>,
+    access_token_ttl: Duration,
+    /// The app's one valid access token (expired or not); `None` before the first fetch and
+    /// after an invalidation.
+    access_token: Option<CurrentToken>,
     /// Per API, the injected failures still to give and how many times each.
     failures: HashMap<Api, VecDeque<(Failure, u32)>>,
     calls: HashMap<Api, u64>,
 }
 
 impl State {
-    fn prune(&mut self, now: Instant) {
-        while let Some((expires_at, _)) = self.expiry.front() {
-            if *expires_at > now {
-                break;
-            }
-            if let Some((_, code)) = self.expiry.pop_front() {
-                self.codes.remove(&code);
-            }
-        }
-    }
-
     fn take_failure(&mut self, api: Api) -> Option<Failure> {
         let queue = self.failures.get_mut(&api)?;
         let (failure, remaining) = queue.front_mut()?;
@@ -203,6 +351,62 @@ impl State {
         }
         Some(failure)
     }
+
+    /// A new access token, which from now on is the only valid one.
+    fn mint_access_token(&mut self, now: Instant) -> IssuedToken {
+        let token = Alphanumeric.sample_string(&mut rand::rng(), ACCESS_TOKEN_LEN);
+        let expires_at = now + self.access_token_ttl;
+        self.access_token = Some(CurrentToken {
+            token: token.clone(),
+            expires_at,
+        });
+        IssuedToken {
+            access_token: token,
+            expires_in: whole_seconds(expires_at - now),
+        }
+    }
+
+    /// The current token with its remaining lifetime; a new one if there is none, it expired,
+    /// or `force_refresh` asks for one.
+    fn stable_access_token(&mut self, now: Instant, force_refresh: bool) -> IssuedToken {
+        match &self.access_token {
+            Some(current) if !force_refresh && current.expires_at > now => IssuedToken {
+                access_token: current.token.clone(),
+                expires_in: whole_seconds(current.expires_at - now),
+            },
+            _ => self.mint_access_token(now),
+        }
+    }
+
+    /// 41001 without a token, 42001 for the current token once expired, 40001 for any other
+    /// (replaced, invalidated, never issued).
+    fn check_access_token(&self, token: Option<&str>, now: Instant) -> Result<(), Refusal> {
+        let token = present(token).ok_or(refusal(41001, "access_token missing"))?;
+        match &self.access_token {
+            Some(current) if current.token == token => {
+                if current.expires_at > now {
+                    Ok(())
+                } else {
+                    Err(refusal(42001, "access_token expired"))
+                }
+            }
+            _ => Err(refusal(
+                40001,
+                "invalid credential, access_token is invalid or not latest, could get \
+                 access_token by getStableAccessToken, more details at \
+                 https://mmbizurl.cn/s/JtxxFh33r",
+            )),
+        }
+    }
+}
+
+/// Rounded up, so that a token still valid for half a second does not say 0.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn present(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.is_empty())
 }
 
 struct Shared {
@@ -227,8 +431,8 @@ impl fmt::Debug for MockWeChat {
 }
 
 impl MockWeChat {
-    /// A fake for `app_id`. With `app_secret`, the HTTP endpoint checks `appid` (40013) and
-    /// `secret` (40125) like WeChat; without it, any credentials are accepted.
+    /// A fake for `app_id`. With `app_secret`, the HTTP endpoints that take credentials check
+    /// `appid` (40013) and `secret` (40125) like WeChat; without it, any are accepted.
     pub fn new(app_id: AppId, app_secret: Option<String>) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -236,9 +440,11 @@ impl MockWeChat {
                 app_secret: app_secret.map(SecretString::from),
                 state: Mutex::new(State {
                     code_ttl: DEFAULT_CODE_TTL,
-                    codes: HashMap::new(),
-                    expiry: VecDeque::new(),
+                    codes: Codes::new(),
+                    phone_codes: Codes::new(),
                     users: HashMap::new(),
+                    access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+                    access_token: None,
                     failures: HashMap::new(),
                     calls: HashMap::new(),
                 }),
@@ -246,9 +452,16 @@ impl MockWeChat {
         }
     }
 
-    /// Changes how long codes minted from now on stay valid (tests of expiry).
+    /// Changes how long codes (login and phone codes) minted from now on stay valid (tests of
+    /// expiry).
     pub fn with_code_ttl(self, ttl: Duration) -> Self {
         self.state().code_ttl = ttl;
+        self
+    }
+
+    /// Changes how long access tokens minted from now on stay valid (tests of expiry).
+    pub fn with_access_token_ttl(self, ttl: Duration) -> Self {
+        self.state().access_token_ttl = ttl;
         self
     }
 
@@ -268,20 +481,12 @@ impl MockWeChat {
 
     /// Mints a random single-use code for `open_id`, valid for the code TTL (5 minutes by
     /// default), as `wx.login` would — and, like `wx.login`, rotates the user's session key:
-    /// data encrypted from now on uses the new key, which exchanging this code returns. A `union_id` is remembered for the user from then on.
+    /// data encrypted from now on uses the new key, which exchanging this code returns. A
+    /// `union_id` is remembered for the user from then on.
     pub fn mint_code(&self, open_id: &str, union_id: Option<&str>) -> String {
         let now = Instant::now();
-        let mut state = self.state();
-        state.prune(now);
-        let code = loop {
-            // Real codes are 32 alphanumeric characters; collisions are astronomically
-            // unlikely, but a duplicate would silently hand one user another's login.
-            let code = Alphanumeric.sample_string(&mut rand::rng(), 32);
-            if !state.codes.contains_key(&code) {
-                break code;
-            }
-        };
-        let expires_at = now + state.code_ttl;
+        let mut guard = self.state();
+        let state = &mut *guard;
         // `wx.login` is what rotates the key on WeChat's side: from now on data is encrypted
         // with the new key, and exchanging this code hands that key out.
         let key: [u8; 16] = rand::random();
@@ -290,19 +495,56 @@ impl MockWeChat {
             union_id: None,
         });
         user.session_key = key;
-        state.codes.insert(
-            code.clone(),
-            CodeEntry {
-                open_id: open_id.to_owned(),
-                union_id: union_id.map(str::to_owned),
-                session_key: key,
-                expires_at,
-                used: false,
-            },
-        );
-        state.expiry.push_back((expires_at, code.clone()));
+        let entry = CodeEntry {
+            open_id: open_id.to_owned(),
+            union_id: union_id.map(str::to_owned),
+            session_key: key,
+            used: false,
+        };
+        let code = state.codes.mint(now, state.code_ttl, entry);
         tracing::debug!(open_id, "mock WeChat minted a login code");
         code
+    }
+
+    /// Mints a random single-use phone code, valid for the code TTL (5 minutes by default), as
+    /// a `getPhoneNumber` button hands out when `open_id` agrees to share `phone`.
+    /// `getuserphonenumber` redeems it once for `phone`; it is no login code (and a login code
+    /// is no phone code: 40029).
+    pub fn mint_phone_code(&self, open_id: &str, phone: Phone) -> String {
+        let now = Instant::now();
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let entry = PhoneCodeEntry {
+            open_id: open_id.to_owned(),
+            phone,
+        };
+        let code = state.phone_codes.mint(now, state.code_ttl, entry);
+        tracing::debug!(open_id, "mock WeChat minted a phone code");
+        code
+    }
+
+    /// The app's current access token, expired or not (a test can send it and see 42001);
+    /// `None` before the first fetch and after [`Self::invalidate_access_token`].
+    pub fn current_access_token(&self) -> Option<String> {
+        self.state()
+            .access_token
+            .as_ref()
+            .map(|current| current.token.clone())
+    }
+
+    /// Makes the current access token expire now: calls with it answer 42001, and the next
+    /// `stable_token` hands out a new one.
+    pub fn expire_access_token(&self) {
+        if let Some(current) = &mut self.state().access_token {
+            current.expires_at = Instant::now();
+        }
+    }
+
+    /// Invalidates the current access token, as another server's `cgi-bin/token` or
+    /// `force_refresh` would: calls with it answer 40001, and the next `stable_token` hands
+    /// out a new one.
+    pub fn invalidate_access_token(&self) {
+        self.state().access_token = None;
     }
 
     /// The user's current session key (base64), if they ever logged in.
@@ -324,7 +566,34 @@ impl MockWeChat {
         open_id: &str,
         user_info: Value,
     ) -> Result<EncryptedPayload, MockError> {
-        let Value::Object(mut info) = user_info else {
+        self.encrypt(open_id, user_info, |info, union_id| {
+            info.entry("openId").or_insert_with(|| open_id.into());
+            if let Some(union_id) = union_id {
+                info.entry("unionId").or_insert_with(|| union_id.into());
+            }
+        })
+    }
+
+    /// Encrypts legacy `getPhoneNumber` data (`phoneNumber`, `purePhoneNumber`, `countryCode`,
+    /// given as the test wants them) with the user's current session key, as WeChat did before
+    /// phone codes. Adds a watermark like [`Self::encrypt_user_info`], unless one is given.
+    pub fn encrypt_phone_number(
+        &self,
+        open_id: &str,
+        phone_info: Value,
+    ) -> Result<EncryptedPayload, MockError> {
+        self.encrypt(open_id, phone_info, |_, _| {})
+    }
+
+    /// Encrypts a JSON object with the user's current session key after `fill` (given the
+    /// user's unionid) and the watermark completed it.
+    fn encrypt(
+        &self,
+        open_id: &str,
+        data: Value,
+        fill: impl FnOnce(&mut Map<String, Value>, Option<String>),
+    ) -> Result<EncryptedPayload, MockError> {
+        let Value::Object(mut data) = data else {
             return Err(MockError::NotAnObject);
         };
         let (key, union_id) = {
@@ -335,12 +604,9 @@ impl MockWeChat {
                 .ok_or_else(|| MockError::UnknownUser(open_id.to_owned()))?;
             (user.session_key, user.union_id.clone())
         };
-        info.entry("openId").or_insert_with(|| open_id.into());
-        if let Some(union_id) = union_id {
-            info.entry("unionId").or_insert_with(|| union_id.into());
-        }
-        info.entry("watermark").or_insert_with(|| self.watermark());
-        let plaintext = Value::Object(info).to_string();
+        fill(&mut data, union_id);
+        data.entry("watermark").or_insert_with(|| self.watermark());
+        let plaintext = Value::Object(data).to_string();
         let iv: [u8; 16] = rand::random();
         let ciphertext = cipher::encrypt(&key, &iv, plaintext.as_bytes());
         Ok(EncryptedPayload {
@@ -390,7 +656,7 @@ impl MockWeChat {
     /// The front door of every call, over HTTP or in process: counts it, then applies the
     /// next failure injected for `api`, as WeChat's front end would, before the request is
     /// looked at. `Err` is the answer the failure gives instead of the API's.
-    pub(crate) async fn admit<T>(&self, api: Api) -> Result<(), Answer<T>> {
+    async fn admit<T>(&self, api: Api) -> Result<(), Answer<T>> {
         let failure = {
             let mut state = self.state();
             *state.calls.entry(api).or_default() += 1;
@@ -402,90 +668,178 @@ impl MockWeChat {
                 tokio::time::sleep(delay).await;
                 Ok(())
             }
-            Some(Failure::Busy) => Err(Answer::error(-1, "system error")),
-            Some(Failure::RateLimited) => Err(Answer::error(
+            Some(Failure::Busy) => Err(Answer::Refused(refusal(-1, "system error"))),
+            Some(Failure::RateLimited) => Err(Answer::Refused(refusal(
                 45011,
                 "api minute-quota reach limit  mustslower  retry next minute",
-            )),
-            Some(Failure::Risky) => Err(Answer::error(40226, "invalid user, high risk user")),
+            ))),
+            Some(Failure::Risky) => Err(Answer::Refused(refusal(
+                40226,
+                "invalid user, high risk user",
+            ))),
             Some(Failure::Http500) => Err(Answer::Http500),
             Some(Failure::Garbage) => Err(Answer::Garbage),
         }
     }
 
-    /// One `jscode2session` call: the front door, then the request's parameters, then the
-    /// code.
+    /// One call of `api`: the front door, then the API's `rules`.
+    async fn answer<T>(&self, api: Api, rules: impl FnOnce() -> Result<T, Refusal>) -> Answer<T> {
+        match self.admit(api).await {
+            Err(injected) => injected,
+            Ok(()) => rules().map_or_else(Answer::Refused, Answer::Ok),
+        }
+    }
+
+    /// A call of `api` whose JSON body could not be read: WeChat's 47001, after the front door
+    /// like any call.
+    pub(crate) async fn malformed_body<T>(&self, api: Api) -> Answer<T> {
+        self.answer(api, || Err(refusal(47001, "data format error")))
+            .await
+    }
+
+    /// One `jscode2session` call: the code must be there, the caller's credentials right, and
+    /// the code minted, live and unused.
     pub(crate) async fn jscode2session(
         &self,
         caller: Caller<'_>,
         code: Option<&str>,
     ) -> Answer<Session> {
-        if let Err(injected) = self.admit(Api::Jscode2session).await {
-            return injected;
-        }
-        if let Some(refusal) = self.check_request(&caller, code) {
-            return refusal;
-        }
-        match code {
-            Some(code) => self.exchange(code),
-            None => Answer::error(41008, "missing code"),
-        }
+        self.answer(Api::Jscode2session, || {
+            let code = present(code).ok_or(refusal(41008, "missing code"))?;
+            self.check_caller(&caller, "authorization_code")?;
+            self.exchange(code)
+        })
+        .await
     }
 
-    fn check_request(&self, caller: &Caller<'_>, code: Option<&str>) -> Option<Answer<Session>> {
+    /// One `stable_token` call: the current token (see [`State::stable_access_token`]).
+    pub(crate) async fn stable_token(
+        &self,
+        caller: Caller<'_>,
+        force_refresh: bool,
+    ) -> Answer<IssuedToken> {
+        self.answer(Api::StableToken, || {
+            self.check_caller(&caller, "client_credential")?;
+            Ok(self
+                .state()
+                .stable_access_token(Instant::now(), force_refresh))
+        })
+        .await
+    }
+
+    /// One `cgi-bin/token` call: always a new token. WeChat lets the previous one work for
+    /// about five more minutes; the mock invalidates it at once, which is stricter.
+    pub(crate) async fn token(&self, caller: Caller<'_>) -> Answer<IssuedToken> {
+        self.answer(Api::Token, || {
+            self.check_caller(&caller, "client_credential")?;
+            Ok(self.state().mint_access_token(Instant::now()))
+        })
+        .await
+    }
+
+    /// One `getuserphonenumber` call: a valid access token, then a phone code minted, live
+    /// and unused (anything else, a login code included, is 40029).
+    pub(crate) async fn get_user_phone_number(
+        &self,
+        access_token: Option<&str>,
+        code: Option<&str>,
+    ) -> Answer<PhoneAnswer> {
+        self.answer(Api::GetUserPhoneNumber, || {
+            let now = Instant::now();
+            let entry = {
+                let mut state = self.state();
+                state.check_access_token(access_token, now)?;
+                let code = present(code).ok_or(refusal(41008, "missing code"))?;
+                state
+                    .phone_codes
+                    .take(code, now)
+                    .ok_or(refusal(40029, "invalid code"))?
+            };
+            tracing::debug!(open_id = %entry.open_id, "mock WeChat redeemed a phone code");
+            Ok(PhoneAnswer {
+                phone: entry.phone,
+                watermark: self.watermark(),
+            })
+        })
+        .await
+    }
+
+    /// One `checksession` call: a valid access token, then `signature` must be the
+    /// HMAC-SHA256 of "" keyed with the user's current session key (87009 otherwise).
+    pub(crate) async fn checksession(
+        &self,
+        access_token: Option<&str>,
+        open_id: Option<&str>,
+        signature: Option<&str>,
+        sig_method: Option<&str>,
+    ) -> Answer<()> {
+        self.answer(Api::CheckSession, || {
+            let state = self.state();
+            state.check_access_token(access_token, Instant::now())?;
+            let open_id = present(open_id).ok_or(refusal(41009, "missing openid"))?;
+            if sig_method != Some(SIG_METHOD) {
+                return Err(refusal(
+                    40097,
+                    "invalid args, sig_method must be hmac_sha256",
+                ));
+            }
+            let user = state
+                .users
+                .get(open_id)
+                .ok_or(refusal(40003, "invalid openid"))?;
+            let expected = cipher::session_signature(&STANDARD.encode(user.session_key));
+            if signature == Some(expected.as_str()) {
+                Ok(())
+            } else {
+                Err(refusal(87009, "invalid signature"))
+            }
+        })
+        .await
+    }
+
+    /// The credentials of an API that takes them (`appid`, `secret`, `grant_type`); in-process
+    /// callers pass.
+    fn check_caller(&self, caller: &Caller<'_>, grant_type: &str) -> Result<(), Refusal> {
         let Caller::Http {
             appid,
             secret,
-            grant_type,
+            grant_type: given,
         } = caller
         else {
-            return None;
+            return Ok(());
         };
-        fn present(v: Option<&str>) -> Option<&str> {
-            v.filter(|s| !s.is_empty())
+        let appid = present(*appid).ok_or(refusal(41002, "appid missing"))?;
+        let secret = present(*secret).ok_or(refusal(41004, "appsecret missing"))?;
+        if *given != Some(grant_type) {
+            return Err(refusal(40002, "invalid grant_type"));
         }
-        let Some(appid) = present(*appid) else {
-            return Some(Answer::error(41002, "appid missing"));
-        };
-        let Some(secret) = present(*secret) else {
-            return Some(Answer::error(41004, "appsecret missing"));
-        };
-        if present(code).is_none() {
-            return Some(Answer::error(41008, "missing code"));
-        }
-        if *grant_type != Some("authorization_code") {
-            return Some(Answer::error(40002, "invalid grant_type"));
-        }
-        self.check_credentials(appid, secret).err()
+        self.check_credentials(appid, secret)
     }
 
     /// `appid` (40013) and `secret` (40125), as every API that takes them checks them; any
     /// pass when the mock was made without a secret.
-    fn check_credentials<T>(&self, appid: &str, secret: &str) -> Result<(), Answer<T>> {
+    fn check_credentials(&self, appid: &str, secret: &str) -> Result<(), Refusal> {
         if let Some(expected) = &self.shared.app_secret {
             if appid != self.shared.app_id.as_str() {
-                return Err(Answer::error(40013, "invalid appid"));
+                return Err(refusal(40013, "invalid appid"));
             }
             if secret != expected.expose_secret() {
-                return Err(Answer::error(40125, "invalid appsecret"));
+                return Err(refusal(40125, "invalid appsecret"));
             }
         }
         Ok(())
     }
 
-    fn exchange(&self, code: &str) -> Answer<Session> {
+    fn exchange(&self, code: &str) -> Result<Session, Refusal> {
         let now = Instant::now();
         let mut guard = self.state();
         let state = &mut *guard;
-        state.prune(now);
-        let Some(entry) = state.codes.get_mut(code) else {
-            return Answer::error(40029, "invalid code");
-        };
+        let entry = state
+            .codes
+            .get_mut(code, now)
+            .ok_or(refusal(40029, "invalid code"))?;
         if entry.used {
-            return Answer::error(40163, "code been used");
-        }
-        if entry.expires_at <= now {
-            return Answer::error(40029, "invalid code");
+            return Err(refusal(40163, "code been used"));
         }
         entry.used = true;
         // The key was rotated when the code was minted (`wx.login`); hand out that key.
@@ -501,7 +855,7 @@ impl MockWeChat {
             user.union_id.clone_from(&entry.union_id);
         }
         tracing::debug!(open_id = %entry.open_id, "mock WeChat exchanged a code");
-        Answer::Ok(Session {
+        Ok(Session {
             open_id: entry.open_id.clone(),
             union_id: user.union_id.clone(),
             session_key: STANDARD.encode(key),
@@ -509,18 +863,50 @@ impl MockWeChat {
     }
 }
 
+fn mock_returned(what: &str) -> WeChatError {
+    WeChatError::Unexpected(format!("mock returned {what}"))
+}
+
 impl Session {
     fn into_code_session(self) -> Result<CodeSession, WeChatError> {
-        let unexpected = |what: &str| WeChatError::Unexpected(format!("mock returned {what}"));
         Ok(CodeSession {
-            open_id: OpenId::parse(&self.open_id).map_err(|_| unexpected("an invalid openid"))?,
+            open_id: OpenId::parse(&self.open_id)
+                .map_err(|_| mock_returned("an invalid openid"))?,
             union_id: self
                 .union_id
                 .map(|u| UnionId::parse(&u))
                 .transpose()
-                .map_err(|_| unexpected("an invalid unionid"))?,
+                .map_err(|_| mock_returned("an invalid unionid"))?,
             session_key: SessionKey::from_base64(&self.session_key)
-                .map_err(|_| unexpected("an invalid session key"))?,
+                .map_err(|_| mock_returned("an invalid session key"))?,
+        })
+    }
+}
+
+impl IssuedToken {
+    fn into_issued(self) -> Result<IssuedAccessToken, WeChatError> {
+        let expires_in = i64::try_from(self.expires_in)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .ok_or_else(|| mock_returned("an invalid expires_in"))?;
+        Ok(IssuedAccessToken {
+            token: AccessToken::new(self.access_token),
+            expires_in,
+        })
+    }
+}
+
+impl PhoneAnswer {
+    /// The port's value, the watermark checked as the HTTP client checks it.
+    fn into_phone_info(self, app_id: &AppId) -> Result<PhoneInfo, WeChatError> {
+        if self.watermark["appid"].as_str() != Some(app_id.as_str()) {
+            return Err(mock_returned("a watermark of another app"));
+        }
+        Ok(PhoneInfo {
+            phone_number: PhoneNumber::parse(&self.phone.phone_number)
+                .map_err(|_| mock_returned("an invalid phoneNumber"))?,
+            pure_phone_number: self.phone.pure_phone_number,
+            country_code: self.phone.country_code.to_string(),
         })
     }
 }
@@ -533,13 +919,16 @@ fn to_result<T, R>(
 ) -> Result<R, WeChatError> {
     match answer {
         Answer::Ok(value) => ok(value),
-        Answer::Error { errcode, .. } => Err(match errcode {
+        Answer::Refused(Refusal { errcode, errmsg }) => Err(match errcode {
             40029 => WeChatError::InvalidCode,
             40163 => WeChatError::CodeUsed,
-            45011 => WeChatError::RateLimited,
+            45011 | 45009 => WeChatError::RateLimited,
             40226 => WeChatError::RiskyUser,
             -1 => WeChatError::Unavailable("errcode -1 (system busy)".into()),
-            other => WeChatError::Unexpected(format!("errcode {other}")),
+            40001 | 42001 | 40014 => {
+                WeChatError::AccessTokenRejected(format!("errcode {errcode} ({errmsg})"))
+            }
+            other => WeChatError::Unexpected(format!("errcode {other} ({errmsg})")),
         }),
         Answer::Http500 => Err(WeChatError::Unavailable("HTTP 500".into())),
         Answer::Garbage => Err(WeChatError::Unexpected("response is not JSON".into())),
@@ -556,6 +945,43 @@ impl WeChat for MockWeChat {
             .jscode2session(Caller::InProcess, Some(code.as_str()))
             .await;
         to_result(answer, Session::into_code_session)
+    }
+
+    async fn stable_access_token(&self) -> Result<IssuedAccessToken, WeChatError> {
+        let answer = self.stable_token(Caller::InProcess, false).await;
+        to_result(answer, IssuedToken::into_issued)
+    }
+
+    async fn phone_number(
+        &self,
+        access_token: &AccessToken,
+        code: &PhoneCode,
+    ) -> Result<PhoneInfo, WeChatError> {
+        let answer = self
+            .get_user_phone_number(Some(access_token.expose()), Some(code.as_str()))
+            .await;
+        to_result(answer, |phone| phone.into_phone_info(self.app_id()))
+    }
+
+    async fn check_session(
+        &self,
+        access_token: &AccessToken,
+        open_id: &OpenId,
+        session_key: &SessionKey,
+    ) -> Result<bool, WeChatError> {
+        let signature = cipher::session_signature(session_key.expose_base64());
+        let answer = self
+            .checksession(
+                Some(access_token.expose()),
+                Some(open_id.as_str()),
+                Some(&signature),
+                Some(SIG_METHOD),
+            )
+            .await;
+        match answer {
+            Answer::Refused(Refusal { errcode: 87009, .. }) => Ok(false),
+            answer => to_result(answer, |()| Ok(true)),
+        }
     }
 }
 
@@ -771,6 +1197,259 @@ mod tests {
         mock.clear_failures();
         let c = code(&mock.mint_code("o1", None));
         assert!(mock.code_to_session(&c).await.is_ok());
+    }
+
+    fn phone_code(s: &str) -> PhoneCode {
+        PhoneCode::parse(s).unwrap()
+    }
+
+    fn mainland(number: &str) -> Phone {
+        Phone::new(number, CountryCode::default())
+    }
+
+    #[tokio::test]
+    async fn stable_token_hands_out_one_token_until_it_expires() {
+        let mock = mock().with_access_token_ttl(Duration::from_millis(1500));
+        assert_eq!(mock.current_access_token(), None);
+        let first = mock.stable_access_token().await.unwrap();
+        assert!(first.token.expose().len() >= 32);
+        assert_eq!(first.expires_in, chrono::Duration::seconds(2));
+        assert_eq!(
+            mock.current_access_token().as_deref(),
+            Some(first.token.expose())
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        // The same token, with what is left of its lifetime.
+        let again = mock.stable_access_token().await.unwrap();
+        assert_eq!(again.token, first.token);
+        assert_eq!(again.expires_in, chrono::Duration::seconds(1));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let renewed = mock.stable_access_token().await.unwrap();
+        assert_ne!(renewed.token, first.token);
+        assert_eq!(renewed.expires_in, chrono::Duration::seconds(2));
+        assert_eq!(mock.calls(Api::StableToken), 3);
+
+        let mock = self::mock();
+        let issued = mock.stable_access_token().await.unwrap();
+        assert_eq!(issued.expires_in, chrono::Duration::seconds(7200));
+    }
+
+    #[tokio::test]
+    async fn stale_and_expired_tokens_are_rejected() {
+        let mock = mock();
+        let code = mock.mint_phone_code("o1", mainland("13800138000"));
+        let never_issued = AccessToken::new("never-issued".into());
+        let rejected = mock.phone_number(&never_issued, &phone_code(&code)).await;
+        assert!(
+            matches!(&rejected, Err(WeChatError::AccessTokenRejected(m)) if m.contains("40001")),
+            "{rejected:?}"
+        );
+        let token = mock.stable_access_token().await.unwrap().token;
+        mock.expire_access_token();
+        let rejected = mock.phone_number(&token, &phone_code(&code)).await;
+        assert!(
+            matches!(&rejected, Err(WeChatError::AccessTokenRejected(m)) if m.contains("42001")),
+            "{rejected:?}"
+        );
+        // The expired token is still the current one, until stable_token replaces it.
+        assert_eq!(mock.current_access_token().as_deref(), Some(token.expose()));
+        let fresh = mock.stable_access_token().await.unwrap().token;
+        assert_ne!(fresh, token);
+        let rejected = mock.phone_number(&token, &phone_code(&code)).await;
+        assert!(
+            matches!(&rejected, Err(WeChatError::AccessTokenRejected(m)) if m.contains("40001")),
+            "{rejected:?}"
+        );
+        mock.invalidate_access_token();
+        assert_eq!(mock.current_access_token(), None);
+        let rejected = mock.phone_number(&fresh, &phone_code(&code)).await;
+        assert!(
+            matches!(&rejected, Err(WeChatError::AccessTokenRejected(m)) if m.contains("40001")),
+            "{rejected:?}"
+        );
+        // None of the refusals used the phone code up.
+        let token = mock.stable_access_token().await.unwrap().token;
+        assert!(mock.phone_number(&token, &phone_code(&code)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn phone_codes_are_single_use_and_not_login_codes() {
+        let mock = mock();
+        let token = mock.stable_access_token().await.unwrap().token;
+        let once = mock.mint_phone_code("o1", mainland("13800138000"));
+        let info = mock.phone_number(&token, &phone_code(&once)).await.unwrap();
+        assert_eq!(info.phone_number.as_str(), "13800138000");
+        assert_eq!(info.pure_phone_number, "13800138000");
+        assert_eq!(info.country_code, "86");
+        assert_eq!(
+            mock.phone_number(&token, &phone_code(&once)).await,
+            Err(WeChatError::InvalidCode)
+        );
+        // A wx.login code sent here by mistake.
+        let login = mock.mint_code("o1", None);
+        assert_eq!(
+            mock.phone_number(&token, &phone_code(&login)).await,
+            Err(WeChatError::InvalidCode)
+        );
+        // ...and a phone code is no login code either.
+        let phone = mock.mint_phone_code("o1", mainland("13800138000"));
+        assert_eq!(
+            mock.code_to_session(&code(&phone)).await,
+            Err(WeChatError::InvalidCode)
+        );
+
+        let abroad = Phone::new("+12025550123", CountryCode::Number(1));
+        assert_eq!(abroad.pure_phone_number, "2025550123");
+        let abroad = mock.mint_phone_code("o2", abroad);
+        let info = mock
+            .phone_number(&token, &phone_code(&abroad))
+            .await
+            .unwrap();
+        assert_eq!(info.phone_number.as_str(), "+12025550123");
+        assert_eq!(info.pure_phone_number, "2025550123");
+        assert_eq!(info.country_code, "1");
+
+        let forged = mock.mint_phone_code("o3", mainland("not a number"));
+        assert!(matches!(
+            mock.phone_number(&token, &phone_code(&forged)).await,
+            Err(WeChatError::Unexpected(_))
+        ));
+        assert_eq!(mock.calls(Api::GetUserPhoneNumber), 5);
+    }
+
+    #[tokio::test]
+    async fn expired_phone_codes_are_invalid() {
+        let mock = mock().with_code_ttl(Duration::from_millis(20));
+        let token = mock.stable_access_token().await.unwrap().token;
+        let code = mock.mint_phone_code("o1", mainland("13800138000"));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(
+            mock.phone_number(&token, &phone_code(&code)).await,
+            Err(WeChatError::InvalidCode)
+        );
+    }
+
+    #[tokio::test]
+    async fn check_session_knows_the_current_key() {
+        let mock = mock();
+        let token = mock.stable_access_token().await.unwrap().token;
+        let o1 = OpenId::parse("o1").unwrap();
+        let first = mock
+            .code_to_session(&code(&mock.mint_code("o1", None)))
+            .await
+            .unwrap();
+        assert_eq!(
+            mock.check_session(&token, &o1, &first.session_key).await,
+            Ok(true)
+        );
+        // A later wx.login rotates the key: the stored one is stale.
+        mock.mint_code("o1", None);
+        assert_eq!(
+            mock.check_session(&token, &o1, &first.session_key).await,
+            Ok(false)
+        );
+        let current = SessionKey::from_base64(&mock.current_session_key("o1").unwrap()).unwrap();
+        assert_eq!(mock.check_session(&token, &o1, &current).await, Ok(true));
+
+        let stranger = OpenId::parse("o-never").unwrap();
+        assert!(matches!(
+            mock.check_session(&token, &stranger, &current).await,
+            Err(WeChatError::Unexpected(m)) if m.contains("40003")
+        ));
+        mock.invalidate_access_token();
+        assert!(matches!(
+            mock.check_session(&token, &o1, &current).await,
+            Err(WeChatError::AccessTokenRejected(_))
+        ));
+        assert_eq!(mock.calls(Api::CheckSession), 5);
+    }
+
+    #[tokio::test]
+    async fn failures_are_injected_per_api() {
+        let mock = mock();
+        mock.fail_next(Api::StableToken, Failure::Busy, 1);
+        mock.fail_next(Api::GetUserPhoneNumber, Failure::RateLimited, 1);
+        mock.fail_next(Api::CheckSession, Failure::Http500, 1);
+        assert!(matches!(
+            mock.stable_access_token().await,
+            Err(WeChatError::Unavailable(_))
+        ));
+        let token = mock.stable_access_token().await.unwrap().token;
+        let code = phone_code(&mock.mint_phone_code("o1", mainland("13800138000")));
+        assert_eq!(
+            mock.phone_number(&token, &code).await,
+            Err(WeChatError::RateLimited)
+        );
+        // An injected failure does not use the phone code up.
+        assert!(mock.phone_number(&token, &code).await.is_ok());
+        let session = mock
+            .code_to_session(&self::code(&mock.mint_code("o1", None)))
+            .await
+            .unwrap();
+        let o1 = OpenId::parse("o1").unwrap();
+        assert!(matches!(
+            mock.check_session(&token, &o1, &session.session_key).await,
+            Err(WeChatError::Unavailable(_))
+        ));
+        assert_eq!(
+            mock.check_session(&token, &o1, &session.session_key).await,
+            Ok(true)
+        );
+        for (api, calls) in [
+            (Api::Jscode2session, 1),
+            (Api::StableToken, 2),
+            (Api::Token, 0),
+            (Api::GetUserPhoneNumber, 2),
+            (Api::CheckSession, 2),
+        ] {
+            assert_eq!(mock.calls(api), calls, "{api}");
+        }
+    }
+
+    #[tokio::test]
+    async fn legacy_phone_data_is_encrypted_with_the_current_key() {
+        let mock = mock();
+        let phone = json!({"phoneNumber": "13800138000", "purePhoneNumber": "13800138000", "countryCode": "86"});
+        assert_eq!(
+            mock.encrypt_phone_number("o1", phone.clone()),
+            Err(MockError::UnknownUser("o1".into()))
+        );
+        mock.mint_code("o1", Some("u1"));
+        assert_eq!(
+            mock.encrypt_phone_number("o1", json!("13800138000")),
+            Err(MockError::NotAnObject)
+        );
+        let payload = mock.encrypt_phone_number("o1", phone).unwrap();
+        let plain = decrypt(&mock.current_session_key("o1").unwrap(), &payload);
+        assert_eq!(plain["phoneNumber"], "13800138000");
+        assert_eq!(plain["countryCode"], "86");
+        assert_eq!(plain["watermark"]["appid"], "wxmock");
+        // Phone data carries no identity of the user.
+        assert!(plain.get("openId").is_none() && plain.get("unionId").is_none());
+    }
+
+    #[test]
+    fn codes_expire_and_are_taken_once() {
+        let mut codes = Codes::new();
+        let now = Instant::now();
+        let short = codes.mint(now, Duration::from_secs(1), 1);
+        let long = codes.mint(now, Duration::from_secs(60), 2);
+        assert_ne!(short, long);
+        assert_eq!(short.len(), 32);
+        assert_eq!(codes.get_mut(&short, now).copied(), Some(1));
+        let later = now + Duration::from_secs(2);
+        assert_eq!(codes.get_mut(&short, later), None);
+        assert_eq!(codes.take(&long, later), Some(2));
+        assert_eq!(codes.take(&long, later), None);
+        assert!(codes.live.is_empty());
+    }
+
+    #[test]
+    fn remaining_lifetimes_round_up() {
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_secs(7200)), 7200);
+        assert_eq!(whole_seconds(Duration::from_millis(7_199_001)), 7200);
+        assert_eq!(whole_seconds(Duration::ZERO), 0);
     }
 
     #[test]

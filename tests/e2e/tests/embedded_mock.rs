@@ -122,14 +122,18 @@ async fn embedded_mock_mode_works_through_the_control_api() {
     assert_eq!(again["profileComplete"], true);
     assert_profile(&again["user"], &info);
 
-    // Every exchange counted: two logins, the replay, the busy one and the retry.
+    // Every exchange counted (the first login, its replay, the busy attempt and its retry),
+    // and no other API called.
     let stats = client
         .get(format!("{url}/mock/stats"))
         .send()
         .await
         .expect("GET /mock/stats");
     let stats = expect_status(stats, StatusCode::OK).await;
-    assert_eq!(stats, json!({"calls": {"jscode2session": 4}}));
+    assert_eq!(stats["calls"]["jscode2session"], 4, "{stats}");
+    for api in ["stable_token", "token", "getuserphonenumber", "checksession"] {
+        assert_eq!(stats["calls"][api], 0, "{api}: {stats}");
+    }
 
     server.shutdown().await.expect("shutdown");
 }

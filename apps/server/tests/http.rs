@@ -574,7 +574,11 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
     );
     expect("/api/v1/me", "get", &["200", "401", "500", "503"]);
     expect("/api/v1/me", "delete", &["204", "401", "500", "503"]);
-    expect("/api/v1/session/refresh", "post", &["200", "401", "500", "503"]);
+    expect(
+        "/api/v1/session/refresh",
+        "post",
+        &["200", "401", "500", "503"],
+    );
     expect(
         "/api/v1/me/profile",
         "patch",
@@ -583,7 +587,9 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
     expect(
         "/api/v1/me/profile/encrypted",
         "post",
-        &["200", "400", "401", "403", "413", "415", "422", "429", "500", "502", "503"],
+        &[
+            "200", "400", "401", "403", "413", "415", "422", "429", "500", "502", "503",
+        ],
     );
     expect("/api/v1/session", "delete", &["204", "401", "500", "503"]);
     expect("/readyz", "get", &["200", "500", "503"]);

@@ -127,7 +127,8 @@ async fn run(steps: Vec<Step>) {
     };
     for step in steps {
         let now = clock.now();
-        let pick = |i: usize, model: &Model| (!model.issued.is_empty()).then(|| i % model.issued.len());
+        let pick =
+            |i: usize, model: &Model| (!model.issued.is_empty()).then(|| i % model.issued.len());
         match step {
             Step::Login(user) => {
                 let code = LoginCode::parse(&mock.mint_code(USERS[user], None)).unwrap();
@@ -144,7 +145,10 @@ async fn run(steps: Vec<Step>) {
             Step::Use(i) => {
                 if let Some(i) = pick(i, &model) {
                     let live = model.live(i, now);
-                    assert_eq!(service.authenticate(&model.issued[i].token).await.is_ok(), live);
+                    assert_eq!(
+                        service.authenticate(&model.issued[i].token).await.is_ok(),
+                        live
+                    );
                     if live {
                         model.used(i, now);
                     }

@@ -18,7 +18,8 @@ fn me(app: &TestApp, token: &str) -> reqwest::RequestBuilder {
 
 async fn login_v1(app: &TestApp, open_id: &str) -> Value {
     let code = app.wx_login(open_id);
-    let resp = send(app.client
+    let resp = send(
+        app.client
             .post(format!("{}/api/v1/login", app.url))
             .json(&json!({ "code": code })),
     )
@@ -83,7 +84,8 @@ async fn encrypted_profiles_decrypt_with_the_bearer_sessions_key() {
     let token = token_of(&login_v1(&app, "o-enc").await);
     let info = wechat_user_info("Encrypted");
     let payload = app.encrypt("o-enc", &info);
-    let resp = send(app.client
+    let resp = send(
+        app.client
             .post(format!("{}/api/v1/me/profile/encrypted", app.url))
             .bearer_auth(&token)
             .json(&json!({"encryptedData": payload.encrypted_data, "iv": payload.iv})),
@@ -96,7 +98,8 @@ async fn encrypted_profiles_decrypt_with_the_bearer_sessions_key() {
     // After another wx.login the old payload's key is stale; a fresh code fixes it.
     let stale = app.encrypt("o-enc", &wechat_user_info("Stale"));
     let fresh = app.wx_login("o-enc");
-    let resp = send(app.client
+    let resp = send(
+        app.client
             .post(format!("{}/api/v1/me/profile/encrypted", app.url))
             .bearer_auth(&token)
             .json(&json!({"encryptedData": stale.encrypted_data, "iv": stale.iv})),
@@ -104,7 +107,8 @@ async fn encrypted_profiles_decrypt_with_the_bearer_sessions_key() {
     .await;
     expect_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "decrypt_failed").await;
     let newest = app.encrypt("o-enc", &wechat_user_info("Newest"));
-    let resp = send(app.client
+    let resp = send(
+        app.client
             .post(format!("{}/api/v1/me/profile/encrypted", app.url))
             .bearer_auth(&token)
             .json(&json!({"encryptedData": newest.encrypted_data, "iv": newest.iv, "code": fresh})),
@@ -145,11 +149,7 @@ async fn a_refresh_rotates_the_token_and_the_old_one_dies_at_once() {
 
     // The rotated session keeps its session key: encrypted data still decrypts.
     let payload = app.encrypt("o-rotate", &wechat_user_info("Rotated"));
-    expect_status(
-        app.send_profile(&payload, &new, &[]).await,
-        StatusCode::OK,
-    )
-    .await;
+    expect_status(app.send_profile(&payload, &new, &[]).await, StatusCode::OK).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +158,8 @@ async fn erasing_the_account_ends_every_token_and_a_new_login_is_a_new_user() {
     let first = login_v1(&app, "o-erase").await;
     let token = token_of(&first);
     let other = token_of(&login_v1(&app, "o-erase").await);
-    let resp = send(app.client
+    let resp = send(
+        app.client
             .delete(format!("{}/api/v1/me", app.url))
             .bearer_auth(&token),
     )

@@ -131,7 +131,12 @@ async fn embedded_mock_mode_works_through_the_control_api() {
         .expect("GET /mock/stats");
     let stats = expect_status(stats, StatusCode::OK).await;
     assert_eq!(stats["calls"]["jscode2session"], 4, "{stats}");
-    for api in ["stable_token", "token", "getuserphonenumber", "checksession"] {
+    for api in [
+        "stable_token",
+        "token",
+        "getuserphonenumber",
+        "checksession",
+    ] {
         assert_eq!(stats["calls"][api], 0, "{api}: {stats}");
     }
 

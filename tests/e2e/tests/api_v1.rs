@@ -95,25 +95,26 @@ async fn encrypted_profiles_decrypt_with_the_bearer_sessions_key() {
     assert_profile(&body["user"], &info);
     assert_eq!(body["profileComplete"], true);
 
-    // After another wx.login the old payload's key is stale; a fresh code fixes it.
-    let stale = app.encrypt("o-enc", &wechat_user_info("Stale"));
+    // Another wx.login rotates the key: data encrypted after it does not decrypt with the
+    // session's key, and does with the fresh code sent along.
     let fresh = app.wx_login("o-enc");
-    let resp = send(
-        app.client
-            .post(format!("{}/api/v1/me/profile/encrypted", app.url))
-            .bearer_auth(&token)
-            .json(&json!({"encryptedData": stale.encrypted_data, "iv": stale.iv})),
-    )
-    .await;
-    expect_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "decrypt_failed").await;
     let newest = app.encrypt("o-enc", &wechat_user_info("Newest"));
-    let resp = send(
+    let post = |body: Value| {
         app.client
             .post(format!("{}/api/v1/me/profile/encrypted", app.url))
             .bearer_auth(&token)
-            .json(&json!({"encryptedData": newest.encrypted_data, "iv": newest.iv, "code": fresh})),
+            .json(&body)
+    };
+    let data = json!({"encryptedData": newest.encrypted_data, "iv": newest.iv});
+    expect_error(
+        send(post(data.clone())).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "decrypt_failed",
     )
     .await;
+    let mut with_code = data;
+    with_code["code"] = fresh.into();
+    let resp = send(post(with_code)).await;
     let body = expect_status(resp, StatusCode::OK).await;
     assert_eq!(body["user"]["nickName"], "Newest");
 }

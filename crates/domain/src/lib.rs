@@ -7,6 +7,7 @@
 pub mod model;
 pub mod ports;
 pub mod service;
+mod single_flight;
 pub mod state;
 pub mod usecases;
 

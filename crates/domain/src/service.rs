@@ -2,16 +2,19 @@
 //! around the pure state machines in `state`: every decision about a login, a session or a
 //! profile is a transition there.
 
+use std::sync::Arc;
+
 use chrono::Duration;
 
-use crate::model::User;
 use crate::model::{
     AvatarUrl, Gender, LoginCode, NickName, ProfileUpdate, SessionId, Token, UserId,
 };
+use crate::model::{CodeSession, User};
 use crate::ports::{
     CipherError, Clock, NewLogin, ProfileChange, PurgeBefore, SessionRecord, SessionRefresh,
-    StoreError, TokenMinter, UserDataCipher, UserStore, WeChat,
+    StoreError, TokenMinter, UserDataCipher, UserStore, WeChat, WeChatError,
 };
+use crate::single_flight::SingleFlight;
 use crate::state::{LoginEvent, LoginState, ProfileStatus, SessionEvent, SessionState};
 use crate::usecases::{
     AuthError, Authenticated, EncryptedProfile, LoginError, LoginOutcome, LoginService,
@@ -43,11 +46,15 @@ impl Default for ServiceConfig {
 #[derive(Debug, Clone)]
 pub struct Service<S, W, C, T, K> {
     store: S,
-    wechat: W,
+    /// Shared with the code exchanges in flight, which outlive the request that started them
+    /// while another waits for them.
+    wechat: Arc<W>,
     cipher: C,
     tokens: T,
     clock: K,
     config: ServiceConfig,
+    /// Code exchanges in flight: a code sent twice at once reaches WeChat once.
+    exchanges: SingleFlight<Result<CodeSession, WeChatError>>,
 }
 
 impl<S, W, C, T, K> Service<S, W, C, T, K>
@@ -61,12 +68,25 @@ where
     pub fn new(store: S, wechat: W, cipher: C, tokens: T, clock: K, config: ServiceConfig) -> Self {
         Self {
             store,
-            wechat,
+            wechat: Arc::new(wechat),
             cipher,
             tokens,
             clock,
             config,
+            exchanges: SingleFlight::default(),
         }
+    }
+
+    /// Exchanges `code`, or joins the exchange of the same code already in flight. Both
+    /// callers then sign in with the same WeChat session, each with a session of its own.
+    async fn exchange(&self, code: &LoginCode) -> Result<CodeSession, WeChatError> {
+        let wechat = Arc::clone(&self.wechat);
+        let owned = code.clone();
+        self.exchanges
+            .run(code.as_str(), move || async move {
+                wechat.code_to_session(&owned).await
+            })
+            .await
     }
 
     /// The stored session of `token` and the state it is in now, whatever that state is.
@@ -103,7 +123,7 @@ where
     K: Clock,
 {
     async fn login(&self, code: &LoginCode) -> Result<LoginOutcome, LoginError> {
-        let exchanged = self.wechat.code_to_session(code).await?;
+        let exchanged = self.exchange(code).await?;
         let state = LoginState::Anonymous
             .on(LoginEvent::CodeExchanged(exchanged.clone()))
             .map_err(|e| LoginError::Unexpected(e.to_string()))?;
@@ -177,7 +197,7 @@ where
 
         let fresh_key = match &request.code {
             Some(code) => {
-                let exchanged = self.wechat.code_to_session(code).await?;
+                let exchanged = self.exchange(code).await?;
                 if exchanged.open_id != auth.user.open_id {
                     return Err(UpdateUserInfoError::CodeForAnotherUser);
                 }

@@ -235,3 +235,30 @@ async fn tokens_and_profiles_survive_a_restart() {
     assert_profile(&again["user"], &info2);
     assert_eq!(again["user"]["createdAt"], login["user"]["createdAt"]);
 }
+
+/// A double tap: the same code twice at once is one exchange with WeChat, and both requests
+/// sign in as the same user, each with its own token (docs/api.md says why).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_code_twice_at_once_signs_in_both_with_one_exchange() {
+    let app = spawn_app().await;
+    let code = app.wx_login("o-double-tap");
+    // WeChat takes its time, so the second request arrives while the first is exchanging.
+    app.mock.fail_next(
+        wxlogin_wechat_mock::Api::Jscode2session,
+        wxlogin_wechat_mock::Failure::Slow(std::time::Duration::from_millis(400)),
+        1,
+    );
+    let (first, second) = tokio::join!(app.on_login(&code), app.on_login(&code));
+    let first = expect_status(first, StatusCode::OK).await;
+    let second = expect_status(second, StatusCode::OK).await;
+    assert_eq!(user_id_of(&first), user_id_of(&second));
+    assert_ne!(token_of(&first), token_of(&second));
+    assert_eq!(app.exchanges(), 1, "one jscode2session call");
+    // Once the exchange is over, the code is spent as WeChat says.
+    expect_error(
+        app.on_login(&code).await,
+        StatusCode::BAD_REQUEST,
+        "code_used",
+    )
+    .await;
+}

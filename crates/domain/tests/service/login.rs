@@ -177,3 +177,73 @@ async fn a_store_that_binds_another_openid_is_an_unexpected_error() {
         "got {result:?}"
     );
 }
+
+#[tokio::test]
+async fn the_same_code_twice_at_once_is_exchanged_once_and_signs_in_both() {
+    let mut m = Mocks::new();
+    let exchanged = CodeSession {
+        open_id: open_id("oTwice"),
+        union_id: None,
+        session_key: key(SESSION_KEY),
+    };
+    let answer = exchanged.clone();
+    m.wechat
+        .expect_code_to_session()
+        .times(1)
+        .returning(move |_| {
+            let answer = answer.clone();
+            Box::pin(async move {
+                // Still in flight when the second request arrives.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Ok(answer)
+            })
+        });
+    let minted = Arc::new(Mutex::new(0u32));
+    let counter = Arc::clone(&minted);
+    m.tokens.expect_mint().times(2).returning(move || {
+        let mut n = counter.lock().expect("not poisoned");
+        *n += 1;
+        Token::new(format!("wxl_token-{n}"))
+    });
+    let stored = user("oTwice", Profile::default());
+    let record = stored.clone();
+    m.store.expect_login().times(2).returning(move |login| {
+        assert_eq!(login.open_id, open_id("oTwice"));
+        assert_eq!(login.session_key, key(SESSION_KEY));
+        let user = record.clone();
+        Box::pin(async move {
+            Ok(LoginRecord {
+                user,
+                is_new_user: false,
+            })
+        })
+    });
+    let service = m.service();
+    let c = code("the-code");
+    let (first, second) = tokio::join!(service.login(&c), service.login(&c));
+    let (first, second) = (first.expect("first"), second.expect("second"));
+    assert_eq!(first.user, stored);
+    assert_eq!(second.user, stored);
+    assert_ne!(
+        first.token.expose(),
+        second.token.expose(),
+        "a session each"
+    );
+}
+
+#[tokio::test]
+async fn a_code_sent_again_after_its_exchange_ended_is_exchanged_again() {
+    let mut m = Mocks::new();
+    m.wechat
+        .expect_code_to_session()
+        .times(2)
+        .returning(|_| Box::pin(async { Err(WeChatError::CodeUsed) }));
+    m.login_never();
+    let service = m.service();
+    for _ in 0..2 {
+        assert_eq!(
+            service.login(&code("the-code")).await.map(|o| o.user),
+            Err(LoginError::WeChat(WeChatError::CodeUsed))
+        );
+    }
+}

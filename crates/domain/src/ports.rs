@@ -2,6 +2,7 @@
 //! service is generic over them. Async methods return `impl Future + Send` (no `async_trait`).
 
 use std::future::Future;
+use std::pin::Pin;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
 
@@ -98,6 +99,29 @@ pub struct PhoneChange {
     pub now: DateTime<Utc>,
 }
 
+/// An access token as the store shares it between instances: the token and when it expires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAccessToken {
+    pub token: AccessToken,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why the shared access token could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessTokenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    WeChat(#[from] WeChatError),
+}
+
+/// How [`UserStore::access_token`] fetches a new token from WeChat when the stored one will not
+/// do: `stable_token`, with the expiry computed from its `expires_in`.
+pub type FetchAccessToken = Box<
+    dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<StoredAccessToken, WeChatError>> + Send>>
+        + Send,
+>;
+
 /// Users, WeChat identities and sessions. Each method is atomic.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait UserStore: Clone + Send + Sync + 'static {
@@ -171,6 +195,26 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         &self,
         before: PurgeBefore,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The access token of `app_id` shared by every instance: the stored one when it stays
+    /// valid past `fresh_until`; otherwise the one `fetch` returns, which is stored for every
+    /// instance. The app's row is locked while fetching, so instances that need a token at the
+    /// same time wait for one fetch and then read its token; `fetch` is not called at all when
+    /// the stored token is fresh. A failed fetch stores nothing.
+    fn access_token(
+        &self,
+        app_id: &AppId,
+        fresh_until: DateTime<Utc>,
+        fetch: FetchAccessToken,
+    ) -> impl Future<Output = Result<StoredAccessToken, AccessTokenError>> + Send;
+
+    /// Forgets the stored access token of `app_id` if it is `token` (WeChat rejected it); a
+    /// newer token another instance stored meanwhile stays.
+    fn forget_access_token(
+        &self,
+        app_id: &AppId,
+        token: &AccessToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Checks that the database answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

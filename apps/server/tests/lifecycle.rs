@@ -119,6 +119,7 @@ async fn run(steps: Vec<Step>) {
             session_ttl: Duration::seconds(TTL),
             idle_timeout: Duration::seconds(IDLE),
             touch_interval: Duration::seconds(TOUCH),
+            ..ServiceConfig::default()
         },
     );
     let mut model = Model {

@@ -2,23 +2,24 @@
 //! around the pure state machines in `state`: every decision about a login, a session or a
 //! profile is a transition there.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::Duration;
 
 use crate::model::{
     AvatarUrl, Gender, LoginCode, NickName, ProfileUpdate, SessionId, Token, UserId,
 };
-use crate::model::{CodeSession, User};
+use crate::model::{CodeSession, PhoneCode, PhoneInfo, User};
 use crate::ports::{
-    CipherError, Clock, NewLogin, ProfileChange, PurgeBefore, SessionRecord, SessionRefresh,
-    StoreError, TokenMinter, UserDataCipher, UserStore, WeChat, WeChatError,
+    AccessTokenError, CipherError, Clock, FetchAccessToken, NewLogin, PhoneChange, ProfileChange,
+    PurgeBefore, SessionRecord, SessionRefresh, StoreError, StoredAccessToken, TokenMinter,
+    UserDataCipher, UserStore, WeChat, WeChatError,
 };
 use crate::single_flight::SingleFlight;
 use crate::state::{LoginEvent, LoginState, ProfileStatus, SessionEvent, SessionState};
 use crate::usecases::{
-    AuthError, Authenticated, EncryptedProfile, LoginError, LoginOutcome, LoginService,
-    ProfileOutcome, Refreshed, UpdateProfileError, UpdateUserInfoError,
+    AuthError, Authenticated, EncryptedProfile, LoginError, LoginOutcome, LoginService, PhoneError,
+    PhoneRequest, ProfileOutcome, Refreshed, UpdateProfileError, UpdateUserInfoError,
 };
 
 /// Settings the use cases need.
@@ -30,6 +31,8 @@ pub struct ServiceConfig {
     pub idle_timeout: Duration,
     /// `last_seen_at` is written at most this often per session.
     pub touch_interval: Duration,
+    /// The shared access token is renewed this long before it expires.
+    pub access_token_margin: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -38,6 +41,7 @@ impl Default for ServiceConfig {
             session_ttl: Duration::days(30),
             idle_timeout: Duration::days(7),
             touch_interval: Duration::minutes(1),
+            access_token_margin: Duration::minutes(5),
         }
     }
 }
@@ -45,7 +49,8 @@ impl Default for ServiceConfig {
 /// The ports the service runs on.
 #[derive(Debug, Clone)]
 pub struct Service<S, W, C, T, K> {
-    store: S,
+    /// Shared, like `wechat`, with the access-token fetch in flight.
+    store: Arc<S>,
     /// Shared with the code exchanges in flight, which outlive the request that started them
     /// while another waits for them.
     wechat: Arc<W>,
@@ -55,6 +60,9 @@ pub struct Service<S, W, C, T, K> {
     config: ServiceConfig,
     /// Code exchanges in flight: a code sent twice at once reaches WeChat once.
     exchanges: SingleFlight<Result<CodeSession, WeChatError>>,
+    /// This instance's copy of the shared access token, and the one fetch of it in flight.
+    access_token: Arc<Mutex<Option<StoredAccessToken>>>,
+    access_token_fetch: SingleFlight<Result<StoredAccessToken, AccessTokenError>>,
 }
 
 impl<S, W, C, T, K> Service<S, W, C, T, K>
@@ -67,13 +75,76 @@ where
 {
     pub fn new(store: S, wechat: W, cipher: C, tokens: T, clock: K, config: ServiceConfig) -> Self {
         Self {
-            store,
+            store: Arc::new(store),
             wechat: Arc::new(wechat),
             cipher,
             tokens,
             clock,
             config,
             exchanges: SingleFlight::default(),
+            access_token: Arc::default(),
+            access_token_fetch: SingleFlight::default(),
+        }
+    }
+
+    /// The app's access token: this instance's copy while it stays valid past the margin,
+    /// else the store's shared one, which one instance at a time renews through
+    /// `stable_token` (normal mode: it never knocks another holder's token out).
+    async fn access_token(&self) -> Result<StoredAccessToken, AccessTokenError> {
+        let now = self.clock.now();
+        let fresh_until = now + self.config.access_token_margin;
+        if let Some(held) = lock(&self.access_token).as_ref()
+            && held.expires_at > fresh_until
+        {
+            return Ok(held.clone());
+        }
+        let store = Arc::clone(&self.store);
+        let wechat = Arc::clone(&self.wechat);
+        let shared = self
+            .access_token_fetch
+            .run("access_token", move || async move {
+                let app_id = wechat.app_id().clone();
+                let fetch: FetchAccessToken = Box::new(move || {
+                    Box::pin(async move {
+                        let issued = wechat.stable_access_token().await?;
+                        // Counted from before the call: the token is thought to expire a
+                        // little early, never late.
+                        Ok(StoredAccessToken {
+                            token: issued.token,
+                            expires_at: now + issued.expires_in,
+                        })
+                    })
+                });
+                store.access_token(&app_id, fresh_until, fetch).await
+            })
+            .await?;
+        *lock(&self.access_token) = Some(shared.clone());
+        Ok(shared)
+    }
+
+    /// The phone number behind a `getPhoneNumber` code. A rejected access token (not the
+    /// latest, expired) is forgotten — here and in the store, only if it is still the one that
+    /// failed — and the call is made once more with a fresh one.
+    async fn phone_info(&self, code: &PhoneCode) -> Result<PhoneInfo, PhoneError> {
+        let held = self.access_token().await?;
+        match self.wechat.phone_number(&held.token, code).await {
+            Err(WeChatError::AccessTokenRejected(_)) => {
+                {
+                    let mut mine = lock(&self.access_token);
+                    if mine.as_ref().is_some_and(|t| t.token == held.token) {
+                        *mine = None;
+                    }
+                }
+                self.store
+                    .forget_access_token(self.wechat.app_id(), &held.token)
+                    .await?;
+                let fresh = self.access_token().await?;
+                self.wechat
+                    .phone_number(&fresh.token, code)
+                    .await
+                    .map_err(phone_error)
+            }
+            other => other.map_err(phone_error),
         }
     }
 
@@ -296,6 +367,57 @@ where
         Ok(ProfileOutcome { user, status })
     }
 
+    async fn bind_phone(
+        &self,
+        token: &str,
+        request: PhoneRequest,
+    ) -> Result<ProfileOutcome, PhoneError> {
+        let auth = self.authenticate(token).await?;
+        let phone = match request {
+            PhoneRequest::Code(code) => self.phone_info(&code).await?,
+            PhoneRequest::Encrypted { data, code } => {
+                let fresh_key = match &code {
+                    Some(code) => {
+                        let exchanged = self.exchange(code).await?;
+                        if exchanged.open_id != auth.user.open_id {
+                            return Err(PhoneError::CodeForAnotherUser);
+                        }
+                        // WeChat's only valid key for the user now: keep it on the session
+                        // whatever the data turns out to be.
+                        self.store
+                            .rotate_session_key(auth.session.id, exchanged.session_key.clone())
+                            .await
+                            .map_err(|e| match e {
+                                StoreError::NotFound => PhoneError::Auth(AuthError::InvalidToken),
+                                other => other.into(),
+                            })?;
+                        Some(exchanged.session_key)
+                    }
+                    None => None,
+                };
+                let key = fresh_key.as_ref().unwrap_or(&auth.session.session_key);
+                self.cipher
+                    .decrypt_phone_number(key, self.wechat.app_id(), &data)?
+            }
+        };
+        let user = self
+            .store
+            .set_phone_number(PhoneChange {
+                app_id: self.wechat.app_id().clone(),
+                user_id: auth.user.id,
+                phone_number: phone.phone_number,
+                now: self.clock.now(),
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => PhoneError::Auth(AuthError::InvalidToken),
+                other => other.into(),
+            })?;
+        let status = Self::status_after(&auth.user, &user)
+            .ok_or_else(|| PhoneError::Unexpected("the store updated another user".into()))?;
+        Ok(ProfileOutcome { user, status })
+    }
+
     async fn refresh(&self, token: &str) -> Result<Refreshed, AuthError> {
         let auth = self.authenticate(token).await?;
         let token = self.tokens.mint();
@@ -354,6 +476,19 @@ where
     async fn ready(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }
+}
+
+/// A `getuserphonenumber` failure: 40029 there means the code is no phone code.
+fn phone_error(e: WeChatError) -> PhoneError {
+    match e {
+        WeChatError::InvalidCode | WeChatError::CodeUsed => PhoneError::InvalidPhoneCode,
+        other => PhoneError::WeChat(other),
+    }
+}
+
+// Every update of the held token is a single assignment: a poisoned lock is still consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// WeChat's anonymous nickname and grey avatar carry no information; never let them

@@ -8,8 +8,8 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{EncryptedData, LoginCode, ProfileUpdate, Session, Token, User};
-use crate::ports::{CipherError, StoreError, WeChatError};
+use crate::model::{EncryptedData, LoginCode, PhoneCode, ProfileUpdate, Session, Token, User};
+use crate::ports::{AccessTokenError, CipherError, StoreError, WeChatError};
 use crate::state::{ProfileStatus, SessionTransitionError};
 
 /// The use cases of wxlogin.
@@ -42,6 +42,14 @@ pub trait LoginService: Send + Sync + 'static {
         token: &str,
         update: ProfileUpdate,
     ) -> impl Future<Output = Result<ProfileOutcome, UpdateProfileError>> + Send;
+
+    /// Records the user's phone number: from a `getPhoneNumber` button's code (exchanged with
+    /// WeChat under the app's shared access token) or from legacy encrypted data.
+    fn bind_phone(
+        &self,
+        token: &str,
+        request: PhoneRequest,
+    ) -> impl Future<Output = Result<ProfileOutcome, PhoneError>> + Send;
 
     /// Rotates the token: a new token for the same session data, and the old one stops working
     /// at once, on every instance.
@@ -173,4 +181,51 @@ pub struct Refreshed {
     /// The new bearer token, shown to the client once.
     pub token: Token,
     pub expires_at: DateTime<Utc>,
+}
+
+/// What the phone-number button gave the client.
+#[derive(Debug, Clone)]
+pub enum PhoneRequest {
+    /// The `getPhoneNumber` button's code (base library 2.21.2+), exchanged through
+    /// `wxa/business/getuserphonenumber`.
+    Code(PhoneCode),
+    /// Legacy encrypted phone data, decrypted like a profile (with an optional fresh
+    /// `wx.login` code whose session key decrypts it).
+    Encrypted {
+        data: EncryptedData,
+        code: Option<LoginCode>,
+    },
+}
+
+/// Why a phone number could not be recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// WeChat does not know the code as a phone code (40029): often a `wx.login` code sent
+    /// here by mistake.
+    #[error("not a getPhoneNumber code")]
+    InvalidPhoneCode,
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+    /// The WeChat call failed (after one retry with a fresh access token if it was rejected).
+    #[error(transparent)]
+    WeChat(#[from] WeChatError),
+    /// The fresh `wx.login` code belongs to another WeChat user than the token.
+    #[error("the code belongs to another user")]
+    CodeForAnotherUser,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An invariant broke; details are for logs.
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+}
+
+impl From<AccessTokenError> for PhoneError {
+    fn from(e: AccessTokenError) -> Self {
+        match e {
+            AccessTokenError::Store(s) => Self::Store(s),
+            AccessTokenError::WeChat(w) => Self::WeChat(w),
+        }
+    }
 }

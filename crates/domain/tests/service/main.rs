@@ -6,6 +6,7 @@ mod authenticate;
 mod erase;
 mod login;
 mod logout;
+mod phone;
 mod ready;
 mod refresh;
 mod support;

@@ -5,10 +5,11 @@ pub use std::sync::{Arc, Mutex};
 pub use chrono::{DateTime, Duration, Utc};
 pub use uuid::Uuid;
 pub use wxlogin_domain::{
-    AppId, AuthError, AvatarUrl, CipherError, CodeSession, DecryptedUserInfo, EncryptedData,
-    EncryptedProfile, Gender, LoginCode, LoginError, LoginRecord, LoginService, MockClock,
-    MockTokenMinter, MockUserDataCipher, MockUserStore, MockWeChat, NewLogin, NickName, OpenId,
-    PLACEHOLDER_NICKNAME, Profile, ProfileChange, ProfileStatus, ProfileText, ProfileUpdate,
+    AccessToken, AppId, AuthError, AvatarUrl, CipherError, CodeSession, DecryptedUserInfo,
+    EncryptedData, EncryptedProfile, Gender, IssuedAccessToken, LoginCode, LoginError, LoginRecord,
+    LoginService, MockClock, MockTokenMinter, MockUserDataCipher, MockUserStore, MockWeChat,
+    NewLogin, NickName, OpenId, PLACEHOLDER_NICKNAME, PhoneCode, PhoneError, PhoneInfo,
+    PhoneNumber, PhoneRequest, Profile, ProfileChange, ProfileStatus, ProfileText, ProfileUpdate,
     Service, ServiceConfig, Session, SessionId, SessionKey, SessionRecord, StoreError, Token,
     TokenDigest, UnionId, UpdateProfileError, UpdateUserInfoError, User, UserId, WeChatError,
 };

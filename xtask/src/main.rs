@@ -63,13 +63,14 @@ impl WeChatArg {
 /// The test targets that run against Postgres: the store's contract and adapter tests
 /// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
 /// end-to-end target (each one touches the store).
-const POSTGRES_TARGETS: [&str; 12] = [
+const POSTGRES_TARGETS: [&str; 13] = [
     "contract",
     "postgres",
     "login",
     "profile",
     "session",
     "api_v1",
+    "phone",
     "http_surface",
     "wechat_faults",
     "wechat_network",

@@ -519,6 +519,7 @@ async fn the_openapi_document_describes_every_operation_field_and_error() {
         "/api/v1/session/refresh",
         "/api/v1/me/profile",
         "/api/v1/me/profile/encrypted",
+        "/api/v1/me/phone",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
@@ -742,4 +743,60 @@ async fn the_encrypted_profile_endpoint_takes_the_bearer_token_and_json() {
         .send()
         .await;
     expect_error(resp, StatusCode::UNPROCESSABLE_ENTITY, "decrypt_failed").await;
+}
+
+#[tokio::test]
+async fn the_phone_endpoint_takes_a_phone_code_or_legacy_data_and_names_a_login_code() {
+    let mut service = MockLoginService::new();
+    service
+        .expect_bind_phone()
+        .withf(|token, request| {
+            token == TOKEN
+                && matches!(request, wxlogin_domain::PhoneRequest::Code(c) if c.as_str() == "pc")
+        })
+        .times(1)
+        .returning(|_, _| Box::pin(async { Err(wxlogin_domain::PhoneError::InvalidPhoneCode) }));
+    service
+        .expect_bind_phone()
+        .withf(|_, request| {
+            matches!(request, wxlogin_domain::PhoneRequest::Encrypted { data, code: None }
+                if data.iv == "aXY=")
+        })
+        .times(1)
+        .returning(|_, _| {
+            Box::pin(async {
+                Ok(ProfileOutcome {
+                    user: User {
+                        phone_number: Some("+86 13800138000".into()),
+                        ..user()
+                    },
+                    status: ProfileStatus::NeedsProfile,
+                })
+            })
+        });
+    let cli = client(service);
+    let post = |body: Value| {
+        cli.post("/api/v1/me/phone")
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body_json(&body)
+            .send()
+    };
+    let err = expect_error(
+        post(json!({"code": "pc"})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_code",
+    )
+    .await;
+    assert!(err["message"].as_str().unwrap().contains("wx.login"), "{err}");
+    let resp = post(json!({"encryptedData": "ZW5j", "iv": "aXY="})).await;
+    resp.assert_status_is_ok();
+    assert_eq!(json_of(resp).await["user"]["phoneNumber"], "+86 13800138000");
+    for (body, field) in [
+        (json!({}), "code"),
+        (json!({"encryptedData": "ZW5j"}), "iv"),
+        (json!({"iv": "aXY="}), "encryptedData"),
+    ] {
+        let err = expect_error(post(body).await, StatusCode::BAD_REQUEST, "invalid_request").await;
+        assert!(err["message"].as_str().unwrap().contains(field), "{err}");
+    }
 }

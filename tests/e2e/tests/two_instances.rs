@@ -159,3 +159,45 @@ async fn a_logout_on_one_instance_is_honoured_by_the_other() {
     // The user's other session is untouched.
     expect_status(p.me(&p.b.url(), &other).await, StatusCode::OK).await;
 }
+
+/// Two instances and 200 concurrent phone-number requests over both: one access-token fetch
+/// in all (one instance fetches, the other waits on the shared row and reads its token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_and_200_phone_requests_make_one_access_token_fetch() {
+    use wxlogin_wechat_mock::{Api, CountryCode, Phone};
+
+    let pair = two_servers_on_one_postgres().await;
+    let (a, b) = (pair.a.url(), pair.b.url());
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        let code = pair.mock.mint_code(&format!("o-phone-{i}"), None);
+        let base = if i % 2 == 0 { &a } else { &b };
+        let body = expect_status(pair.login(base, &code).await, StatusCode::OK).await;
+        tokens.push(token_of(&body));
+    }
+    let requests: Vec<_> = (0..200)
+        .map(|i| {
+            let token = tokens[i % tokens.len()].clone();
+            let code = pair.mock.mint_phone_code(
+                &format!("o-phone-{}", i % tokens.len()),
+                Phone::new(&format!("1380013{i:04}"), CountryCode::default()),
+            );
+            let base = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let client = pair.client.clone();
+            async move {
+                client
+                    .post(format!("{base}/api/v1/me/phone"))
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({ "code": code }))
+                    .send()
+                    .await
+                    .expect("POST /api/v1/me/phone")
+                    .status()
+            }
+        })
+        .collect();
+    let statuses = join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    assert_eq!(pair.mock.calls(Api::StableToken), 1, "one fetch for both instances");
+    assert_eq!(pair.mock.calls(Api::Token), 0);
+}

@@ -6,7 +6,8 @@ use poem_openapi::{ApiRequest, Object, payload::Form, payload::Json};
 use serde::Deserialize;
 use wxlogin_domain::{
     AvatarUrl, EncryptedData, EncryptedProfile, Gender, InvalidValue, LoginCode, LoginOutcome,
-    NickName, Profile, ProfileStatus, ProfileText, ProfileUpdate, Refreshed, User,
+    NickName, PhoneCode, PhoneRequest, Profile, ProfileStatus, ProfileText, ProfileUpdate,
+    Refreshed, User,
 };
 
 /// `POST /onLogin`: the code from `wx.login`.
@@ -290,6 +291,53 @@ pub fn encrypted_profile(
         signature,
         code: code.map(LoginCode::parse).transpose()?,
     })
+}
+
+/// `POST /api/v1/me/phone`: the `getPhoneNumber` button's `code`, or (older base libraries)
+/// its `encryptedData` + `iv` with an optional fresh `wx.login` `code`.
+#[derive(Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PhoneBody {
+    /// Alone: the code from `<button open-type="getPhoneNumber">` (not a `wx.login` code).
+    /// With `encryptedData`: a fresh `wx.login` code whose session key decrypts it.
+    pub code: Option<String>,
+    /// Legacy: the encrypted phone data.
+    pub encrypted_data: Option<String>,
+    /// Legacy: the `iv` that came with it.
+    pub iv: Option<String>,
+}
+
+impl std::fmt::Debug for PhoneBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |o: &Option<String>| if o.is_some() { "[REDACTED]" } else { "None" };
+        f.debug_struct("PhoneBody")
+            .field("code", &shown(&self.code))
+            .field("encrypted_data", &shown(&self.encrypted_data))
+            .field("iv", &self.iv)
+            .finish()
+    }
+}
+
+impl PhoneBody {
+    /// Which of the two shapes this is; anything else is refused naming the field.
+    pub fn into_request(self) -> Result<PhoneRequest, InvalidValue> {
+        match (self.encrypted_data, self.iv, self.code) {
+            (Some(encrypted_data), Some(iv), code) => Ok(PhoneRequest::Encrypted {
+                data: EncryptedData { encrypted_data, iv },
+                code: code.as_deref().map(LoginCode::parse).transpose()?,
+            }),
+            (Some(_), None, _) => Err(InvalidValue::new("iv", "is required with encryptedData")),
+            (None, Some(_), _) => Err(InvalidValue::new(
+                "encryptedData",
+                "is required with iv",
+            )),
+            (None, None, Some(code)) => PhoneCode::parse(&code).map(PhoneRequest::Code),
+            (None, None, None) => Err(InvalidValue::new(
+                "code",
+                "send the getPhoneNumber code, or encryptedData and iv",
+            )),
+        }
+    }
 }
 
 /// A rotated token.

@@ -18,7 +18,7 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::types::Type as _;
 use poem_openapi::{ApiResponse, Object};
 use wxlogin_domain::{
-    AuthError, CipherError, InvalidValue, LoginError, StoreError, UpdateProfileError,
+    AuthError, CipherError, InvalidValue, LoginError, PhoneError, StoreError, UpdateProfileError,
     UpdateUserInfoError, WeChatError,
 };
 
@@ -457,6 +457,39 @@ impl ErrorSet for UpdateUserInfoError {
     }
 }
 
+/// `POST /api/v1/me/phone`.
+impl ErrorSet for PhoneError {
+    const CODES: &'static [ErrorCode] = with_body![
+        InvalidCode,
+        CodeUsed,
+        InvalidToken,
+        TokenExpired,
+        RiskyUser,
+        DecryptFailed,
+        WechatRateLimited,
+        WechatError,
+        WechatUnavailable,
+        DatabaseUnavailable,
+    ];
+
+    fn failure(self) -> Failure {
+        match self {
+            Self::Auth(a) => a.failure(),
+            Self::InvalidPhoneCode => Failure::new(C::InvalidCode).with_message(
+                "WeChat does not know this getPhoneNumber code (expired, used, or a wx.login \
+                 code sent here by mistake: send the code the phone-number button gave)",
+            ),
+            Self::Cipher(c) => c.into(),
+            Self::WeChat(w) => w.into(),
+            Self::CodeForAnotherUser => {
+                Failure::new(C::InvalidCode).with_message("the code belongs to another WeChat user")
+            }
+            Self::Store(s) => s.into(),
+            Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
+        }
+    }
+}
+
 /// `/readyz`.
 impl ErrorSet for StoreError {
     const CODES: &'static [ErrorCode] = &[C::DatabaseUnavailable, C::Internal];
@@ -486,6 +519,7 @@ mod tests {
             WeChatError::RateLimited,
             WeChatError::RiskyUser,
             WeChatError::Unavailable("x".into()),
+            WeChatError::AccessTokenRejected("x".into()),
             WeChatError::Unexpected("x".into()),
         ]
     }
@@ -537,6 +571,17 @@ mod tests {
         ]);
         assert_within(update);
         assert_within(store_errors());
+        let mut phone: Vec<PhoneError> = auth_errors().into_iter().map(Into::into).collect();
+        phone.extend(wechat_errors().into_iter().map(PhoneError::WeChat));
+        phone.extend(store_errors().into_iter().map(PhoneError::Store));
+        phone.extend([
+            PhoneError::InvalidPhoneCode,
+            PhoneError::Cipher(CipherError::DecryptFailed),
+            PhoneError::Cipher(CipherError::InvalidInput("iv")),
+            PhoneError::CodeForAnotherUser,
+            PhoneError::Unexpected("x".into()),
+        ]);
+        assert_within(phone);
         // A request value the domain refuses is invalid_request, listed wherever a body is.
         for codes in [LoginError::CODES, UpdateUserInfoError::CODES] {
             assert!(codes.contains(&ErrorCode::InvalidRequest));

@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use poem_openapi::OpenApi;
 use poem_openapi::payload::Json;
-use wxlogin_domain::{AuthError, LoginService, UpdateProfileError, UpdateUserInfoError};
+use wxlogin_domain::{
+    AuthError, LoginService, PhoneError, UpdateProfileError, UpdateUserInfoError,
+};
 
 use crate::http::auth::BearerToken;
-use crate::http::dto::{EncryptedProfileBody, ProfilePatchBody, UserReply, encrypted_profile};
+use crate::http::dto::{
+    EncryptedProfileBody, PhoneBody, ProfilePatchBody, UserReply, encrypted_profile,
+};
 use crate::http::{ApiResult, ApiTags, NoContent, Reply, Success};
 
-/// `/api/v1/me`, `/api/v1/me/profile`, `/api/v1/me/profile/encrypted`.
+/// `/api/v1/me`, `/api/v1/me/profile`, `/api/v1/me/profile/encrypted`, `/api/v1/me/phone`.
 pub struct ProfileApi<L> {
     service: Arc<L>,
 }
@@ -87,6 +91,31 @@ impl<L: LoginService> ProfileApi<L> {
         )?;
         let outcome = self.service.update_user_info(auth.token(), request).await?;
         tracing::info!(user_id = %outcome.user.id, "profile updated from encrypted data");
+        Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
+    }
+
+    /// Record the phone number
+    ///
+    /// Send the `code` that `<button open-type="getPhoneNumber">` gives (base library
+    /// 2.21.2+): the server exchanges it through `wxa/business/getuserphonenumber` under the
+    /// app's shared access token. A `wx.login` code sent here by mistake is `invalid_code`
+    /// with a message that says so. Older clients send `encryptedData` and `iv` (and, when
+    /// they called `wx.login` since logging in, the fresh `code`), decrypted like a profile.
+    /// The number is stored and returned in `user.phoneNumber`.
+    #[oai(
+        path = "/api/v1/me/phone",
+        method = "post",
+        operation_id = "bindPhone",
+        tag = "ApiTags::Profile"
+    )]
+    async fn bind_phone(
+        &self,
+        auth: BearerToken,
+        body: Json<PhoneBody>,
+    ) -> Reply<UserReply, PhoneError> {
+        let request = body.0.into_request()?;
+        let outcome = self.service.bind_phone(auth.token(), request).await?;
+        tracing::info!(user_id = %outcome.user.id, "phone number recorded");
         Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
     }
 

@@ -1,0 +1,144 @@
+//! Phone numbers: the `getPhoneNumber` button's code through `getuserphonenumber` under the
+//! app's shared access token (fetched once, renewed when WeChat rejects it), legacy encrypted
+//! phone data, and a `wx.login` code sent to the wrong endpoint. Runs with either WeChat
+//! adapter and either store.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wxlogin_e2e::*;
+use wxlogin_wechat_mock::{Api, CountryCode, Phone};
+
+async fn bind(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(format!("{}/api/v1/me/phone", app.url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /api/v1/me/phone")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_code_records_the_number_under_one_access_token() {
+    let app = spawn_app().await;
+    let token = token_of(&app.login_ok("o-phone").await);
+    let code = app
+        .mock
+        .mint_phone_code("o-phone", Phone::new("+86 13800138000", CountryCode::Number(86)));
+    let body = expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    assert_eq!(body["user"]["phoneNumber"], "+86 13800138000");
+    assert_user_shape(&body["user"]);
+    let me = app
+        .client
+        .get(format!("{}/api/v1/me", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET /api/v1/me");
+    let me = expect_status(me, StatusCode::OK).await;
+    assert_eq!(me["user"]["phoneNumber"], "+86 13800138000");
+
+    // A second number, later: the same access token serves it.
+    let code = app
+        .mock
+        .mint_phone_code("o-phone", Phone::new("13900139000", CountryCode::default()));
+    let body = expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    assert_eq!(body["user"]["phoneNumber"], "13900139000");
+    assert_eq!(app.mock.calls(Api::StableToken), 1, "one access token fetch");
+    assert_eq!(app.mock.calls(Api::Token), 0, "never cgi-bin/token");
+
+    // A phone code is single use.
+    expect_error(
+        bind(&app, &token, json!({ "code": code })).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_code",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_code_sent_as_a_phone_code_says_so_and_stores_nothing() {
+    let app = spawn_app().await;
+    let token = token_of(&app.login_ok("o-mixup").await);
+    let login_code = app.wx_login("o-mixup");
+    let err = expect_error(
+        bind(&app, &token, json!({ "code": login_code })).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_code",
+    )
+    .await;
+    assert!(err["message"].as_str().unwrap().contains("wx.login"), "{err}");
+    let body = expect_status(
+        app.client
+            .get(format!("{}/api/v1/me", app.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("GET /api/v1/me"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(body["user"]["phoneNumber"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_access_token_is_renewed_once_and_the_number_still_recorded() {
+    let app = spawn_app().await;
+    let token = token_of(&app.login_ok("o-renew").await);
+    let code = app
+        .mock
+        .mint_phone_code("o-renew", Phone::new("13700137000", CountryCode::default()));
+    expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    assert_eq!(app.mock.calls(Api::StableToken), 1);
+
+    // WeChat no longer takes the token we hold (40001): dropped, fetched anew, used once more.
+    app.mock.invalidate_access_token();
+    let code = app
+        .mock
+        .mint_phone_code("o-renew", Phone::new("13700137001", CountryCode::default()));
+    let body = expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    assert_eq!(body["user"]["phoneNumber"], "13700137001");
+    assert_eq!(app.mock.calls(Api::StableToken), 2);
+    assert_eq!(app.mock.calls(Api::GetUserPhoneNumber), 3, "one rejected call, one retry");
+
+    // Expired (42001) likewise.
+    app.mock.expire_access_token();
+    let code = app
+        .mock
+        .mint_phone_code("o-renew", Phone::new("13700137002", CountryCode::default()));
+    expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    assert_eq!(app.mock.calls(Api::StableToken), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_encrypted_phone_data_is_decrypted_with_the_sessions_key() {
+    let app = spawn_app().await;
+    let token = token_of(&app.login_ok("o-legacy").await);
+    let payload = app
+        .mock
+        .encrypt_phone_number(
+            "o-legacy",
+            json!({"phoneNumber": "13600136000", "purePhoneNumber": "13600136000", "countryCode": "86"}),
+        )
+        .expect("the user logged in");
+    let body = expect_status(
+        bind(
+            &app,
+            &token,
+            json!({"encryptedData": payload.encrypted_data, "iv": payload.iv}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(body["user"]["phoneNumber"], "13600136000");
+    assert_eq!(app.mock.calls(Api::StableToken), 0, "no access token needed");
+
+    // Garbage is one decrypt failure, and changes nothing.
+    expect_error(
+        bind(&app, &token, json!({"encryptedData": "AAAA", "iv": payload.iv})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "decrypt_failed",
+    )
+    .await;
+}

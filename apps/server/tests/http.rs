@@ -787,10 +787,16 @@ async fn the_phone_endpoint_takes_a_phone_code_or_legacy_data_and_names_a_login_
         "invalid_code",
     )
     .await;
-    assert!(err["message"].as_str().unwrap().contains("wx.login"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("wx.login"),
+        "{err}"
+    );
     let resp = post(json!({"encryptedData": "ZW5j", "iv": "aXY="})).await;
     resp.assert_status_is_ok();
-    assert_eq!(json_of(resp).await["user"]["phoneNumber"], "+86 13800138000");
+    assert_eq!(
+        json_of(resp).await["user"]["phoneNumber"],
+        "+86 13800138000"
+    );
     for (body, field) in [
         (json!({}), "code"),
         (json!({"encryptedData": "ZW5j"}), "iv"),

@@ -16,9 +16,10 @@ use tokio::sync::Barrier;
 
 use crate::fixtures::{KEY_A, KEY_B, KEY_C, app, digest, key, login_at, other_app, union};
 use wxlogin_domain::{
-    AvatarUrl, Gender, NewLogin, NickName, PhoneChange, PhoneNumber, Profile, ProfileChange,
-    ProfileText, ProfileUpdate, PurgeBefore, Session, SessionId, SessionRecord, SessionRefresh,
-    StoreError, User, UserId, UserStore,
+    AccessToken, AccessTokenError, AvatarUrl, FetchAccessToken, Gender, NewLogin, NickName,
+    PhoneChange, PhoneNumber, Profile, ProfileChange, ProfileText, ProfileUpdate, PurgeBefore,
+    Session, SessionId, SessionRecord, SessionRefresh, StoreError, StoredAccessToken, User, UserId,
+    UserStore, WeChatError,
 };
 
 /// How many first logins of one openid race in [`concurrent_first_logins_create_one_user`].
@@ -1233,6 +1234,163 @@ pub async fn purge_deletes_exactly_the_ended_sessions<S: UserStore>(store: S) {
     // Users stay: the openid's next login is a returning one.
     let again = login(&store, login_for("oPurge", 11, KEY_A)).await;
     assert!(!again.is_new_user, "the purge deleted a user");
+}
+
+/// The instant the access-token cases start from (whole microseconds: every store keeps it).
+fn token_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).expect("valid")
+}
+
+/// A fetch that counts its calls and answers `token`, valid for two hours from `at`.
+fn counting_fetch(
+    calls: &Arc<std::sync::atomic::AtomicU32>,
+    token: &'static str,
+    at: DateTime<Utc>,
+    delay: std::time::Duration,
+) -> FetchAccessToken {
+    let calls = Arc::clone(calls);
+    Box::new(move || {
+        Box::pin(async move {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            Ok(StoredAccessToken {
+                token: AccessToken::new(token.into()),
+                expires_at: at + Duration::hours(2),
+            })
+        })
+    })
+}
+
+/// The first caller fetches and the store keeps it; later callers get it without a fetch,
+/// and a failed fetch stores nothing.
+pub async fn the_access_token_is_fetched_once_and_shared<S: UserStore>(store: S) {
+    let app = app();
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let at = token_time();
+    let first = store
+        .access_token(
+            &app,
+            at,
+            counting_fetch(&calls, "AT-1", at, Default::default()),
+        )
+        .await
+        .expect("fetched");
+    assert_eq!(first.token.expose(), "AT-1");
+    assert_eq!(first.expires_at, at + Duration::hours(2));
+    let again = store
+        .access_token(
+            &app,
+            at,
+            counting_fetch(&calls, "AT-2", at, Default::default()),
+        )
+        .await
+        .expect("stored");
+    assert_eq!(
+        again.token.expose(),
+        "AT-1",
+        "the stored token, not a new fetch"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let other = other_app();
+    let failing: FetchAccessToken =
+        Box::new(|| Box::pin(async { Err(WeChatError::Unavailable("down".into())) }));
+    assert_eq!(
+        store.access_token(&other, at, failing).await,
+        Err(AccessTokenError::WeChat(WeChatError::Unavailable(
+            "down".into()
+        )))
+    );
+    let fresh = store
+        .access_token(
+            &other,
+            at,
+            counting_fetch(&calls, "AT-OTHER", at, Default::default()),
+        )
+        .await
+        .expect("fetched");
+    assert_eq!(
+        fresh.token.expose(),
+        "AT-OTHER",
+        "apps are independent, the failure left nothing"
+    );
+}
+
+/// A token not valid past `fresh_until` is replaced; forgetting applies only to the token
+/// still stored.
+pub async fn a_stale_or_forgotten_access_token_is_fetched_anew<S: UserStore>(store: S) {
+    let app = app();
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let at = token_time();
+    store
+        .access_token(
+            &app,
+            at,
+            counting_fetch(&calls, "AT-1", at, Default::default()),
+        )
+        .await
+        .expect("fetched");
+    // Within the margin of its expiry: renewed.
+    let renewed = store
+        .access_token(
+            &app,
+            at + Duration::hours(2),
+            counting_fetch(&calls, "AT-2", at + Duration::hours(1), Default::default()),
+        )
+        .await
+        .expect("renewed");
+    assert_eq!(renewed.token.expose(), "AT-2");
+    // Forgetting the old token keeps the newer one.
+    store
+        .forget_access_token(&app, &AccessToken::new("AT-1".into()))
+        .await
+        .expect("forget");
+    let kept = store
+        .access_token(
+            &app,
+            at,
+            counting_fetch(&calls, "AT-3", at, Default::default()),
+        )
+        .await
+        .expect("kept");
+    assert_eq!(kept.token.expose(), "AT-2");
+    // Forgetting the stored one makes the next caller fetch.
+    store
+        .forget_access_token(&app, &AccessToken::new("AT-2".into()))
+        .await
+        .expect("forget");
+    let fetched = store
+        .access_token(
+            &app,
+            at,
+            counting_fetch(&calls, "AT-4", at, Default::default()),
+        )
+        .await
+        .expect("fetched");
+    assert_eq!(fetched.token.expose(), "AT-4");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+/// Callers that need the token at once (clones of one store, as the instances of a server
+/// share one database) wait for one fetch.
+pub async fn concurrent_callers_make_one_access_token_fetch<S: UserStore>(store: S) {
+    let app = app();
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let at = token_time();
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let app = app.clone();
+            let fetch = counting_fetch(&calls, "AT-ONCE", at, std::time::Duration::from_millis(50));
+            tokio::spawn(async move { store.access_token(&app, at, fetch).await })
+        })
+        .collect();
+    for caller in callers {
+        let caller = caller.await;
+        let token = caller.expect("no panic").expect("a token");
+        assert_eq!(token.token.expose(), "AT-ONCE");
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 /// Timestamps with nanoseconds come back exactly or truncated to the microsecond (never

@@ -52,6 +52,9 @@ macro_rules! store_contract_tests {
             erasure_removes_the_user_and_all_of_it,
             erasing_an_unknown_user_is_not_found,
             purge_deletes_exactly_the_ended_sessions,
+            the_access_token_is_fetched_once_and_shared,
+            a_stale_or_forgotten_access_token_is_fetched_anew,
+            concurrent_callers_make_one_access_token_fetch,
             timestamps_round_trip,
             ping_answers,
         );

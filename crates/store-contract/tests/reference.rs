@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use wxlogin_domain::{
-    AppId, LoginRecord, NewLogin, OpenId, PhoneChange, Profile, ProfileChange, PurgeBefore,
-    SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError, TokenDigest, UnionId, User,
-    UserId, UserStore,
+    AccessToken, AccessTokenError, AppId, FetchAccessToken, LoginRecord, NewLogin, OpenId,
+    PhoneChange, Profile, ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord,
+    SessionRefresh, StoreError, StoredAccessToken, TokenDigest, UnionId, User, UserId, UserStore,
 };
 use wxlogin_store_contract::cases;
 
@@ -40,6 +40,12 @@ enum Flaw {
     RoundsTimestamps,
     /// `ping` reports the store unavailable.
     PingFails,
+    /// Fetches a new access token whatever is stored.
+    AccessTokenNeverReused,
+    /// Forgets the stored access token whichever token was rejected.
+    ForgetsAnyAccessToken,
+    /// Renews the access token without the lock: concurrent callers fetch several.
+    AccessTokenUnlocked,
     /// A refresh inserts the new session but leaves the old one live.
     RefreshKeepsOld,
     /// A refresh ignores a revocation: a logged-out or refreshed session refreshes again.
@@ -92,6 +98,7 @@ struct State {
     users: HashMap<UserId, UserData>,
     identities: HashMap<(AppId, OpenId), Identity>,
     sessions: HashMap<SessionId, SessionData>,
+    access_tokens: HashMap<AppId, StoredAccessToken>,
 }
 
 impl State {
@@ -122,6 +129,8 @@ struct MemStore {
     /// For `Flaw::RacyLogin` and `Flaw::RacyRefresh`: holds the first two first-logins between their check and their
     /// insert, so the race happens every time rather than when the scheduler allows.
     race: Arc<tokio::sync::Barrier>,
+    /// What the database's row lock is for `access_token`: one renewal at a time.
+    token_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Default for MemStore {
@@ -130,6 +139,7 @@ impl Default for MemStore {
             state: Arc::default(),
             flaw: None,
             race: Arc::new(tokio::sync::Barrier::new(2)),
+            token_lock: Arc::default(),
         }
     }
 }
@@ -491,6 +501,46 @@ impl UserStore for MemStore {
         })
     }
 
+    async fn access_token(
+        &self,
+        app_id: &AppId,
+        fresh_until: DateTime<Utc>,
+        fetch: FetchAccessToken,
+    ) -> Result<StoredAccessToken, AccessTokenError> {
+        let _renewing = if self.has(Flaw::AccessTokenUnlocked) {
+            None
+        } else {
+            Some(self.token_lock.lock().await)
+        };
+        let stored = self.lock().access_tokens.get(app_id).cloned();
+        if let Some(stored) = stored
+            && stored.expires_at > fresh_until
+            && !self.has(Flaw::AccessTokenNeverReused)
+        {
+            return Ok(stored);
+        }
+        let fetched = fetch().await?;
+        self.lock()
+            .access_tokens
+            .insert(app_id.clone(), fetched.clone());
+        Ok(fetched)
+    }
+
+    async fn forget_access_token(
+        &self,
+        app_id: &AppId,
+        token: &AccessToken,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if s.access_tokens
+            .get(app_id)
+            .is_some_and(|t| t.token == *token || self.has(Flaw::ForgetsAnyAccessToken))
+        {
+            s.access_tokens.remove(app_id);
+        }
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if self.has(Flaw::PingFails) {
             return Err(StoreError::Unavailable("planted".into()));
@@ -578,6 +628,21 @@ must_catch!(
 );
 must_catch!(catches_failing_ping, ping_answers, Flaw::PingFails);
 must_catch!(
+    catches_an_access_token_never_reused,
+    the_access_token_is_fetched_once_and_shared,
+    Flaw::AccessTokenNeverReused
+);
+must_catch!(
+    catches_forgetting_a_newer_access_token,
+    a_stale_or_forgotten_access_token_is_fetched_anew,
+    Flaw::ForgetsAnyAccessToken
+);
+must_catch!(
+    catches_unlocked_access_token_renewal,
+    concurrent_callers_make_one_access_token_fetch,
+    Flaw::AccessTokenUnlocked
+);
+must_catch!(
     catches_refresh_keeping_the_old_session,
     refresh_rotates_the_token,
     Flaw::RefreshKeepsOld
@@ -649,5 +714,5 @@ fn the_macro_runs_every_case() {
         .collect();
     listed.sort();
     assert_eq!(defined, listed);
-    assert_eq!(defined.len(), 21);
+    assert_eq!(defined.len(), 24);
 }

@@ -51,6 +51,11 @@ pub trait Dialect: Send + Sync + 'static {
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
     /// Maps the driver's errors to the port's, usually through [`classify`].
     fn map_err(e: sqlx::Error) -> StoreError;
+
+    /// Reads the access-token row of `$1` so that no other instance renews it meanwhile:
+    /// `… FOR UPDATE` on Postgres; on SQLite the write transaction's lock already does, and
+    /// `FOR UPDATE` is not SQLite's syntax.
+    const SELECT_ACCESS_TOKEN_LOCKED: &'static str;
 }
 
 /// A small value that the shared queries bind and read back as it is.

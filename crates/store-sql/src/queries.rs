@@ -8,12 +8,12 @@ use std::marker::PhantomData;
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 use wxlogin_domain::{
-    AppId, AvatarUrl, LoginRecord, NewLogin, NickName, PhoneChange, ProfileChange, ProfileText,
-    PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError, TokenDigest,
-    User, UserId,
+    AccessToken, AppId, AvatarUrl, LoginRecord, NewLogin, NickName, PhoneChange, ProfileChange,
+    ProfileText, PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError,
+    StoredAccessToken, TokenDigest, User, UserId,
 };
 
-use crate::rows::{IdentityRow, SessionRow, UserRow};
+use crate::rows::{AccessTokenRow, IdentityRow, SessionRow, UserRow};
 use crate::{Conn, Dialect};
 
 /// The user columns, read through the identity of one app (aliases `u` and `i`).
@@ -381,6 +381,71 @@ where
     }
 
     /// One round trip to the database.
+    /// The app's access token as stored, read locked (see
+    /// [`Dialect::SELECT_ACCESS_TOKEN_LOCKED`]); the row is created empty first if missing, so
+    /// there is always a row to lock.
+    pub async fn locked_access_token(
+        conn: &mut Conn<D>,
+        app_id: &AppId,
+    ) -> Result<Option<StoredAccessToken>, StoreError> {
+        sqlx::query(
+            "INSERT INTO access_tokens (app_id) VALUES ($1) ON CONFLICT (app_id) DO NOTHING",
+        )
+        .bind(app_id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(D::map_err)?;
+        let row: AccessTokenRow = sqlx::query_as(D::SELECT_ACCESS_TOKEN_LOCKED)
+            .bind(app_id.as_str())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(D::map_err)?;
+        Ok(match (row.token, row.expires_at) {
+            (Some(token), Some(expires_at)) => Some(StoredAccessToken {
+                token: AccessToken::new(token),
+                expires_at,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Stores a freshly fetched access token on the app's (locked) row.
+    pub async fn save_access_token(
+        conn: &mut Conn<D>,
+        app_id: &AppId,
+        token: &StoredAccessToken,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE access_tokens SET token = $1, expires_at = $2 WHERE app_id = $3")
+            .bind(token.token.expose())
+            .bind(D::timestamp(token.expires_at))
+            .bind(app_id.as_str())
+            .execute(conn)
+            .await
+            .map_err(D::map_err)?;
+        Ok(())
+    }
+
+    /// Empties the app's row if it still holds `token`.
+    pub async fn forget_access_token<'c, E>(
+        executor: E,
+        app_id: &AppId,
+        token: &AccessToken,
+    ) -> Result<(), StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        sqlx::query(
+            "UPDATE access_tokens SET token = NULL, expires_at = NULL \
+             WHERE app_id = $1 AND token = $2",
+        )
+        .bind(app_id.as_str())
+        .bind(token.expose())
+        .execute(executor)
+        .await
+        .map_err(D::map_err)?;
+        Ok(())
+    }
+
     pub async fn ping<'c, E>(executor: E) -> Result<(), StoreError>
     where
         E: Executor<'c, Database = D::Db>,

@@ -103,3 +103,11 @@ impl<D: Dialect> SessionRow<D> {
         Ok(SessionRecord { session, user })
     }
 }
+
+/// An app's access-token row; empty until the first fetch, or after a rejected token was
+/// forgotten.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AccessTokenRow {
+    pub(crate) token: Option<String>,
+    pub(crate) expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}

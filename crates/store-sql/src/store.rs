@@ -8,8 +8,9 @@ use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
 };
 use wxlogin_domain::{
-    AppId, LoginRecord, NewLogin, PhoneChange, ProfileChange, PurgeBefore, SessionId, SessionKey,
-    SessionRecord, SessionRefresh, StoreError, TokenDigest, User, UserId, UserStore,
+    AccessToken, AccessTokenError, AppId, FetchAccessToken, LoginRecord, NewLogin, PhoneChange,
+    ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError,
+    StoredAccessToken, TokenDigest, User, UserId, UserStore,
 };
 
 use crate::{Conn, Dialect, Queries};
@@ -206,6 +207,37 @@ where
 
     async fn purge_sessions(&self, before: PurgeBefore) -> Result<u64, StoreError> {
         Queries::<B>::purge_sessions(&self.pools.writer, before).await
+    }
+
+    /// One write transaction around the fetch: on Postgres the row lock makes the other
+    /// instances wait for this one's token; on SQLite the single writer is held for the fetch
+    /// (bounded by the WeChat client's timeout, once per token lifetime).
+    async fn access_token(
+        &self,
+        app_id: &AppId,
+        fresh_until: DateTime<Utc>,
+        fetch: FetchAccessToken,
+    ) -> Result<StoredAccessToken, AccessTokenError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(stored) = Queries::<B>::locked_access_token(&mut tx, app_id).await?
+            && stored.expires_at > fresh_until
+        {
+            tx.commit().await.map_err(B::map_err)?;
+            return Ok(stored);
+        }
+        // A failed fetch drops the transaction: nothing is stored.
+        let fetched = fetch().await?;
+        Queries::<B>::save_access_token(&mut tx, app_id, &fetched).await?;
+        tx.commit().await.map_err(B::map_err)?;
+        Ok(fetched)
+    }
+
+    async fn forget_access_token(
+        &self,
+        app_id: &AppId,
+        token: &AccessToken,
+    ) -> Result<(), StoreError> {
+        Queries::<B>::forget_access_token(&self.pools.writer, app_id, token).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

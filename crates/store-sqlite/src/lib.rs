@@ -85,6 +85,8 @@ pub type Sqlite = Store<SqliteBackend>;
 pub enum SqliteBackend {}
 
 impl Dialect for SqliteBackend {
+    const SELECT_ACCESS_TOKEN_LOCKED: &'static str =
+        "SELECT token, expires_at FROM access_tokens WHERE app_id = $1";
     type Db = sqlx::Sqlite;
     /// sqlx would bind a bare `Uuid` as a 16-byte BLOB; the schema keeps hyphenated text.
     type Id = Hyphenated;

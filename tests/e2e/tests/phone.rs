@@ -22,10 +22,15 @@ async fn bind(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
 async fn a_phone_code_records_the_number_under_one_access_token() {
     let app = spawn_app().await;
     let token = token_of(&app.login_ok("o-phone").await);
-    let code = app
-        .mock
-        .mint_phone_code("o-phone", Phone::new("+86 13800138000", CountryCode::Number(86)));
-    let body = expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    let code = app.mock.mint_phone_code(
+        "o-phone",
+        Phone::new("+86 13800138000", CountryCode::Number(86)),
+    );
+    let body = expect_status(
+        bind(&app, &token, json!({ "code": code })).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(body["user"]["phoneNumber"], "+86 13800138000");
     assert_user_shape(&body["user"]);
     let me = app
@@ -42,9 +47,17 @@ async fn a_phone_code_records_the_number_under_one_access_token() {
     let code = app
         .mock
         .mint_phone_code("o-phone", Phone::new("13900139000", CountryCode::default()));
-    let body = expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    let body = expect_status(
+        bind(&app, &token, json!({ "code": code })).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(body["user"]["phoneNumber"], "13900139000");
-    assert_eq!(app.mock.calls(Api::StableToken), 1, "one access token fetch");
+    assert_eq!(
+        app.mock.calls(Api::StableToken),
+        1,
+        "one access token fetch"
+    );
     assert_eq!(app.mock.calls(Api::Token), 0, "never cgi-bin/token");
 
     // A phone code is single use.
@@ -67,7 +80,10 @@ async fn a_login_code_sent_as_a_phone_code_says_so_and_stores_nothing() {
         "invalid_code",
     )
     .await;
-    assert!(err["message"].as_str().unwrap().contains("wx.login"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("wx.login"),
+        "{err}"
+    );
     let body = expect_status(
         app.client
             .get(format!("{}/api/v1/me", app.url))
@@ -88,7 +104,11 @@ async fn a_rejected_access_token_is_renewed_once_and_the_number_still_recorded()
     let code = app
         .mock
         .mint_phone_code("o-renew", Phone::new("13700137000", CountryCode::default()));
-    expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    expect_status(
+        bind(&app, &token, json!({ "code": code })).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(app.mock.calls(Api::StableToken), 1);
 
     // WeChat no longer takes the token we hold (40001): dropped, fetched anew, used once more.
@@ -96,17 +116,29 @@ async fn a_rejected_access_token_is_renewed_once_and_the_number_still_recorded()
     let code = app
         .mock
         .mint_phone_code("o-renew", Phone::new("13700137001", CountryCode::default()));
-    let body = expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    let body = expect_status(
+        bind(&app, &token, json!({ "code": code })).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(body["user"]["phoneNumber"], "13700137001");
     assert_eq!(app.mock.calls(Api::StableToken), 2);
-    assert_eq!(app.mock.calls(Api::GetUserPhoneNumber), 3, "one rejected call, one retry");
+    assert_eq!(
+        app.mock.calls(Api::GetUserPhoneNumber),
+        3,
+        "one rejected call, one retry"
+    );
 
     // Expired (42001) likewise.
     app.mock.expire_access_token();
     let code = app
         .mock
         .mint_phone_code("o-renew", Phone::new("13700137002", CountryCode::default()));
-    expect_status(bind(&app, &token, json!({ "code": code })).await, StatusCode::OK).await;
+    expect_status(
+        bind(&app, &token, json!({ "code": code })).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(app.mock.calls(Api::StableToken), 3);
 }
 
@@ -132,11 +164,20 @@ async fn legacy_encrypted_phone_data_is_decrypted_with_the_sessions_key() {
     )
     .await;
     assert_eq!(body["user"]["phoneNumber"], "13600136000");
-    assert_eq!(app.mock.calls(Api::StableToken), 0, "no access token needed");
+    assert_eq!(
+        app.mock.calls(Api::StableToken),
+        0,
+        "no access token needed"
+    );
 
     // Garbage is one decrypt failure, and changes nothing.
     expect_error(
-        bind(&app, &token, json!({"encryptedData": "AAAA", "iv": payload.iv})).await,
+        bind(
+            &app,
+            &token,
+            json!({"encryptedData": "AAAA", "iv": payload.iv}),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "decrypt_failed",
     )

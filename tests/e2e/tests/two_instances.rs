@@ -197,7 +197,14 @@ async fn two_instances_and_200_phone_requests_make_one_access_token_fetch() {
         })
         .collect();
     let statuses = join_all(requests).await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
-    assert_eq!(pair.mock.calls(Api::StableToken), 1, "one fetch for both instances");
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        pair.mock.calls(Api::StableToken),
+        1,
+        "one fetch for both instances"
+    );
     assert_eq!(pair.mock.calls(Api::Token), 0);
 }

@@ -327,10 +327,7 @@ impl PhoneBody {
                 code: code.as_deref().map(LoginCode::parse).transpose()?,
             }),
             (Some(_), None, _) => Err(InvalidValue::new("iv", "is required with encryptedData")),
-            (None, Some(_), _) => Err(InvalidValue::new(
-                "encryptedData",
-                "is required with iv",
-            )),
+            (None, Some(_), _) => Err(InvalidValue::new("encryptedData", "is required with iv")),
             (None, None, Some(code)) => PhoneCode::parse(&code).map(PhoneRequest::Code),
             (None, None, None) => Err(InvalidValue::new(
                 "code",

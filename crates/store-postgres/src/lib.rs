@@ -184,19 +184,19 @@ impl std::fmt::Debug for PostgresLocation {
 }
 
 impl Backend for PostgresBackend {
-    type Options = PostgresOptions;
-    type Location = PostgresLocation;
-
-    fn locate(url: &str) -> Result<PostgresLocation, StoreError> {
-        PostgresLocation::parse(url)
-    }
-
     /// READ COMMITTED, named explicitly so a server configured with
     /// `default_transaction_isolation = serializable` cannot turn racing logins into
     /// serialization failures: the login upsert is correct at READ COMMITTED (each statement
     /// sees what committed before it started, and `ON CONFLICT` waits for a concurrent insert
     /// of the same key to finish).
     const BEGIN_WRITE: &'static str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+    type Options = PostgresOptions;
+    type Location = PostgresLocation;
+
+    fn locate(url: &str) -> Result<PostgresLocation, StoreError> {
+        PostgresLocation::parse(url)
+    }
 
     /// Connects and applies the migrations. sqlx holds a PostgreSQL advisory lock while it
     /// migrates, so several instances starting at once apply each migration exactly once.

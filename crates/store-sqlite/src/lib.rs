@@ -85,13 +85,16 @@ pub type Sqlite = Store<SqliteBackend>;
 pub enum SqliteBackend {}
 
 impl Dialect for SqliteBackend {
-    const SELECT_ACCESS_TOKEN_LOCKED: &'static str =
-        "SELECT token, expires_at FROM access_tokens WHERE app_id = $1";
     type Db = sqlx::Sqlite;
     /// sqlx would bind a bare `Uuid` as a 16-byte BLOB; the schema keeps hyphenated text.
     type Id = Hyphenated;
     type Timestamp = String;
     type Gender = i64;
+
+    /// No `FOR UPDATE` (not SQLite's syntax): the write transaction's `BEGIN IMMEDIATE` lock
+    /// already keeps every other writer out while the token is renewed.
+    const SELECT_ACCESS_TOKEN_LOCKED: &'static str =
+        "SELECT token, expires_at FROM access_tokens WHERE app_id = $1";
 
     /// Fixed-width RFC 3339 in UTC with nanoseconds (see the crate docs).
     fn timestamp(t: DateTime<Utc>) -> String {

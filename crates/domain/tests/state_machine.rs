@@ -525,3 +525,21 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The state a stored session's user is put in (`LoginState::signed_in`) is exactly where
+    /// a code exchange and the binding of that user lead.
+    #[test]
+    fn signed_in_is_where_an_exchange_and_a_binding_lead(id in 1u128..1_000, complete: bool) {
+        let u = user(id, "oSigned", complete);
+        let via = LoginState::Anonymous
+            .on(LoginEvent::CodeExchanged(exchanged("oSigned")))
+            .and_then(|s| s.on(LoginEvent::UserBound(u.clone())));
+        prop_assert_eq!(via, Ok(LoginState::signed_in(&u)));
+        prop_assert_eq!(
+            LoginState::signed_in(&u).profile_status(),
+            Some(ProfileStatus::of(&u))
+        );
+        prop_assert_eq!(LoginState::Anonymous.profile_status(), None);
+    }
+}

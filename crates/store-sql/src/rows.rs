@@ -105,8 +105,8 @@ impl<D: Dialect> SessionRow<D> {
 }
 
 /// An app's access-token row; empty until the first fetch, or after a rejected token was
-/// forgotten.
-#[derive(Debug, sqlx::FromRow)]
+/// forgotten. No `Debug`: the token is a secret.
+#[derive(sqlx::FromRow)]
 pub(crate) struct AccessTokenRow {
     pub(crate) token: Option<String>,
     pub(crate) expires_at: Option<chrono::DateTime<chrono::Utc>>,

@@ -245,7 +245,8 @@ async fn the_same_code_twice_at_once_signs_in_both_with_one_exchange() {
     // WeChat takes its time, so the second request arrives while the first is exchanging.
     app.mock.fail_next(
         wxlogin_wechat_mock::Api::Jscode2session,
-        wxlogin_wechat_mock::Failure::Slow(std::time::Duration::from_millis(400)),
+        // A wide window, so a loaded machine still sends the second request within it.
+        wxlogin_wechat_mock::Failure::Slow(std::time::Duration::from_millis(1_500)),
         1,
     );
     let (first, second) = tokio::join!(app.on_login(&code), app.on_login(&code));

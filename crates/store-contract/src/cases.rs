@@ -21,6 +21,9 @@ use wxlogin_domain::{
     Session, SessionId, SessionRecord, SessionRefresh, StoreError, StoredAccessToken, User, UserId,
     UserStore, WeChatError,
 };
+use wxlogin_domain::{
+    ActiveAt, Directory, LOGIN_EVENTS_KEPT, NickNameQuery, OpenId, Stats, StatsQuery, UserSearch,
+};
 
 /// How many first logins of one openid race in [`concurrent_first_logins_create_one_user`].
 pub const RACERS: u32 = 100;
@@ -1519,4 +1522,450 @@ pub async fn ping_answers<S: UserStore>(store: S) {
     }
     // Pinging wrote nothing.
     assert_eq!(session(&store, 1).await.user.profile, Profile::default());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operators' directory (`Directory`): searches, details, revocation and statistics.
+
+/// "Active" at `now` with a seven-day idle timeout, as the domain decides it.
+fn active_at(now: DateTime<Utc>) -> ActiveAt {
+    ActiveAt {
+        now,
+        seen_after: now - Duration::days(7),
+    }
+}
+
+/// A search in the main app with no filter.
+fn search_all(after: Option<UserId>, limit: u32) -> UserSearch {
+    UserSearch {
+        app_id: app(),
+        open_id: None,
+        nick_name: None,
+        after,
+        limit,
+    }
+}
+
+async fn search<S: Directory>(store: &S, search: UserSearch) -> Vec<User> {
+    store
+        .search_users(search)
+        .await
+        .unwrap_or_else(|e| panic!("search_users failed: {e}"))
+}
+
+fn open_ids(users: &[User]) -> Vec<&str> {
+    users.iter().map(|u| u.open_id.as_str()).collect()
+}
+
+/// Sets the nickname of the user of session `n` (main app) to `nick`.
+async fn name_user<S: UserStore>(store: &S, n: u32, nick: &str) -> User {
+    let record = session(store, n).await;
+    let profile = Profile {
+        nick_name: Some(NickName::parse(nick).expect("valid nickname")),
+        ..Profile::default()
+    };
+    store
+        .update_profile(profile_change(
+            record.user.id,
+            record.session.id,
+            profile,
+            t0(),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("update_profile failed: {e}"))
+}
+
+/// A search returns at most `limit` users in id order, starting after `after`; pages taken
+/// that way cover every user once, each shown as its login showed it.
+pub async fn search_pages_users_in_id_order<S: UserStore + Directory>(store: S) {
+    let mut logged = Vec::new();
+    for n in 0..5 {
+        logged.push(
+            login(&store, login_for(&format!("oPage{n}"), n, KEY_A))
+                .await
+                .user,
+        );
+    }
+    logged.sort_by_key(|u| u.id);
+
+    assert_eq!(search(&store, search_all(None, 10)).await, logged);
+    let first = search(&store, search_all(None, 2)).await;
+    assert_eq!(first, logged[..2]);
+    let second = search(&store, search_all(Some(first[1].id), 2)).await;
+    assert_eq!(second, logged[2..4]);
+    let third = search(&store, search_all(Some(second[1].id), 2)).await;
+    assert_eq!(third, logged[4..]);
+    assert_eq!(search(&store, search_all(Some(logged[4].id), 2)).await, []);
+    // A cursor need not be a user that still exists: the page starts after it all the same.
+    let gone = logged.remove(2);
+    store.erase_user(gone.id).await.expect("erasure works");
+    assert_eq!(
+        search(&store, search_all(Some(gone.id), 10)).await,
+        logged[2..]
+    );
+    assert_eq!(search(&store, search_all(None, 1)).await, logged[..1]);
+}
+
+/// The openid filter matches any app's identity exactly; the nickname filter matches a
+/// substring, ASCII case-insensitively, with `%` and `_` as plain characters; both together
+/// must both match. Users of other apps are shown with their own identity.
+pub async fn search_filters_by_open_id_and_nickname<S: UserStore + Directory>(store: S) {
+    let nicks = ["Xiao Ming", "ming", "MINGYU", "Lee 50%_off", "小明", "Wang"];
+    for (n, nick) in (0..).zip(nicks) {
+        login(&store, login_for(&format!("oNick{n}"), n, KEY_A)).await;
+        name_user(&store, n, nick).await;
+    }
+    // No nickname at all: matched by no nickname search.
+    login(&store, login_for("oNameless", 10, KEY_A)).await;
+    // A user of another app only.
+    let mut elsewhere = login_for("oElsewhere", 11, KEY_A);
+    elsewhere.app_id = other_app();
+    let elsewhere = login(&store, elsewhere).await.user;
+
+    let by_nick = |q: &str| UserSearch {
+        nick_name: Some(NickNameQuery::parse(q).expect("valid query")),
+        ..search_all(None, 100)
+    };
+    let mut found = open_ids(&search(&store, by_nick("ming")).await)
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    found.sort();
+    assert_eq!(
+        found,
+        ["oNick0", "oNick1", "oNick2"],
+        "ASCII case-insensitive"
+    );
+    assert_eq!(open_ids(&search(&store, by_nick("MinG")).await).len(), 3);
+    for literal in ["%", "_", "0%_o", "50%"] {
+        assert_eq!(
+            open_ids(&search(&store, by_nick(literal)).await),
+            ["oNick3"],
+            "{literal:?} is matched literally"
+        );
+    }
+    assert_eq!(open_ids(&search(&store, by_nick("小明")).await), ["oNick4"]);
+    assert_eq!(search(&store, by_nick("nobody")).await, []);
+
+    let by_open_id = |o: &str| UserSearch {
+        open_id: Some(OpenId::parse(o).expect("valid openid")),
+        ..search_all(None, 100)
+    };
+    assert_eq!(
+        open_ids(&search(&store, by_open_id("oNick5")).await),
+        ["oNick5"]
+    );
+    assert_eq!(
+        search(&store, by_open_id("oNick")).await,
+        [],
+        "exact, not a prefix"
+    );
+    // Another app's identity is found, and shown since the user has no other.
+    assert_eq!(
+        search(&store, by_open_id("oElsewhere")).await,
+        [elsewhere.clone()]
+    );
+    assert!(
+        search(&store, search_all(None, 100))
+            .await
+            .contains(&elsewhere),
+        "a user without an identity in the app is listed with its own"
+    );
+
+    let both = |o: &str, q: &str| UserSearch {
+        open_id: Some(OpenId::parse(o).expect("valid openid")),
+        nick_name: Some(NickNameQuery::parse(q).expect("valid query")),
+        ..search_all(None, 100)
+    };
+    assert_eq!(
+        open_ids(&search(&store, both("oNick2", "yu")).await),
+        ["oNick2"]
+    );
+    assert_eq!(search(&store, both("oNick2", "wang")).await, []);
+    // Filters and pages combine.
+    let ming = search(&store, by_nick("ming")).await;
+    let paged = search(
+        &store,
+        UserSearch {
+            after: Some(ming[0].id),
+            ..by_nick("ming")
+        },
+    )
+    .await;
+    assert_eq!(paged, ming[1..]);
+}
+
+/// A user's detail counts exactly its active sessions: not revoked, expiring after `now`, last
+/// seen after the idle cut-off (the boundaries themselves are not active), in every app;
+/// other users' sessions do not count. An unknown user is `None`.
+pub async fn user_detail_counts_active_sessions<S: UserStore + Directory>(store: S) {
+    let now = t0() + Duration::days(10);
+    let active = active_at(now);
+    let us = Duration::microseconds(1);
+    let first = login(
+        &store,
+        login_at("oDetail", 1, KEY_A, now - Duration::hours(1)),
+    )
+    .await;
+    let user = first.user;
+    // (digest, login time, expiry, revoked at, touched at, active?)
+    type Case = (
+        u32,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        bool,
+    );
+    let month = Duration::days(30);
+    let cases: [Case; 7] = [
+        (2, now - Duration::hours(2), now + month, None, None, true),
+        // Revoked, even "in the future" (another instance's clock): not active.
+        (
+            3,
+            now - Duration::hours(2),
+            now + month,
+            Some(now + us),
+            None,
+            false,
+        ),
+        (4, now - Duration::hours(2), now, None, None, false),
+        (5, now - Duration::hours(2), now + us, None, None, true),
+        (6, active.seen_after, now + month, None, None, false),
+        (7, active.seen_after + us, now + month, None, None, true),
+        // Logged in long ago, used recently.
+        (
+            8,
+            t0(),
+            now + month,
+            None,
+            Some(now - Duration::hours(1)),
+            true,
+        ),
+    ];
+    for (n, created, expires_at, revoked, touched, _) in cases {
+        let mut l = login_at("oDetail", n, KEY_A, created);
+        l.expires_at = expires_at;
+        let id = l.session_id;
+        login(&store, l).await;
+        if let Some(at) = revoked {
+            store
+                .revoke_session(id, at)
+                .await
+                .expect("revocation works");
+        }
+        if let Some(at) = touched {
+            store.touch_session(id, at).await.expect("touch works");
+        }
+    }
+    login(
+        &store,
+        login_at("oSomeoneElse", 20, KEY_A, now - Duration::hours(1)),
+    )
+    .await;
+
+    let detail = store
+        .user_detail(&app(), user.id, active)
+        .await
+        .expect("user_detail works")
+        .expect("the user exists");
+    assert_eq!(detail.user, user);
+    let expected = 1 + cases.iter().filter(|c| c.5).count() as u64;
+    assert_eq!(detail.active_sessions, expected);
+    // Shown with its only identity whatever app is asked for.
+    let elsewhere = store
+        .user_detail(&other_app(), user.id, active)
+        .await
+        .expect("user_detail works")
+        .expect("the user exists");
+    assert_eq!(elsewhere.user, user);
+
+    let nobody = UserId::new();
+    assert_eq!(store.user_detail(&app(), nobody, active).await, Ok(None));
+}
+
+/// Revoking a user's sessions revokes, at `now`, each of its sessions that is neither revoked
+/// nor past its lifetime (an idle one too), keeps earlier revocation times, touches nobody
+/// else's sessions, and answers how many it revoked; the revoked tokens stop working at once.
+/// `NotFound` for an unknown user.
+pub async fn revoking_a_users_sessions_ends_all_of_them<S: UserStore + Directory>(store: S) {
+    let now = t0() + Duration::days(10);
+    let earlier = now - Duration::hours(3);
+    let month = Duration::days(30);
+    let mut l = login_at("oRevoked", 1, KEY_A, now - Duration::hours(5));
+    l.expires_at = now + month;
+    let user = login(&store, l).await.user;
+    // (digest, login time, expiry, already revoked at)
+    let sessions: [(u32, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>); 4] = [
+        (2, now - Duration::hours(4), now + month, None),
+        (3, now - Duration::hours(4), now + month, Some(earlier)),
+        (4, now - Duration::days(40), now - Duration::days(10), None),
+        // Idle under a seven-day timeout, but within its lifetime.
+        (5, now - Duration::days(8), now + month, None),
+    ];
+    for (n, created, expires_at, revoked) in sessions {
+        let mut l = login_at("oRevoked", n, KEY_A, created);
+        l.expires_at = expires_at;
+        let id = l.session_id;
+        login(&store, l).await;
+        if let Some(at) = revoked {
+            store
+                .revoke_session(id, at)
+                .await
+                .expect("revocation works");
+        }
+    }
+    let mut other = login_at("oBystander", 10, KEY_A, now - Duration::hours(1));
+    other.expires_at = now + month;
+    login(&store, other).await;
+
+    assert_eq!(store.revoke_user_sessions(user.id, now).await, Ok(3));
+    for (n, revoked_at) in [
+        (1, Some(now)),
+        (2, Some(now)),
+        (3, Some(earlier)),
+        (4, None),
+        (5, Some(now)),
+        (10, None),
+    ] {
+        assert_eq!(
+            session(&store, n).await.session.revoked_at,
+            revoked_at,
+            "session {n}"
+        );
+    }
+    let detail = store
+        .user_detail(&app(), user.id, active_at(now))
+        .await
+        .expect("user_detail works")
+        .expect("the user exists");
+    assert_eq!(detail.active_sessions, 0);
+    assert_eq!(
+        store.revoke_user_sessions(user.id, now).await,
+        Ok(0),
+        "nothing is left to revoke"
+    );
+    assert_eq!(
+        store.revoke_user_sessions(UserId::new(), now).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+/// The statistics count every user, the sessions active at `now` (every app), and the logins
+/// since each window's start (inclusive): logins, not sessions — a refresh is no login, and
+/// a login still counts after its session was revoked or purged.
+pub async fn stats_count_users_sessions_and_logins<S: UserStore + Directory>(store: S) {
+    let now = t0() + Duration::days(10);
+    let hour_from = now - Duration::hours(1);
+    let day_from = now - Duration::days(1);
+    let query = StatsQuery {
+        active: active_at(now),
+        hour_from,
+        day_from,
+    };
+    assert_eq!(
+        store.stats(query).await,
+        Ok(Stats {
+            users: 0,
+            active_sessions: 0,
+            logins_last_hour: 0,
+            logins_last_day: 0,
+        })
+    );
+    let us = Duration::microseconds(1);
+    // (openid, digest, login time)
+    let logins = [
+        ("oStatsA", 1, now - Duration::days(3)),
+        ("oStatsA", 2, day_from - us),
+        ("oStatsB", 3, day_from),
+        ("oStatsB", 4, hour_from - us),
+        ("oStatsC", 5, hour_from),
+        ("oStatsD", 6, now - Duration::minutes(1)),
+    ];
+    for (open_id, n, at) in logins {
+        login(&store, login_at(open_id, n, KEY_A, at)).await;
+    }
+    let mut elsewhere = login_at("oStatsE", 7, KEY_A, now - Duration::minutes(2));
+    elsewhere.app_id = other_app();
+    login(&store, elsewhere).await;
+    // A refresh within the hour creates a session but is no login; the refreshed session
+    // (revoked by the refresh) stops being active.
+    let refreshed = session(&store, 6).await.session.id;
+    store
+        .refresh_session(refresh_of(refreshed, 8, now - Duration::seconds(30)))
+        .await
+        .expect("refresh works");
+    // A logged-out session's login still counts.
+    let logged_out = session(&store, 5).await.session.id;
+    store
+        .revoke_session(logged_out, now - Duration::minutes(5))
+        .await
+        .expect("revocation works");
+
+    let stats = store.stats(query).await.expect("stats works");
+    assert_eq!(stats.users, 5);
+    assert_eq!(
+        stats.logins_last_hour, 3,
+        "logins at or after the hour's start"
+    );
+    assert_eq!(
+        stats.logins_last_day, 5,
+        "logins at or after the day's start"
+    );
+    // Active: 1 to 4 (the oldest last seen 3 days ago, within the idle timeout), 7, and the
+    // refresh's new session; not 5 (logged out) nor 6 (revoked by the refresh).
+    assert_eq!(stats.active_sessions, 6);
+
+    // Erasing a user takes it out of the users, not its logins out of the figures.
+    let gone = session(&store, 3).await.user.id;
+    store.erase_user(gone).await.expect("erasure works");
+    let after = store.stats(query).await.expect("stats works");
+    assert_eq!(after.users, 4);
+    assert_eq!(after.active_sessions, 4);
+    assert_eq!(after.logins_last_day, 5);
+}
+
+/// The purge of ended sessions also deletes the login events from before a day ago (the
+/// longest window of the statistics) and keeps the rest.
+pub async fn the_purge_keeps_a_day_of_login_events<S: UserStore + Directory>(store: S) {
+    let us = Duration::microseconds(1);
+    login(&store, login_at("oEvents", 1, KEY_A, t0())).await;
+    login(
+        &store,
+        login_at("oEvents", 2, KEY_A, t0() + Duration::hours(23)),
+    )
+    .await;
+    let ever = |now: DateTime<Utc>| StatsQuery {
+        active: active_at(now),
+        hour_from: now - Duration::hours(1),
+        day_from: t0() - Duration::days(365),
+    };
+    // Exactly a day after the first login, it is still kept.
+    let now = t0() + LOGIN_EVENTS_KEPT;
+    store
+        .purge_sessions(PurgeBefore {
+            now,
+            last_seen: now - Duration::days(7),
+        })
+        .await
+        .expect("purge works");
+    assert_eq!(
+        store.stats(ever(now)).await.map(|s| s.logins_last_day),
+        Ok(2)
+    );
+    let now = now + us;
+    store
+        .purge_sessions(PurgeBefore {
+            now,
+            last_seen: now - Duration::days(7),
+        })
+        .await
+        .expect("purge works");
+    assert_eq!(
+        store.stats(ever(now)).await.map(|s| s.logins_last_day),
+        Ok(1)
+    );
+    // The sessions themselves have not ended: the purge kept them, and the user.
+    assert!(session_exists(&store, 1).await);
+    assert_eq!(store.stats(ever(now)).await.map(|s| s.users), Ok(1));
 }

@@ -1,4 +1,5 @@
-//! The one test suite every [`UserStore`](wxlogin_domain::UserStore) adapter must pass,
+//! The one test suite every [`UserStore`](wxlogin_domain::UserStore) adapter must pass (and the
+//! [`Directory`](wxlogin_domain::Directory) of the operators' API, which every store implements),
 //! written against the port only, so SQLite and PostgreSQL are held to the same semantics.
 //!
 //! Must never depend on an adapter: adapters depend on it (as a dev-dependency), never the
@@ -57,6 +58,12 @@ macro_rules! store_contract_tests {
             concurrent_callers_make_one_access_token_fetch,
             timestamps_round_trip,
             ping_answers,
+            search_pages_users_in_id_order,
+            search_filters_by_open_id_and_nickname,
+            user_detail_counts_active_sessions,
+            revoking_a_users_sessions_ends_all_of_them,
+            stats_count_users_sessions_and_logins,
+            the_purge_keeps_a_day_of_login_events,
         );
     };
     (@cases $factory:path; $($case:ident),+ $(,)?) => {

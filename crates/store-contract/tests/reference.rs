@@ -11,6 +11,9 @@ use wxlogin_domain::{
     PhoneChange, Profile, ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord,
     SessionRefresh, StoreError, StoredAccessToken, TokenDigest, UnionId, User, UserId, UserStore,
 };
+use wxlogin_domain::{
+    ActiveAt, Directory, LOGIN_EVENTS_KEPT, Stats, StatsQuery, UserDetail, UserSearch,
+};
 use wxlogin_store_contract::cases;
 
 /// One planted bug per variant.
@@ -65,6 +68,18 @@ enum Flaw {
     EraseUnknownIsOk,
     /// The purge counts the idle timeout from the login, not from the last use.
     PurgeIdleByCreation,
+    /// A search starts from the first user whatever its cursor says.
+    SearchIgnoresCursor,
+    /// The nickname filter is case-sensitive.
+    NicknameCaseSensitive,
+    /// A user's detail counts revoked sessions as active.
+    DetailCountsRevoked,
+    /// Revoking a user's sessions revokes everybody's.
+    RevokeHitsEveryone,
+    /// The statistics count sessions created in a window (refreshes too) as logins.
+    StatsCountSessions,
+    /// The purge keeps every login event.
+    PurgeKeepsLoginEvents,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +94,7 @@ struct UserData {
 struct Identity {
     user_id: UserId,
     union_id: Option<UnionId>,
+    created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,9 +115,28 @@ struct State {
     identities: HashMap<(AppId, OpenId), Identity>,
     sessions: HashMap<SessionId, SessionData>,
     access_tokens: HashMap<AppId, StoredAccessToken>,
+    /// When and in which app each login happened.
+    login_events: Vec<(DateTime<Utc>, AppId)>,
 }
 
 impl State {
+    /// The user with its identity in `app_id`, or else its earliest identity.
+    fn shown_user(&self, user_id: UserId, app_id: &AppId) -> Option<User> {
+        self.user(user_id, app_id).or_else(|| {
+            let (earliest_app, _) = self
+                .identities
+                .iter()
+                .filter(|(_, i)| i.user_id == user_id)
+                .map(|((app, _), i)| (app, i.created_at))
+                .min_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)))?;
+            self.user(user_id, &earliest_app.clone())
+        })
+    }
+
+    fn is_active(x: &SessionData, active: ActiveAt) -> bool {
+        x.revoked_at.is_none() && x.expires_at > active.now && x.last_seen_at > active.seen_after
+    }
+
     fn user(&self, user_id: UserId, app_id: &AppId) -> Option<User> {
         let data = self.users.get(&user_id)?;
         let ((_, open_id), identity) = self
@@ -213,6 +248,7 @@ impl MemStore {
                     Identity {
                         user_id: login.new_user_id,
                         union_id: login.union_id.clone(),
+                        created_at: now,
                     },
                 );
                 true
@@ -240,6 +276,7 @@ impl MemStore {
                 last_seen_at: now,
             },
         );
+        s.login_events.push((now, login.app_id.clone()));
         let user = s
             .user(user_id, &login.app_id)
             .ok_or_else(|| StoreError::Unexpected("user vanished".into()))?;
@@ -497,7 +534,12 @@ impl UserStore for MemStore {
                     || seen < last_seen;
                 !ended
             });
-            Ok((count - s.sessions.len()) as u64)
+            let purged = (count - s.sessions.len()) as u64;
+            if !self.has(Flaw::PurgeKeepsLoginEvents) {
+                let cut = now - LOGIN_EVENTS_KEPT;
+                s.login_events.retain(|(at, _)| *at >= cut);
+            }
+            Ok(purged)
         })
     }
 
@@ -546,6 +588,120 @@ impl UserStore for MemStore {
             return Err(StoreError::Unavailable("planted".into()));
         }
         Ok(())
+    }
+}
+
+impl Directory for MemStore {
+    async fn search_users(&self, search: UserSearch) -> Result<Vec<User>, StoreError> {
+        let s = self.lock();
+        let mut ids: Vec<UserId> = s.users.keys().copied().collect();
+        ids.sort();
+        let fold = |t: &str| {
+            if self.has(Flaw::NicknameCaseSensitive) {
+                t.to_owned()
+            } else {
+                t.to_ascii_lowercase()
+            }
+        };
+        let found = ids
+            .into_iter()
+            .filter(|id| {
+                self.has(Flaw::SearchIgnoresCursor) || search.after.is_none_or(|after| *id > after)
+            })
+            .filter(|id| {
+                search.open_id.as_ref().is_none_or(|o| {
+                    s.identities
+                        .iter()
+                        .any(|((_, open_id), i)| open_id == o && i.user_id == *id)
+                })
+            })
+            .filter_map(|id| s.shown_user(id, &search.app_id))
+            .filter(|u| {
+                search.nick_name.as_ref().is_none_or(|q| {
+                    u.profile
+                        .nick_name
+                        .as_ref()
+                        .is_some_and(|n| fold(n.as_str()).contains(&fold(q.as_str())))
+                })
+            })
+            .take(search.limit as usize)
+            .collect();
+        Ok(found)
+    }
+
+    async fn user_detail(
+        &self,
+        app_id: &AppId,
+        user_id: UserId,
+        active: ActiveAt,
+    ) -> Result<Option<UserDetail>, StoreError> {
+        let s = self.lock();
+        let Some(user) = s.shown_user(user_id, app_id) else {
+            return Ok(None);
+        };
+        let active_sessions = s
+            .sessions
+            .values()
+            .filter(|x| x.user_id == user_id)
+            .filter(|x| {
+                State::is_active(x, active)
+                    || (self.has(Flaw::DetailCountsRevoked)
+                        && State::is_active(
+                            &SessionData {
+                                revoked_at: None,
+                                ..(*x).clone()
+                            },
+                            active,
+                        ))
+            })
+            .count() as u64;
+        Ok(Some(UserDetail {
+            user,
+            active_sessions,
+        }))
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let now = self.time(now);
+        self.transaction(|s| {
+            if !s.users.contains_key(&user_id) {
+                return Err(StoreError::NotFound);
+            }
+            let mut revoked = 0;
+            for x in s.sessions.values_mut() {
+                let mine = x.user_id == user_id || self.has(Flaw::RevokeHitsEveryone);
+                if mine && x.revoked_at.is_none() && x.expires_at > now {
+                    x.revoked_at = Some(now);
+                    revoked += 1;
+                }
+            }
+            Ok(revoked)
+        })
+    }
+
+    async fn stats(&self, query: StatsQuery) -> Result<Stats, StoreError> {
+        let s = self.lock();
+        let since = |from: DateTime<Utc>| {
+            if self.has(Flaw::StatsCountSessions) {
+                s.sessions.values().filter(|x| x.created_at >= from).count() as u64
+            } else {
+                s.login_events.iter().filter(|(at, _)| *at >= from).count() as u64
+            }
+        };
+        Ok(Stats {
+            users: s.users.len() as u64,
+            active_sessions: s
+                .sessions
+                .values()
+                .filter(|x| State::is_active(x, query.active))
+                .count() as u64,
+            logins_last_hour: since(query.hour_from),
+            logins_last_day: since(query.day_from),
+        })
     }
 }
 
@@ -687,6 +843,36 @@ must_catch!(
     purge_deletes_exactly_the_ended_sessions,
     Flaw::PurgeIdleByCreation
 );
+must_catch!(
+    catches_a_search_ignoring_its_cursor,
+    search_pages_users_in_id_order,
+    Flaw::SearchIgnoresCursor
+);
+must_catch!(
+    catches_a_case_sensitive_nickname_search,
+    search_filters_by_open_id_and_nickname,
+    Flaw::NicknameCaseSensitive
+);
+must_catch!(
+    catches_revoked_sessions_counted_as_active,
+    user_detail_counts_active_sessions,
+    Flaw::DetailCountsRevoked
+);
+must_catch!(
+    catches_a_revocation_of_everybody,
+    revoking_a_users_sessions_ends_all_of_them,
+    Flaw::RevokeHitsEveryone
+);
+must_catch!(
+    catches_sessions_counted_as_logins,
+    stats_count_users_sessions_and_logins,
+    Flaw::StatsCountSessions
+);
+must_catch!(
+    catches_login_events_kept_forever,
+    the_purge_keeps_a_day_of_login_events,
+    Flaw::PurgeKeepsLoginEvents
+);
 
 /// Every public case in `cases` is listed in the macro, so none is silently left out.
 #[test]
@@ -714,5 +900,5 @@ fn the_macro_runs_every_case() {
         .collect();
     listed.sort();
     assert_eq!(defined, listed);
-    assert_eq!(defined.len(), 24);
+    assert_eq!(defined.len(), 30);
 }

@@ -1,5 +1,5 @@
 //! What wxlogin's SQLite and Postgres stores share, written once: the implementation of the
-//! domain's `UserStore` port ([`Store`]), the SQL both run unchanged (sqlx's `$1`
+//! domain's `UserStore` and `Directory` ports ([`Store`]), the SQL both run unchanged (sqlx's `$1`
 //! placeholders work on SQLite too, [`Queries`]), the rows they read and their mapping into
 //! domain values, the classification of the driver errors that are not the database's own
 //! ([`classify`]), and the checks of option values ([`options`]).
@@ -13,6 +13,7 @@
 //! sqlx and the value crates both use (uuid, chrono, tracing). The stores depend on it, never
 //! the other way round, and never on each other.
 
+mod admin;
 mod queries;
 mod rows;
 mod store;

@@ -23,6 +23,7 @@ macro_rules! user_columns {
          u.province, u.city, u.language, u.phone_number, u.created_at, u.updated_at"
     };
 }
+pub(crate) use user_columns;
 
 /// The shared queries of dialect `D`, as associated functions: `Queries::<MyDialect>::ping(&pool)`.
 /// The bounds below say what the SQL needs from the driver; sqlx's SQLite and Postgres
@@ -132,6 +133,7 @@ where
         .execute(&mut *conn)
         .await
         .map_err(D::map_err)?;
+        crate::admin::record_login::<D>(conn, &login.app_id, login.now).await?;
 
         let user = Self::fetch_user(conn, user_id, &login.app_id)
             .await?

@@ -59,7 +59,7 @@ pub struct Pools<DB: Database> {
 /// A store over the database of backend `B`: each port method is one transaction (writes
 /// that touch several rows) or one statement. Cheap to clone: clones share the pools.
 pub struct Store<B: Backend> {
-    pools: Pools<B::Db>,
+    pub(crate) pools: Pools<B::Db>,
 }
 
 // Written out: derived, they would require the database type itself to be `Clone`.
@@ -110,7 +110,7 @@ impl<B: Backend> Store<B> {
     }
 
     /// Begins a write transaction the backend's way.
-    async fn begin_write(&self) -> Result<Transaction<'static, B::Db>, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, B::Db>, StoreError> {
         self.pools
             .writer
             .begin_with(B::BEGIN_WRITE)
@@ -206,7 +206,14 @@ where
     }
 
     async fn purge_sessions(&self, before: PurgeBefore) -> Result<u64, StoreError> {
-        Queries::<B>::purge_sessions(&self.pools.writer, before).await
+        let purged = Queries::<B>::purge_sessions(&self.pools.writer, before).await?;
+        // The statistics' login events go after a day (their longest window).
+        crate::admin::purge_login_events::<B, _>(
+            &self.pools.writer,
+            before.now - wxlogin_domain::LOGIN_EVENTS_KEPT,
+        )
+        .await?;
+        Ok(purged)
     }
 
     /// One write transaction around the fetch: on Postgres the row lock makes the other

@@ -23,6 +23,9 @@ use wxlogin_wechat_http::{BaseUrl, WeChatHttpConfig, WeChatHttpError};
 
 use crate::http::HttpConfig;
 
+mod admin;
+pub use admin::{AdminSettings, OperatorSettings};
+
 /// The app id the in-process mock WeChat uses when none is configured.
 pub const MOCK_APP_ID: &str = "wx0000000000000000";
 
@@ -35,6 +38,8 @@ pub struct Settings {
     pub wechat: WeChatSettings,
     pub session: SessionSettings,
     pub log: LogSettings,
+    /// `[[admin.users]]`: the operators of `/admin/v1`.
+    pub admin: AdminSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +178,8 @@ pub struct Config {
     pub wechat: WeChatConfig,
     pub service: ServiceConfig,
     pub log: LogSettings,
+    /// Who may use `/admin/v1` (none: nobody).
+    pub operators: Vec<wxlogin_domain::OperatorAccount>,
 }
 
 #[derive(Debug, Clone)]
@@ -295,12 +302,14 @@ impl Settings {
             server.purge_interval = Duration::from_secs(secs);
         }
         let service = self.session.parse()?;
+        let operators = self.admin.parse()?;
         Ok(Config {
             server,
             store,
             wechat,
             service,
             log: self.log,
+            operators,
         })
     }
 }

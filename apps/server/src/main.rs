@@ -34,11 +34,18 @@ enum Command {
         #[arg(long, env = "WXLOGIN_MOCK_APP_SECRET", hide_env_values = true)]
         app_secret: Option<String>,
     },
+    /// Hash an operator password for `[[admin.users]]`: reads one line from standard input
+    /// (never from arguments) and prints the argon2id PHC string.
+    HashPassword,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Needs no configuration: an operator runs it before there is one.
+    if matches!(cli.command, Some(Command::HashPassword)) {
+        return hash_password();
+    }
     // The one validation step: an invalid value stops here, with one line naming the key.
     let config = match Settings::load(cli.config.as_deref()).and_then(Settings::parse) {
         Ok(c) => c,
@@ -55,6 +62,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down: draining in-flight requests");
             server.shutdown().await
         }
+        // Answered above, before the configuration is read.
+        Command::HashPassword => hash_password(),
         Command::MockWechat {
             addr,
             app_id,
@@ -70,6 +79,37 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `wxlogin hash-password`: one line of standard input (its line ending stripped, nothing
+/// else) to a PHC string on standard output. Works with a pipe (`printf %s "$PW" | wxlogin
+/// hash-password`); at a terminal it prompts on standard error, and the password is echoed.
+fn hash_password() -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("operator password (echoed as typed; pipe it in to keep it off the screen): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = secrecy::zeroize::Zeroizing::new(String::new());
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if password.is_empty() {
+        eprintln!(
+            "wxlogin: hash-password: the password must not be empty (one line on standard input)"
+        );
+        std::process::exit(2);
+    }
+    let phc = wxlogin_crypto::hash_password(password)
+        .map_err(|e| anyhow::anyhow!("hash-password: {e}"))?;
+    println!("{phc}");
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -10,8 +10,11 @@ use poem::listener::{Acceptor, TcpAcceptor};
 use poem::{Endpoint, Route};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wxlogin_crypto::{OsTokens, WeChatCipher};
-use wxlogin_domain::{LoginService, Service, ServiceConfig, SystemClock, UserStore, WeChat};
+use wxlogin_crypto::{Argon2Verifier, OsTokens, WeChatCipher};
+use wxlogin_domain::{
+    Admin, AdminConfig, AdminService, Directory, LoginService, Service, ServiceConfig, SystemClock,
+    UserStore, WeChat,
+};
 use wxlogin_store_postgres::Postgres;
 use wxlogin_store_sqlite::Sqlite;
 use wxlogin_wechat_http::WeChatHttp;
@@ -100,11 +103,12 @@ pub async fn start(config: Config, mock: Option<MockWeChat>) -> anyhow::Result<R
 }
 
 /// Picks the WeChat adapter for an opened store.
-async fn with_wechat<S: UserStore>(
+async fn with_wechat<S: UserStore + Directory>(
     config: Config,
     store: S,
     mock: Option<MockWeChat>,
 ) -> anyhow::Result<RunningServer> {
+    let admin = new_admin(store.clone(), &config)?;
     match config.wechat.clone() {
         WeChatConfig::Mock { app_id, implicit } => {
             tracing::warn!(
@@ -115,23 +119,25 @@ async fn with_wechat<S: UserStore>(
             let mock = mock.unwrap_or_else(|| MockWeChat::new(app_id, None));
             let control = wxlogin_wechat_mock::control_routes(mock.clone());
             let service = new_service(store, mock, &config.service);
-            serve(&config.server, service, Some(("/mock", control))).await
+            serve(&config.server, service, admin, Some(("/mock", control))).await
         }
         WeChatConfig::Http(http) => {
             let client = WeChatHttp::new(http).map_err(|e| anyhow::anyhow!("wechat: {e}"))?;
             let service = new_service(store, client, &config.service);
-            serve(&config.server, service, None::<(&str, Route)>).await
+            serve(&config.server, service, admin, None::<(&str, Route)>).await
         }
     }
 }
 
-async fn serve<L, M>(
+async fn serve<L, A, M>(
     config: &ServerConfig,
     service: L,
+    admin: A,
     extra: Option<(&str, M)>,
 ) -> anyhow::Result<RunningServer>
 where
     L: LoginService,
+    A: AdminService,
     M: Endpoint + 'static,
 {
     let service = Arc::new(service);
@@ -139,7 +145,7 @@ where
         Arc::clone(&service),
         config.purge_interval,
     ));
-    let app = crate::http::app(service, extra, &config.http);
+    let app = crate::http::app(service, Arc::new(admin), extra, &config.http);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {} (server.addr)", config.addr))?;
@@ -185,4 +191,27 @@ async fn purge_ended_sessions<L: LoginService>(service: Arc<L>, interval: std::t
             Err(e) => tracing::warn!(error = %e, "purging ended sessions failed; will retry"),
         }
     }
+}
+
+/// The operators' use cases over the store, argon2id passwords and the wall clock. Users are
+/// shown with their identity in the configured app.
+fn new_admin<S: Directory>(
+    store: S,
+    config: &Config,
+) -> anyhow::Result<Admin<S, Argon2Verifier, SystemClock>> {
+    if config.operators.is_empty() {
+        tracing::info!("no [[admin.users]] configured: /admin/v1 refuses every request");
+    }
+    let verifier = Argon2Verifier::new(Argon2Verifier::DEFAULT_CONCURRENCY)
+        .map_err(|e| anyhow::anyhow!("cannot prepare the operator password check: {e}"))?;
+    Ok(Admin::new(
+        store,
+        verifier,
+        SystemClock,
+        AdminConfig {
+            operators: config.operators.clone(),
+            app_id: config.wechat.app_id().clone(),
+            idle_timeout: config.service.idle_timeout,
+        },
+    ))
 }

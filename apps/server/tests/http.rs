@@ -12,9 +12,9 @@ use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
 use serde_json::{Value, json};
 use wxlogin_domain::{
-    AuthError, Authenticated, CipherError, LoginError, LoginOutcome, MockLoginService, OpenId,
-    Profile, ProfileOutcome, ProfileStatus, Session, SessionId, SessionKey, StoreError, Token,
-    TokenDigest, UpdateUserInfoError, User, UserId, WeChatError,
+    AuthError, Authenticated, CipherError, LoginError, LoginOutcome, MockAdminService,
+    MockLoginService, OpenId, Profile, ProfileOutcome, ProfileStatus, Session, SessionId,
+    SessionKey, StoreError, Token, TokenDigest, UpdateUserInfoError, User, UserId, WeChatError,
 };
 use wxlogin_server::http::{HttpConfig, app, openapi};
 
@@ -23,6 +23,7 @@ const TOKEN: &str = "wxl_handler-test-token";
 fn client(service: MockLoginService) -> TestClient<impl poem::Endpoint> {
     TestClient::new(app(
         Arc::new(service),
+        Arc::new(MockAdminService::new()),
         None::<(&str, Route)>,
         &HttpConfig::default(),
     ))
@@ -488,7 +489,14 @@ async fn a_failure_is_logged_once_with_its_detail_where_it_becomes_an_answer() {
 }
 
 fn spec() -> Value {
-    serde_json::from_str(&openapi(Arc::new(MockLoginService::new())).spec()).unwrap()
+    serde_json::from_str(
+        &openapi(
+            Arc::new(MockLoginService::new()),
+            Arc::new(MockAdminService::new()),
+        )
+        .spec(),
+    )
+    .unwrap()
 }
 
 fn statuses(doc: &Value, path: &str, method: &str) -> Vec<String> {
@@ -520,6 +528,10 @@ async fn the_openapi_document_describes_every_operation_field_and_error() {
         "/api/v1/me/profile",
         "/api/v1/me/profile/encrypted",
         "/api/v1/me/phone",
+        "/admin/v1/users",
+        "/admin/v1/users/{id}",
+        "/admin/v1/users/{id}/revoke-sessions",
+        "/admin/v1/stats",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
@@ -595,6 +607,15 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
     expect("/api/v1/session", "delete", &["204", "401", "500", "503"]);
     expect("/readyz", "get", &["200", "500", "503"]);
     expect("/healthz", "get", &["200"]);
+    expect(
+        "/admin/v1/users",
+        "get",
+        &["200", "400", "401", "500", "503"],
+    );
+    let one_user = ["200", "400", "401", "404", "500", "503"];
+    expect("/admin/v1/users/{id}", "get", &one_user);
+    expect("/admin/v1/users/{id}/revoke-sessions", "post", &one_user);
+    expect("/admin/v1/stats", "get", &["200", "401", "500", "503"]);
     // Each status names its codes.
     let described = |path: &str, method: &str, status: &str| {
         doc["paths"][path][method]["responses"][status]["description"]
@@ -613,7 +634,11 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
 /// and the file was not regenerated (`cargo xtask openapi` rewrites it).
 #[test]
 fn the_checked_in_openapi_document_is_current() {
-    let spec = openapi(Arc::new(MockLoginService::new())).spec();
+    let spec = openapi(
+        Arc::new(MockLoginService::new()),
+        Arc::new(MockAdminService::new()),
+    )
+    .spec();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
     if std::env::var_os("WXLOGIN_UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, format!("{spec}\n")).unwrap();

@@ -18,8 +18,8 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::types::Type as _;
 use poem_openapi::{ApiResponse, Object};
 use wxlogin_domain::{
-    AuthError, CipherError, InvalidValue, LoginError, PhoneError, StoreError, UpdateProfileError,
-    UpdateUserInfoError, WeChatError,
+    AdminError, AdminUserError, AuthError, CipherError, InvalidValue, LoginError, PhoneError,
+    StoreError, UpdateProfileError, UpdateUserInfoError, WeChatError,
 };
 
 /// Writes [`ErrorCode`] and its three tables (status, code string, default message) from one
@@ -490,6 +490,59 @@ impl ErrorSet for PhoneError {
     }
 }
 
+/// A refused operator sign-in: the same answer for an unknown name and a wrong password.
+fn refused_operator() -> Failure {
+    Failure::new(C::InvalidToken).with_message("unknown operator or wrong password")
+}
+
+/// `GET /admin/v1/stats`.
+impl ErrorSet for AdminError {
+    const CODES: &'static [ErrorCode] = &[C::InvalidToken, C::DatabaseUnavailable, C::Internal];
+
+    fn failure(self) -> Failure {
+        match self {
+            Self::InvalidCredentials => refused_operator(),
+            Self::Store(s) => s.into(),
+        }
+    }
+}
+
+/// `GET /admin/v1/users`: the search's errors, and its query values refused before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchUsersError(pub AdminError);
+
+impl ErrorSet for SearchUsersError {
+    const CODES: &'static [ErrorCode] = &[
+        C::InvalidRequest,
+        C::InvalidToken,
+        C::DatabaseUnavailable,
+        C::Internal,
+    ];
+
+    fn failure(self) -> Failure {
+        self.0.failure()
+    }
+}
+
+/// `GET /admin/v1/users/{id}`, `POST /admin/v1/users/{id}/revoke-sessions`.
+impl ErrorSet for AdminUserError {
+    const CODES: &'static [ErrorCode] = &[
+        C::InvalidRequest,
+        C::InvalidToken,
+        C::NotFound,
+        C::DatabaseUnavailable,
+        C::Internal,
+    ];
+
+    fn failure(self) -> Failure {
+        match self {
+            Self::InvalidCredentials => refused_operator(),
+            Self::UserNotFound => Failure::new(C::NotFound).with_message("no user has this id"),
+            Self::Store(s) => s.into(),
+        }
+    }
+}
+
 /// `/readyz`.
 impl ErrorSet for StoreError {
     const CODES: &'static [ErrorCode] = &[C::DatabaseUnavailable, C::Internal];
@@ -582,6 +635,29 @@ mod tests {
             PhoneError::Unexpected("x".into()),
         ]);
         assert_within(phone);
+        let admin: Vec<AdminError> = std::iter::once(AdminError::InvalidCredentials)
+            .chain(store_errors().into_iter().map(AdminError::Store))
+            .collect();
+        assert_within(admin.clone());
+        assert_within(admin.into_iter().map(SearchUsersError).collect());
+        let mut user: Vec<AdminUserError> = vec![
+            AdminUserError::InvalidCredentials,
+            AdminUserError::UserNotFound,
+        ];
+        user.extend(store_errors().into_iter().map(AdminUserError::Store));
+        assert_within(user);
+        assert_eq!(
+            AdminUserError::UserNotFound.failure().code.as_str(),
+            "not_found"
+        );
+        assert_eq!(
+            AdminError::InvalidCredentials
+                .failure()
+                .code
+                .status()
+                .as_u16(),
+            401
+        );
         // A request value the domain refuses is invalid_request, listed wherever a body is.
         for codes in [LoginError::CODES, UpdateUserInfoError::CODES] {
             assert!(codes.contains(&ErrorCode::InvalidRequest));

@@ -77,7 +77,9 @@ pub async fn answer<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
                 None => Failure::from_poem(&err),
             };
             log_failure(&method, &path, ms, &failure);
-            failure.to_response()
+            let mut response = failure.to_response();
+            crate::http::admin::challenge(&path, &mut response);
+            response
         }
     };
     Ok(response)

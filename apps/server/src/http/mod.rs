@@ -5,9 +5,12 @@
 //! - [`classic`]: `/onLogin`, `/updateUserInfo`;
 //! - [`session`] and [`profile`]: the `/api/v1` JSON API;
 //! - [`health`]: `/healthz`, `/readyz`;
+//! - [`admin`]: the operators' `/admin/v1` (HTTP Basic), over the inbound port
+//!   [`AdminService`], always mounted (with no operator configured, it refuses everyone);
 //! - [`dto`]: request and response bodies; [`error`]: the error codes and their mapping;
 //! - [`middleware`]: the body limit and the one place failures become answers.
 
+pub mod admin;
 pub mod auth;
 pub mod classic;
 pub mod dto;
@@ -23,10 +26,11 @@ use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::payload::Json;
 use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
-use wxlogin_domain::LoginService;
+use wxlogin_domain::{AdminService, LoginService};
 
 pub use error::{ApiError, ErrorCode, Failure};
 
+use admin::AdminApi;
 use classic::ClassicApi;
 use health::HealthApi;
 use profile::ProfileApi;
@@ -42,6 +46,8 @@ enum ApiTags {
     Profile,
     /// Liveness and readiness probes.
     Health,
+    /// The operators' API (HTTP Basic, `[[admin.users]]`; never a user's bearer token).
+    Admin,
 }
 
 /// What every operation answers: its success `T`, or the errors of its use case `E`.
@@ -87,15 +93,25 @@ impl Default for HttpConfig {
     }
 }
 
-type Apis<L> = (ClassicApi<L>, SessionApi<L>, ProfileApi<L>, HealthApi<L>);
+type Apis<L, A> = (
+    ClassicApi<L>,
+    SessionApi<L>,
+    ProfileApi<L>,
+    HealthApi<L>,
+    AdminApi<A>,
+);
 
 /// The OpenAPI service: operations, schemas and server description.
-pub fn openapi<L: LoginService>(service: Arc<L>) -> OpenApiService<Apis<L>, ()> {
+pub fn openapi<L: LoginService, A: AdminService>(
+    service: Arc<L>,
+    admin: Arc<A>,
+) -> OpenApiService<Apis<L, A>, ()> {
     let apis = (
         ClassicApi::new(Arc::clone(&service)),
         SessionApi::new(Arc::clone(&service)),
         ProfileApi::new(Arc::clone(&service)),
         HealthApi::new(service),
+        AdminApi::new(admin),
     );
     OpenApiService::new(apis, "wxlogin", env!("CARGO_PKG_VERSION")).description(
         "WeChat mini-program login backend: exchanges `wx.login` codes for users and \
@@ -108,16 +124,18 @@ pub fn openapi<L: LoginService>(service: Arc<L>) -> OpenApiService<Apis<L>, ()> 
 /// The whole HTTP app: the API, `/openapi.json`, Swagger UI at `/docs`, `extra` routes nested
 /// where the composition root says (the mock WeChat's control API in mock mode), the body
 /// limit, and the JSON error answers and request log of [`middleware::answer`].
-pub fn app<L, M>(
+pub fn app<L, A, M>(
     service: Arc<L>,
+    admin: Arc<A>,
     extra: Option<(&str, M)>,
     config: &HttpConfig,
-) -> impl Endpoint + use<L, M>
+) -> impl Endpoint + use<L, A, M>
 where
     L: LoginService,
+    A: AdminService,
     M: Endpoint + 'static,
 {
-    let api = openapi(service);
+    let api = openapi(service, admin);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let mut route = Route::new()

@@ -63,7 +63,7 @@ impl WeChatArg {
 /// The test targets that run against Postgres: the store's contract and adapter tests
 /// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
 /// end-to-end target (each one touches the store).
-const POSTGRES_TARGETS: [&str; 13] = [
+const POSTGRES_TARGETS: [&str; 14] = [
     "contract",
     "postgres",
     "login",
@@ -77,6 +77,7 @@ const POSTGRES_TARGETS: [&str; 13] = [
     "embedded_mock",
     "load",
     "two_instances",
+    "admin",
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -188,3 +188,62 @@ fn invalid_configuration_fails_with_one_line_naming_the_key() {
     assert!(err.contains("wechat.app_id"), "{err}");
     assert!(!err.contains("s3cret-value"), "{err}");
 }
+
+/// Runs `wxlogin hash-password` with `stdin` piped in; the exit code, stdout and stderr.
+fn hash_password(args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .args(args)
+        // A broken configuration must not matter: hash-password reads none.
+        .env("WXLOGIN__SERVER__ADDR", "not-an-address")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn hash_password_reads_one_line_from_a_pipe_and_prints_a_phc_string() {
+    for input in [&b"s3cret pass\n"[..], b"s3cret pass\r\n", b"s3cret pass"] {
+        let (code, out, err) = hash_password(&[], input);
+        assert_eq!(code, Some(0), "{err}");
+        let phc = out.trim_end();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+        assert!(
+            wxlogin_crypto::verify_password(phc, "s3cret pass"),
+            "{input:?}"
+        );
+        assert!(!wxlogin_crypto::verify_password(phc, "s3cret pass\n"));
+        assert!(!out.contains("s3cret") && !err.contains("s3cret"));
+    }
+    // Only the first line is the password.
+    let (code, out, _) = hash_password(&[], b"first\nsecond\n");
+    assert_eq!(code, Some(0));
+    assert!(wxlogin_crypto::verify_password(out.trim_end(), "first"));
+}
+
+#[test]
+fn hash_password_refuses_an_empty_password_and_any_argument() {
+    for input in [&b""[..], b"\n", b"\r\n"] {
+        let (code, out, err) = hash_password(&[], input);
+        assert_eq!(code, Some(2), "{input:?}: {out}{err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains("empty"), "{err}");
+    }
+    // Never from the command line: an argument is a usage error, and it is not hashed.
+    let (code, out, _) = hash_password(&["hunter2"], b"");
+    assert_eq!(code, Some(2));
+    assert!(!out.contains("$argon2id$"), "{out}");
+}

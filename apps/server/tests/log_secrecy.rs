@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use poem::test::TestClient;
 use serde_json::{Value, json};
-use wxlogin_domain::AppId;
 use wxlogin_domain::ServiceConfig;
+use wxlogin_domain::{AppId, MockAdminService};
 use wxlogin_server::http::{HttpConfig, app};
 use wxlogin_server::wiring::new_service;
 use wxlogin_store_sqlite::Sqlite;
@@ -54,6 +54,7 @@ async fn the_whole_flow_logs_no_secret_and_logout_ends_the_token() {
     let mock = MockWeChat::new(app_id(), None);
     let app = app(
         Arc::new(new_service(store, mock.clone(), &ServiceConfig::default())),
+        Arc::new(MockAdminService::new()),
         Some(("/mock", wxlogin_wechat_mock::control_routes(mock.clone()))),
         &HttpConfig::default(),
     );
@@ -172,6 +173,7 @@ async fn a_wechat_failure_is_logged_once_through_the_real_client() {
     );
     let cli = TestClient::new(app(
         Arc::new(service),
+        Arc::new(MockAdminService::new()),
         None::<(&str, poem::Route)>,
         &HttpConfig::default(),
     ));

@@ -1663,7 +1663,7 @@ pub async fn search_filters_by_open_id_and_nickname<S: UserStore + Directory>(st
     // Another app's identity is found, and shown since the user has no other.
     assert_eq!(
         search(&store, by_open_id("oElsewhere")).await,
-        [elsewhere.clone()]
+        std::slice::from_ref(&elsewhere)
     );
     assert!(
         search(&store, search_all(None, 100))
@@ -1796,7 +1796,8 @@ pub async fn revoking_a_users_sessions_ends_all_of_them<S: UserStore + Directory
     l.expires_at = now + month;
     let user = login(&store, l).await.user;
     // (digest, login time, expiry, already revoked at)
-    let sessions: [(u32, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>); 4] = [
+    type Case = (u32, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>);
+    let sessions: [Case; 4] = [
         (2, now - Duration::hours(4), now + month, None),
         (3, now - Duration::hours(4), now + month, Some(earlier)),
         (4, now - Duration::days(40), now - Duration::days(10), None),

@@ -657,6 +657,7 @@ mod tests {
         assert_eq!(c.service.session_ttl, defaults.service.session_ttl);
         assert_eq!(c.service.idle_timeout, defaults.service.idle_timeout);
         assert_eq!(c.server.purge_interval, defaults.server.purge_interval);
+        assert!(c.operators.is_empty() && defaults.operators.is_empty());
         assert!(matches!(
             c.store,
             StoreConfig::Sqlite { options, .. } if options == SqliteOptions::default()

@@ -398,7 +398,9 @@ impl ErrorSet for LoginError {
 
 /// Operations that only authenticate (`GET /api/v1/me`, `DELETE /api/v1/session`).
 impl ErrorSet for AuthError {
+    // invalid_request: a request that names an app this server does not serve.
     const CODES: &'static [ErrorCode] = &[
+        C::InvalidRequest,
         C::InvalidToken,
         C::TokenExpired,
         C::DatabaseUnavailable,
@@ -682,8 +684,8 @@ mod tests {
     fn each_operation_documents_its_own_codes_by_status() {
         let meta = <ApiError<AuthError> as ApiResponse>::meta();
         let statuses: Vec<_> = meta.responses.iter().filter_map(|r| r.status).collect();
-        assert_eq!(statuses, [401, 500, 503]);
-        let unauthorized = &meta.responses[0];
+        assert_eq!(statuses, [400, 401, 500, 503]);
+        let unauthorized = &meta.responses[1];
         assert!(unauthorized.description.contains("`invalid_token`"));
         assert!(unauthorized.description.contains("`token_expired`"));
         assert!(

@@ -608,7 +608,11 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
             "200", "400", "401", "403", "413", "415", "422", "429", "500", "502", "503",
         ],
     );
-    expect("/api/v1/session", "delete", &["204", "400", "401", "500", "503"]);
+    expect(
+        "/api/v1/session",
+        "delete",
+        &["204", "400", "401", "500", "503"],
+    );
     expect("/readyz", "get", &["200", "500", "503"]);
     expect("/healthz", "get", &["200"]);
     // Each status names its codes.

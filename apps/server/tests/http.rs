@@ -187,6 +187,12 @@ async fn every_login_failure_answers_its_documented_status_and_code() {
                 && !message.contains("40013"),
             "{detail}: {message}"
         );
+        // A store failure comes after the exchange: the code is spent, and the answer says so.
+        assert_eq!(
+            message.contains("used up"),
+            detail.starts_with("database") || detail.starts_with("unexpected store"),
+            "{detail}: {message}"
+        );
     }
 }
 

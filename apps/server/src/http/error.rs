@@ -390,11 +390,17 @@ impl ErrorSet for LoginError {
     fn failure(self) -> Failure {
         match self {
             Self::WeChat(w) => w.into(),
-            Self::Store(s) => s.into(),
+            // The store is only reached once WeChat has exchanged the code, which is then
+            // spent: retrying with it would answer code_used (DESIGN §5).
+            Self::Store(s) => Failure::from(s).with_message(CODE_SPENT),
             Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
         }
     }
 }
+
+/// What a failure after a code exchange tells the client.
+const CODE_SPENT: &str = "the login could not be saved and its code is used up: call wx.login \
+                          again and send the new code";
 
 /// Operations that only authenticate (`GET /api/v1/me`, `DELETE /api/v1/session`).
 impl ErrorSet for AuthError {

@@ -16,19 +16,22 @@ use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
 use serde_json::Value;
 use wxlogin_domain::{
-    AdminError, AdminUserError, MockAdminService, MockLoginService, OpenId, Profile, Stats,
+    AdminError, AdminUserError, AppId, MockAdminService, MockLoginService, OpenId, Profile, Stats,
     StoreError, User, UserDetail, UserId, UserPage,
 };
 use wxlogin_server::http::admin::{CHALLENGE, FAILURE_DELAY, encode_cursor};
-use wxlogin_server::http::{HttpConfig, app};
+use wxlogin_server::http::{Apps, HttpConfig, app};
 
 const BASIC_ALICE: &str = "Basic YWxpY2U6Y29ycmVjdCBob3JzZQ=="; // alice:correct horse
 
 fn client(admin: MockAdminService) -> TestClient<impl poem::Endpoint> {
     TestClient::new(app(
-        Arc::new(MockLoginService::new()),
+        Apps::single(
+            AppId::parse("wx1111111111111111").unwrap(),
+            MockLoginService::new(),
+        ),
         Arc::new(admin),
-        None::<(&str, Route)>,
+        Vec::<(String, Route)>::new(),
         &HttpConfig::default(),
     ))
 }

@@ -8,7 +8,7 @@
 //! purge keeps sessions on its boundaries (`last_seen_at` equal to the cut-off, a revocation
 //! later than `now`); and every method is atomic.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -22,7 +22,8 @@ use wxlogin_domain::{
     UserStore, WeChatError,
 };
 use wxlogin_domain::{
-    ActiveAt, Directory, LOGIN_EVENTS_KEPT, NickNameQuery, OpenId, Stats, StatsQuery, UserSearch,
+    ActiveAt, AppId, Directory, LOGIN_EVENTS_KEPT, NickNameQuery, OpenId, Stats, StatsQuery,
+    UserSearch,
 };
 
 /// How many first logins of one openid race in [`concurrent_first_logins_create_one_user`].
@@ -547,6 +548,108 @@ pub async fn union_id_is_recorded_once<S: UserStore>(store: S) {
     );
     // Other users are untouched.
     assert_eq!(session(&store, 1).await.user.union_id, union("uFirst"));
+}
+
+/// Identities of two apps with the same unionid are one user: a first login in a second app
+/// joins the user that the first app's identity belongs to (not a new user, whose profile and
+/// phone number it shares), and each app sees the user with its own openid. Without a unionid,
+/// or with another, a first login creates a user of its own.
+pub async fn union_id_links_the_identities_of_two_apps<S: UserStore>(store: S) {
+    let mut in_first = login_for("oShopA", 1, KEY_A);
+    in_first.union_id = union("uPerson");
+    let first = login(&store, in_first).await;
+    let profile_login_id = session(&store, 1).await.session.id;
+    store
+        .update_profile(profile_change(
+            first.user.id,
+            profile_login_id,
+            full_profile(),
+            t0() + Duration::minutes(1),
+        ))
+        .await
+        .expect("update works");
+
+    let mut in_second = login_for("oShopB", 2, KEY_B);
+    in_second.app_id = other_app();
+    in_second.union_id = union("uPerson");
+    let second = login(&store, in_second).await;
+    assert_eq!(second.user.id, first.user.id, "one person, one user");
+    assert!(!second.is_new_user, "the user existed before");
+    assert_eq!(
+        second.user.open_id.as_str(),
+        "oShopB",
+        "the second app's openid"
+    );
+    assert_eq!(second.user.union_id, union("uPerson"));
+    assert_eq!(second.user.profile, full_profile(), "the profile is shared");
+    let found = store
+        .find_session(&other_app(), &digest(2))
+        .await
+        .expect("find_session works")
+        .expect("the second app's session exists");
+    assert_eq!(found.user.id, first.user.id);
+    assert_eq!(found.user.open_id.as_str(), "oShopB");
+    // The first app still sees its own openid; a second login in either app is a returning one.
+    assert_eq!(session(&store, 1).await.user.open_id.as_str(), "oShopA");
+    let mut again = login_for("oShopB", 3, KEY_B);
+    again.app_id = other_app();
+    again.union_id = union("uPerson");
+    let again = login(&store, again).await;
+    assert_eq!(again.user.id, first.user.id);
+    assert!(!again.is_new_user);
+
+    // Another unionid, or none, in the second app: users of their own.
+    let mut stranger = login_for("oStranger", 4, KEY_C);
+    stranger.app_id = other_app();
+    stranger.union_id = union("uSomeoneElse");
+    let stranger = login(&store, stranger).await;
+    assert!(stranger.is_new_user);
+    assert_ne!(stranger.user.id, first.user.id);
+    let mut anonymous = login_for("oNoUnion", 5, KEY_C);
+    anonymous.app_id = other_app();
+    let anonymous = login(&store, anonymous).await;
+    assert!(anonymous.is_new_user);
+    assert_ne!(anonymous.user.id, first.user.id);
+    assert_ne!(anonymous.user.id, stranger.user.id);
+}
+
+/// First logins of one person (one unionid) in two apps at once, many times over, end with one
+/// user per person, never two.
+pub async fn concurrent_first_logins_in_two_apps_make_one_user<S: UserStore>(store: S) {
+    warm_up(&store, RACERS).await;
+    let people = RACERS / 2;
+    let start = Arc::new(Barrier::new((people * 2) as usize));
+    let tasks: Vec<_> = (0..people * 2)
+        .map(|n| {
+            let store = store.clone();
+            let start = Arc::clone(&start);
+            let person = n / 2;
+            let mut racer = login_for(&format!("oRacer{n}"), 1000 + n, KEY_A);
+            racer.union_id = union(&format!("uRacer{person}"));
+            if n % 2 == 1 {
+                racer.app_id = other_app();
+            }
+            tokio::spawn(async move {
+                start.wait().await;
+                (person, store.login(racer).await)
+            })
+        })
+        .collect();
+    let mut user_of: HashMap<u32, Vec<UserId>> = HashMap::new();
+    for (n, task) in tasks.into_iter().enumerate() {
+        let (person, result) = task
+            .await
+            .unwrap_or_else(|e| panic!("login task {n} panicked: {e}"));
+        let record = result.unwrap_or_else(|e| panic!("concurrent login {n} failed: {e}"));
+        user_of.entry(person).or_default().push(record.user.id);
+    }
+    for (person, ids) in &user_of {
+        assert_eq!(ids.len(), 2);
+        assert_eq!(
+            ids[0], ids[1],
+            "person {person}: first logins in two apps created two users"
+        );
+    }
 }
 
 /// A login that fails after the user and identity were written (its session's token digest
@@ -1969,4 +2072,47 @@ pub async fn the_purge_keeps_a_day_of_login_events<S: UserStore + Directory>(sto
     // The sessions themselves have not ended: the purge kept them, and the user.
     assert!(session_exists(&store, 1).await);
     assert_eq!(store.stats(ever(now)).await.map(|s| s.users), Ok(1));
+}
+
+/// A user with identities in two apps (linked by unionid) is shown with its identity in the
+/// app asked for, or else with its earliest; it is found by either openid, listed once, and
+/// its detail counts its sessions in both apps.
+pub async fn users_are_shown_with_the_apps_identity_or_their_earliest<S: UserStore + Directory>(
+    store: S,
+) {
+    let mut first = login_for("oLinkFirst", 1, KEY_A);
+    first.app_id = other_app();
+    first.union_id = union("uLinked");
+    let user_id = login(&store, first).await.user.id;
+    let mut second = login_at("oLinkSecond", 2, KEY_B, t0() + Duration::hours(1));
+    second.union_id = union("uLinked");
+    let linked = login(&store, second).await;
+    assert_eq!(linked.user.id, user_id, "linked by unionid");
+
+    let shown_in = |app_id: AppId, open_id: Option<&str>| UserSearch {
+        app_id,
+        open_id: open_id.map(|o| OpenId::parse(o).expect("valid openid")),
+        ..search_all(None, 100)
+    };
+    let third_app = AppId::parse("wx9999999999999999").expect("valid app id");
+    for (app_id, filter, shown) in [
+        (app(), None, "oLinkSecond"),
+        (other_app(), None, "oLinkFirst"),
+        (third_app.clone(), None, "oLinkFirst"),
+        (app(), Some("oLinkFirst"), "oLinkSecond"),
+        (other_app(), Some("oLinkSecond"), "oLinkFirst"),
+    ] {
+        let found = search(&store, shown_in(app_id.clone(), filter)).await;
+        assert_eq!(open_ids(&found), [shown], "in {app_id}, filter {filter:?}");
+        assert_eq!(found[0].id, user_id);
+    }
+    for (app_id, shown) in [(app(), "oLinkSecond"), (third_app, "oLinkFirst")] {
+        let detail = store
+            .user_detail(&app_id, user_id, active_at(t0() + Duration::hours(2)))
+            .await
+            .expect("user_detail works")
+            .expect("the user exists");
+        assert_eq!(detail.user.open_id.as_str(), shown, "in {app_id}");
+        assert_eq!(detail.active_sessions, 2, "sessions of both apps count");
+    }
 }

@@ -80,6 +80,13 @@ enum Flaw {
     StatsCountSessions,
     /// The purge keeps every login event.
     PurgeKeepsLoginEvents,
+    /// Users are shown with their earliest identity whatever app is asked for.
+    ShowsEarliestIdentity,
+    /// A first login in a second app creates a user even when its unionid is known.
+    NoUnionLinking,
+    /// A first login looks for its unionid, pauses, then acts on its stale look: racing first
+    /// logins of one person in two apps create two users.
+    RacyUnionLinking,
 }
 
 #[derive(Debug, Clone)]
@@ -121,8 +128,13 @@ struct State {
 
 impl State {
     /// The user with its identity in `app_id`, or else its earliest identity.
-    fn shown_user(&self, user_id: UserId, app_id: &AppId) -> Option<User> {
-        self.user(user_id, app_id).or_else(|| {
+    fn shown_user(&self, user_id: UserId, app_id: &AppId, flaw: Option<Flaw>) -> Option<User> {
+        let asked = if flaw == Some(Flaw::ShowsEarliestIdentity) {
+            None
+        } else {
+            self.user(user_id, app_id)
+        };
+        asked.or_else(|| {
             let (earliest_app, _) = self
                 .identities
                 .iter()
@@ -215,9 +227,40 @@ impl MemStore {
         Ok(out)
     }
 
+    /// The user of another app's identity with the login's unionid, if any (and if the user
+    /// has no identity in the login's app yet).
+    fn linked_user(s: &State, login: &NewLogin) -> Option<UserId> {
+        let union_id = login.union_id.as_ref()?;
+        let user_id = s
+            .identities
+            .values()
+            .find(|i| i.union_id.as_ref() == Some(union_id))?
+            .user_id;
+        let has_app = s
+            .identities
+            .iter()
+            .any(|((app, _), i)| *app == login.app_id && i.user_id == user_id);
+        (!has_app).then_some(user_id)
+    }
+
     fn login_in(&self, s: &mut State, login: &NewLogin) -> Result<LoginRecord, StoreError> {
+        let link = !self.has(Flaw::NoUnionLinking);
+        self.login_linking(s, login, link)
+    }
+
+    fn login_linking(
+        &self,
+        s: &mut State,
+        login: &NewLogin,
+        link: bool,
+    ) -> Result<LoginRecord, StoreError> {
         let now = self.time(login.now);
         let key = (login.app_id.clone(), login.open_id.clone());
+        let linked = if link {
+            Self::linked_user(s, login)
+        } else {
+            None
+        };
         let is_new_user = match s.identities.get_mut(&key) {
             Some(identity) => {
                 if identity.union_id.is_none() || self.has(Flaw::OverwritesUnionId) {
@@ -228,6 +271,18 @@ impl MemStore {
                 {
                     user.updated_at = now;
                 }
+                false
+            }
+            None if linked.is_some() => {
+                let user_id = linked.expect("just matched");
+                s.identities.insert(
+                    key.clone(),
+                    Identity {
+                        user_id,
+                        union_id: login.union_id.clone(),
+                        created_at: now,
+                    },
+                );
                 false
             }
             None => {
@@ -333,6 +388,13 @@ impl UserStore for MemStore {
                     self.login_in(s, &login)
                 });
             }
+        }
+        if self.has(Flaw::RacyUnionLinking) {
+            let linked = Self::linked_user(&self.lock(), &login).is_some();
+            // Two first logins of one person meet here, and both act on what they saw.
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(200), self.race.wait()).await;
+            return self.transaction(|s| self.login_linking(s, &login, linked));
         }
         if self.has(Flaw::NotAtomicLogin) {
             let mut state = self.lock();
@@ -615,7 +677,7 @@ impl Directory for MemStore {
                         .any(|((_, open_id), i)| open_id == o && i.user_id == *id)
                 })
             })
-            .filter_map(|id| s.shown_user(id, &search.app_id))
+            .filter_map(|id| s.shown_user(id, &search.app_id, self.flaw))
             .filter(|u| {
                 search.nick_name.as_ref().is_none_or(|q| {
                     u.profile
@@ -636,7 +698,7 @@ impl Directory for MemStore {
         active: ActiveAt,
     ) -> Result<Option<UserDetail>, StoreError> {
         let s = self.lock();
-        let Some(user) = s.shown_user(user_id, app_id) else {
+        let Some(user) = s.shown_user(user_id, app_id, self.flaw) else {
             return Ok(None);
         };
         let active_sessions = s
@@ -869,9 +931,25 @@ must_catch!(
     Flaw::StatsCountSessions
 );
 must_catch!(
+    catches_the_earliest_identity_shown_whatever_the_app,
+    users_are_shown_with_the_apps_identity_or_their_earliest,
+    Flaw::ShowsEarliestIdentity
+);
+must_catch!(
     catches_login_events_kept_forever,
     the_purge_keeps_a_day_of_login_events,
     Flaw::PurgeKeepsLoginEvents
+);
+
+must_catch!(
+    catches_identities_of_one_unionid_kept_apart,
+    union_id_links_the_identities_of_two_apps,
+    Flaw::NoUnionLinking
+);
+must_catch!(
+    catches_racy_union_linking,
+    concurrent_first_logins_in_two_apps_make_one_user,
+    Flaw::RacyUnionLinking
 );
 
 /// Every public case in `cases` is listed in the macro, so none is silently left out.
@@ -900,5 +978,5 @@ fn the_macro_runs_every_case() {
         .collect();
     listed.sort();
     assert_eq!(defined, listed);
-    assert_eq!(defined.len(), 30);
+    assert_eq!(defined.len(), 33);
 }

@@ -57,6 +57,12 @@ pub trait Dialect: Send + Sync + 'static {
     /// `… FOR UPDATE` on Postgres; on SQLite the write transaction's lock already does, and
     /// `FOR UPDATE` is not SQLite's syntax.
     const SELECT_ACCESS_TOKEN_LOCKED: &'static str;
+
+    /// Taken (binding the unionid as `$1`) before a first login looks for another app's
+    /// identity with its unionid, and held to the end of the transaction: a lock by unionid on
+    /// Postgres (`pg_advisory_xact_lock`), where transactions run concurrently; `None` on
+    /// SQLite, whose write transactions already run one at a time.
+    const LOCK_UNION_ID: Option<&'static str>;
 }
 
 /// A small value that the shared queries bind and read back as it is.

@@ -91,6 +91,9 @@ impl Dialect for SqliteBackend {
     type Timestamp = String;
     type Gender = i64;
 
+    /// `BEGIN IMMEDIATE` already runs one login at a time.
+    const LOCK_UNION_ID: Option<&'static str> = None;
+
     /// No `FOR UPDATE` (not SQLite's syntax): the write transaction's `BEGIN IMMEDIATE` lock
     /// already keeps every other writer out while the token is renewed.
     const SELECT_ACCESS_TOKEN_LOCKED: &'static str =

@@ -11,6 +11,7 @@
 //! - [`middleware`]: the body limit and the one place failures become answers.
 
 pub mod admin;
+pub mod apps;
 pub mod auth;
 pub mod classic;
 pub mod dto;
@@ -28,6 +29,7 @@ use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
 use wxlogin_domain::{AdminService, LoginService};
 
+pub use apps::{APP_HEADER, Apps};
 pub use error::{ApiError, ErrorCode, Failure};
 
 use admin::AdminApi;
@@ -103,21 +105,25 @@ type Apis<L, A> = (
 
 /// The OpenAPI service: operations, schemas and server description.
 pub fn openapi<L: LoginService, A: AdminService>(
-    service: Arc<L>,
+    apps: Arc<Apps<L>>,
     admin: Arc<A>,
 ) -> OpenApiService<Apis<L, A>, ()> {
-    let apis = (
-        ClassicApi::new(Arc::clone(&service)),
-        SessionApi::new(Arc::clone(&service)),
-        ProfileApi::new(Arc::clone(&service)),
-        HealthApi::new(service),
+    let health = Arc::clone(apps.default_service());
+    let api = (
+        ClassicApi::new(Arc::clone(&apps)),
+        SessionApi::new(Arc::clone(&apps)),
+        ProfileApi::new(apps),
+        HealthApi::new(health),
         AdminApi::new(admin),
     );
-    OpenApiService::new(apis, "wxlogin", env!("CARGO_PKG_VERSION")).description(
+    OpenApiService::new(api, "wxlogin", env!("CARGO_PKG_VERSION")).description(
         "WeChat mini-program login backend: exchanges `wx.login` codes for users and \
          sessions, and stores profiles from `encryptedData`. Errors answer \
          `{\"status\", \"error\", \"message\"}` with a stable `error` code; each operation \
-         lists the codes it can give.",
+         lists the codes it can give. A server may serve several mini-programs: a request \
+         names its app with `X-WX-AppId`, or WeChat's own `Referer` \
+         (`https://servicewechat.com/{appid}/{version}/page-frame.html`) does; else it is for \
+         the default app.",
     )
 }
 
@@ -125,9 +131,9 @@ pub fn openapi<L: LoginService, A: AdminService>(
 /// where the composition root says (the mock WeChat's control API in mock mode), the body
 /// limit, and the JSON error answers and request log of [`middleware::answer`].
 pub fn app<L, A, M>(
-    service: Arc<L>,
+    apps: Apps<L>,
     admin: Arc<A>,
-    extra: Option<(&str, M)>,
+    extra: Vec<(String, M)>,
     config: &HttpConfig,
 ) -> impl Endpoint + use<L, A, M>
 where
@@ -135,14 +141,14 @@ where
     A: AdminService,
     M: Endpoint + 'static,
 {
-    let api = openapi(service, admin);
+    let api = openapi(Arc::new(apps), admin);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let mut route = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs);
-    if let Some((path, endpoint)) = extra {
+    for (path, endpoint) in extra {
         route = route.nest(path, endpoint);
     }
     let limit = config.body_limit;

@@ -55,6 +55,11 @@ macro_rules! store_contract_tests {
             the_access_token_is_fetched_once_and_shared,
             a_stale_or_forgotten_access_token_is_fetched_anew,
             concurrent_callers_make_one_access_token_fetch,
+            no_statement_waits_for_an_access_token_fetch,
+            a_valid_token_is_used_while_another_caller_renews_it,
+            a_token_in_its_last_minutes_is_fetched_again_once_per_interval,
+            the_lease_is_released_when_a_fetch_ends_fails_or_is_abandoned,
+            an_expired_lease_is_taken_over_and_its_late_holder_stores_nothing,
             timestamps_round_trip,
             ping_answers,
         );

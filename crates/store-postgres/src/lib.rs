@@ -110,8 +110,6 @@ pub type Postgres = Store<PostgresBackend>;
 pub enum PostgresBackend {}
 
 impl Dialect for PostgresBackend {
-    const SELECT_ACCESS_TOKEN_LOCKED: &'static str =
-        "SELECT token, expires_at FROM access_tokens WHERE app_id = $1 FOR UPDATE";
     type Db = sqlx::Postgres;
     type Id = Uuid;
     type Timestamp = DateTime<Utc>;

@@ -142,6 +142,37 @@ async fn a_rejected_access_token_is_renewed_once_and_the_number_still_recorded()
     assert_eq!(app.mock.calls(Api::StableToken), 3);
 }
 
+/// `stable_token` hands out its current token with what is left of its life: a token with
+/// three minutes left, inside the five-minute renewal margin from the start, serves request
+/// after request instead of being fetched again for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_inside_the_renewal_margin_serves_many_requests_with_one_fetch() {
+    let app = spawn_app().await;
+    let _ = app
+        .mock
+        .clone()
+        .with_access_token_ttl(std::time::Duration::from_secs(180));
+    let token = token_of(&app.login_ok("o-margin").await);
+    for i in 0..10 {
+        let code = app.mock.mint_phone_code(
+            "o-margin",
+            Phone::new(&format!("1370013{i:04}"), CountryCode::default()),
+        );
+        let body = expect_status(
+            bind(&app, &token, json!({ "code": code })).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(body["user"]["phoneNumber"], format!("1370013{i:04}"));
+    }
+    assert_eq!(
+        app.mock.calls(Api::StableToken),
+        1,
+        "one fetch, not one per request"
+    );
+    assert_eq!(app.mock.calls(Api::GetUserPhoneNumber), 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_encrypted_phone_data_is_decrypted_with_the_sessions_key() {
     let app = spawn_app().await;

@@ -297,11 +297,18 @@ where
     ) -> Result<StoredAccessToken, AccessTokenError> {
         let started = Instant::now();
         let now = || need.now + chrono::Duration::from_std(started.elapsed()).unwrap_or(need.lease);
-        // A lease outliving its lifetime by this much was set by a clock far ahead of ours.
+        // Bounds the loop: a lease still taken this long after we began was set by a clock far
+        // ahead of ours (or with a far longer lease), and we give up rather than wait on.
         let patience = need.lease.to_std().unwrap_or_default() * 2;
         let holder = Uuid::now_v7().hyphenated().to_string();
         let mut pause = FIRST_PAUSE;
         loop {
+            if started.elapsed() >= patience {
+                return Err(StoreError::Unavailable(
+                    "the access token's lease stayed taken past its lifetime".into(),
+                )
+                .into());
+            }
             let row = Queries::<B>::access_token_row(&self.pools.reader, app_id).await?;
             let stored = row.as_ref().and_then(AccessTokenRow::token);
             if let Some(stored) = stored.as_ref().filter(|t| t.will_do(&need)) {
@@ -314,12 +321,6 @@ where
                     // Taken: a token that still works is better than waiting.
                     if let Some(stored) = stored.filter(|t| t.is_valid_at(at)) {
                         return Ok(stored);
-                    }
-                    if started.elapsed() >= patience {
-                        return Err(StoreError::Unavailable(
-                            "the access token's lease stayed taken past its lifetime".into(),
-                        )
-                        .into());
                     }
                     let left = (until - at).to_std().unwrap_or_default();
                     tokio::time::sleep(pause.min(left).max(MIN_PAUSE)).await;

@@ -63,7 +63,7 @@ impl WeChatArg {
 /// The test targets that run against Postgres: the store's contract and adapter tests
 /// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
 /// end-to-end target (each one touches the store).
-const POSTGRES_TARGETS: [&str; 13] = [
+const POSTGRES_TARGETS: [&str; 14] = [
     "contract",
     "postgres",
     "login",
@@ -71,6 +71,7 @@ const POSTGRES_TARGETS: [&str; 13] = [
     "session",
     "api_v1",
     "phone",
+    "multi_app",
     "http_surface",
     "wechat_faults",
     "wechat_network",

@@ -120,6 +120,19 @@ pub struct WeChatSettings {
     pub app_secret: Option<SecretString>,
     pub connect_timeout_ms: Option<u64>,
     pub timeout_ms: Option<u64>,
+    /// Further mini-programs served by this backend (`[[wechat.apps]]`); they share
+    /// `mode`, `base_url` and the timeouts.
+    pub apps: Vec<WeChatAppSettings>,
+}
+
+/// One `[[wechat.apps]]` entry: a mini-program, by name, with its credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WeChatAppSettings {
+    /// How logs and the operators call it (1–64 printable characters).
+    pub name: Option<String>,
+    pub app_id: Option<String>,
+    pub app_secret: Option<SecretString>,
 }
 
 /// `[session]`; unset keys take [`ServiceConfig::default`].
@@ -201,24 +214,48 @@ pub enum StoreConfig {
     },
 }
 
-/// The WeChat the server talks to.
+/// The WeChat the server talks to, for each mini-program it serves. Each list holds at least
+/// one app, and its first is the default app (see [`WeChatSettings::parse`]).
 #[derive(Debug, Clone)]
 pub enum WeChatConfig {
-    /// The in-process mock, answering for `app_id`. `implicit`: chosen because no credential
-    /// is configured, not by `wechat.mode`.
-    Mock { app_id: AppId, implicit: bool },
-    /// WeChat's server API over HTTP.
-    Http(WeChatHttpConfig),
+    /// The in-process mock, one per app. `implicit`: chosen because no credential is
+    /// configured, not by `wechat.mode`.
+    Mock {
+        apps: Vec<WeChatApp<AppId>>,
+        implicit: bool,
+    },
+    /// WeChat's server API over HTTP, one client per app.
+    Http(Vec<WeChatApp<WeChatHttpConfig>>),
+}
+
+/// A mini-program: its name, and what the server talks to WeChat with for it (the mock's
+/// app id, or the HTTP client's configuration).
+#[derive(Debug, Clone)]
+pub struct WeChatApp<T> {
+    pub name: String,
+    pub wechat: T,
 }
 
 impl WeChatConfig {
+    /// The default app's id.
     pub fn app_id(&self) -> &AppId {
         match self {
-            Self::Mock { app_id, .. } => app_id,
-            Self::Http(c) => &c.app_id,
+            Self::Mock { apps, .. } => &apps[0].wechat,
+            Self::Http(apps) => &apps[0].wechat.app_id,
+        }
+    }
+
+    /// Every app's id, the default first.
+    pub fn app_ids(&self) -> Vec<&AppId> {
+        match self {
+            Self::Mock { apps, .. } => apps.iter().map(|a| &a.wechat).collect(),
+            Self::Http(apps) => apps.iter().map(|a| &a.wechat.app_id).collect(),
         }
     }
 }
+
+/// The name of the app that `wechat.app_id` configures.
+const DEFAULT_APP_NAME: &str = "default";
 
 fn bad<T>(key: &str, why: &str) -> Result<T, ConfigError> {
     Err(ConfigError(format!("{key}: {why}")))
@@ -364,28 +401,84 @@ impl DatabaseSettings {
 }
 
 impl WeChatSettings {
+    /// The apps, each with the key prefix its errors name: `wechat.app_id` (named
+    /// "default") when set, then the `[[wechat.apps]]` entries in their order. The first is the
+    /// default app, which serves requests that name none; app ids and names are unique.
     fn parse(self, addr: SocketAddr) -> Result<WeChatConfig, ConfigError> {
         let configured = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
-        let has_credential = configured(self.app_id.as_deref())
-            || configured(self.app_secret.as_ref().map(ExposeSecret::expose_secret));
+        let has_credential = |id: Option<&String>, secret: Option<&SecretString>| {
+            configured(id.map(String::as_str))
+                || configured(secret.map(ExposeSecret::expose_secret))
+        };
+        let mut entries = Vec::new();
+        if has_credential(self.app_id.as_ref(), self.app_secret.as_ref()) {
+            entries.push((
+                "wechat".to_owned(),
+                WeChatAppSettings {
+                    name: Some(DEFAULT_APP_NAME.into()),
+                    app_id: self.app_id.clone(),
+                    app_secret: self.app_secret.clone(),
+                },
+            ));
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            entries.push((format!("wechat.apps[{i}]"), app.clone()));
+        }
         // Mock only when no app credential at all is configured: an app id with a missing
         // secret (a deploy whose secret was not injected) must fail at start, never fall back
         // to the mock and its open control API.
-        let mode = self.mode.unwrap_or(if has_credential {
+        let any_credential = entries
+            .iter()
+            .any(|(_, a)| has_credential(a.app_id.as_ref(), a.app_secret.as_ref()));
+        let mode = self.mode.unwrap_or(if any_credential {
             WeChatMode::Http
         } else {
             WeChatMode::Mock
         });
-        let app_id = match self.app_id.as_deref() {
-            Some(id) => AppId::parse(id)
-                .or_else(|_| bad("wechat.app_id", "must be a non-empty printable app id"))?,
-            None if mode == WeChatMode::Http => {
+        if entries.is_empty() {
+            if mode == WeChatMode::Http {
                 return bad("wechat.app_id", "is required when wechat.mode is http");
             }
-            None => AppId::parse(MOCK_APP_ID).or_else(|_| bad("wechat.app_id", "invalid"))?,
-        };
-        let connect_timeout = millis(self.connect_timeout_ms);
-        let timeout = millis(self.timeout_ms);
+            entries.push((
+                "wechat".to_owned(),
+                WeChatAppSettings {
+                    name: Some(DEFAULT_APP_NAME.into()),
+                    app_id: Some(MOCK_APP_ID.into()),
+                    app_secret: None,
+                },
+            ));
+        }
+
+        let mut apps: Vec<(String, String, AppId, Option<SecretString>)> = Vec::new();
+        for (key, entry) in entries {
+            let name = match entry.name.as_deref().map(str::trim) {
+                Some(n)
+                    if !n.is_empty()
+                        && n.chars().count() <= 64
+                        && !n.contains(char::is_control) =>
+                {
+                    n.to_owned()
+                }
+                _ => return bad(&format!("{key}.name"), "must be 1-64 printable characters"),
+            };
+            let Some(id) = entry.app_id.as_deref() else {
+                return bad(&format!("{key}.app_id"), "is required");
+            };
+            let app_id = AppId::parse(id).or_else(|_| {
+                bad(
+                    &format!("{key}.app_id"),
+                    "must be a non-empty printable app id",
+                )
+            })?;
+            if apps.iter().any(|(_, _, known, _)| *known == app_id) {
+                return bad(&format!("{key}.app_id"), "is configured twice");
+            }
+            if apps.iter().any(|(_, known, _, _)| *known == name) {
+                return bad(&format!("{key}.name"), "is configured twice");
+            }
+            apps.push((key, name, app_id, entry.app_secret));
+        }
+
         match mode {
             WeChatMode::Mock => {
                 let implicit = self.mode.is_none();
@@ -401,40 +494,73 @@ impl WeChatSettings {
                          really want the mock",
                     );
                 }
-                Ok(WeChatConfig::Mock { app_id, implicit })
+                let apps = apps
+                    .into_iter()
+                    .map(|(_, name, app_id, _)| WeChatApp {
+                        name,
+                        wechat: app_id,
+                    })
+                    .collect();
+                Ok(WeChatConfig::Mock { apps, implicit })
             }
             WeChatMode::Http => {
-                let Some(secret) = self
-                    .app_secret
-                    .filter(|s| !s.expose_secret().trim().is_empty())
-                else {
-                    return bad("wechat.app_secret", "is required when wechat.mode is http");
-                };
-                let mut config = WeChatHttpConfig::new(app_id, secret);
-                if let Some(url) = self.base_url {
-                    config.base_url =
-                        BaseUrl::parse(&url).or_else(|e| bad("wechat.base_url", &e.to_string()))?;
-                }
-                if let Some(d) = connect_timeout {
-                    config.connect_timeout = d;
-                }
-                if let Some(d) = timeout {
-                    config.timeout = d;
-                }
-                // The client's own rules, so that nothing fails later, when it is built.
-                config.validate().or_else(|e| {
-                    let key = match e {
-                        WeChatHttpError::InvalidConnectTimeout => "wechat.connect_timeout_ms",
-                        WeChatHttpError::InvalidTimeout => "wechat.timeout_ms",
-                        WeChatHttpError::MissingSecret => "wechat.app_secret",
-                        WeChatHttpError::InvalidBaseUrl(_) => "wechat.base_url",
-                        WeChatHttpError::Client(_) => "wechat",
+                let base_url = self
+                    .base_url
+                    .as_deref()
+                    .map(|url| {
+                        BaseUrl::parse(url).or_else(|e| bad("wechat.base_url", &e.to_string()))
+                    })
+                    .transpose()?;
+                let mut clients = Vec::new();
+                for (key, name, app_id, secret) in apps {
+                    let Some(secret) = secret.filter(|s| !s.expose_secret().trim().is_empty())
+                    else {
+                        return bad(
+                            &format!("{key}.app_secret"),
+                            "is required when wechat.mode is http",
+                        );
                     };
-                    bad(key, &e.to_string())
-                })?;
-                Ok(WeChatConfig::Http(config))
+                    let config = self.http_client(app_id, secret, base_url.clone(), &key)?;
+                    clients.push(WeChatApp {
+                        name,
+                        wechat: config,
+                    });
+                }
+                Ok(WeChatConfig::Http(clients))
             }
         }
+    }
+
+    /// The HTTP client configuration of one app, with the shared base URL and timeouts,
+    /// checked by the client's own rules so that nothing fails later, when it is built.
+    fn http_client(
+        &self,
+        app_id: AppId,
+        secret: SecretString,
+        base_url: Option<BaseUrl>,
+        key: &str,
+    ) -> Result<WeChatHttpConfig, ConfigError> {
+        let mut config = WeChatHttpConfig::new(app_id, secret);
+        if let Some(url) = base_url {
+            config.base_url = url;
+        }
+        if let Some(d) = millis(self.connect_timeout_ms) {
+            config.connect_timeout = d;
+        }
+        if let Some(d) = millis(self.timeout_ms) {
+            config.timeout = d;
+        }
+        config.validate().or_else(|e| {
+            let key = match e {
+                WeChatHttpError::InvalidConnectTimeout => "wechat.connect_timeout_ms".to_owned(),
+                WeChatHttpError::InvalidTimeout => "wechat.timeout_ms".to_owned(),
+                WeChatHttpError::MissingSecret => format!("{key}.app_secret"),
+                WeChatHttpError::InvalidBaseUrl(_) => "wechat.base_url".to_owned(),
+                WeChatHttpError::Client(_) => "wechat".to_owned(),
+            };
+            bad(&key, &e.to_string())
+        })?;
+        Ok(config)
     }
 }
 
@@ -486,7 +612,8 @@ mod tests {
         ));
         assert!(matches!(
             &c.wechat,
-            WeChatConfig::Mock { app_id, implicit: true } if app_id.as_str() == MOCK_APP_ID
+            WeChatConfig::Mock { apps, implicit: true }
+                if apps.len() == 1 && apps[0].wechat.as_str() == MOCK_APP_ID
         ));
         assert_eq!(c.service.session_ttl, ServiceConfig::default().session_ttl);
     }
@@ -499,9 +626,10 @@ mod tests {
         assert!(err.contains("wechat.app_id"), "{err}");
         assert!(!err.contains("topsecret"));
         s.wechat.app_id = Some("wx1234567890abcdef".into());
-        let WeChatConfig::Http(c) = s.parse().expect("valid").wechat else {
+        let WeChatConfig::Http(apps) = s.parse().expect("valid").wechat else {
             panic!("http mode")
         };
+        let c = &apps[0].wechat;
         // Unset keys take the client's own defaults.
         let defaults = WeChatHttpConfig::new(c.app_id.clone(), SecretString::from("x"));
         assert_eq!(c.base_url, defaults.base_url);
@@ -524,6 +652,93 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn app(name: &str, id: &str, secret: Option<&str>) -> WeChatAppSettings {
+        WeChatAppSettings {
+            name: Some(name.into()),
+            app_id: Some(id.into()),
+            app_secret: secret.map(SecretString::from),
+        }
+    }
+
+    #[test]
+    fn several_apps_the_single_one_first_as_the_default() {
+        let mut s = Settings::default();
+        s.wechat.app_id = Some("wx1111111111111111".into());
+        s.wechat.app_secret = Some(SecretString::from("s1"));
+        s.wechat.timeout_ms = Some(1500);
+        s.wechat.apps = vec![app("shop", "wx2222222222222222", Some("s2"))];
+        let WeChatConfig::Http(apps) = s.clone().parse().expect("valid").wechat else {
+            panic!("http mode")
+        };
+        let names: Vec<_> = apps
+            .iter()
+            .map(|a| (a.name.as_str(), a.wechat.app_id.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("default", "wx1111111111111111"),
+                ("shop", "wx2222222222222222")
+            ]
+        );
+        // The shared settings apply to every app.
+        assert!(
+            apps.iter()
+                .all(|a| a.wechat.timeout == Duration::from_millis(1500))
+        );
+
+        // Only [[wechat.apps]]: the first entry is the default.
+        s.wechat.app_id = None;
+        s.wechat.app_secret = None;
+        s.wechat
+            .apps
+            .push(app("blog", "wx3333333333333333", Some("s3")));
+        let c = s.clone().parse().expect("valid");
+        assert_eq!(c.wechat.app_id().as_str(), "wx2222222222222222");
+        assert_eq!(c.wechat.app_ids().len(), 2);
+    }
+
+    #[test]
+    fn every_app_needs_its_own_secret_name_and_id() {
+        let mut s = Settings::default();
+        s.wechat.apps = vec![
+            app("shop", "wx2222222222222222", Some("topsecret")),
+            app("blog", "wx3333333333333333", None),
+        ];
+        let err = err_of(s.clone());
+        assert!(err.contains("wechat.apps[1].app_secret"), "{err}");
+        assert!(!err.contains("topsecret"), "{err}");
+        s.wechat.apps[1] = app("blog", "wx2222222222222222", Some("s"));
+        assert!(err_of(s.clone()).contains("wechat.apps[1].app_id: is configured twice"));
+        s.wechat.apps[1] = app("shop", "wx3333333333333333", Some("s"));
+        assert!(err_of(s.clone()).contains("wechat.apps[1].name: is configured twice"));
+        s.wechat.apps[1] = app(" ", "wx3333333333333333", Some("s"));
+        assert!(err_of(s.clone()).contains("wechat.apps[1].name"));
+        s.wechat.apps[1].name = None;
+        assert!(err_of(s.clone()).contains("wechat.apps[1].name"));
+        s.wechat.apps[1] = WeChatAppSettings {
+            name: Some("blog".into()),
+            ..WeChatAppSettings::default()
+        };
+        assert!(err_of(s.clone()).contains("wechat.apps[1].app_id: is required"));
+    }
+
+    #[test]
+    fn the_mock_serves_several_apps_when_asked() {
+        let mut s = Settings::default();
+        s.wechat.mode = Some(WeChatMode::Mock);
+        s.wechat.apps = vec![
+            app("shop", "wx2222222222222222", None),
+            app("blog", "wx3333333333333333", None),
+        ];
+        let WeChatConfig::Mock { apps, implicit } = s.parse().expect("valid").wechat else {
+            panic!("mock mode")
+        };
+        assert!(!implicit);
+        let ids: Vec<_> = apps.iter().map(|a| a.wechat.as_str()).collect();
+        assert_eq!(ids, ["wx2222222222222222", "wx3333333333333333"]);
     }
 
     #[test]
@@ -663,9 +878,10 @@ mod tests {
         let mut http = example;
         http.wechat.app_id = Some("wx1234567890abcdef".into());
         http.wechat.app_secret = Some(SecretString::from("s"));
-        let WeChatConfig::Http(shown) = http.parse().expect("valid").wechat else {
+        let WeChatConfig::Http(apps) = http.parse().expect("valid").wechat else {
             panic!("http mode")
         };
+        let shown = &apps[0].wechat;
         let owned = WeChatHttpConfig::new(shown.app_id.clone(), SecretString::from("s"));
         assert_eq!(shown.base_url, owned.base_url);
         assert_eq!(shown.connect_timeout, owned.connect_timeout);

@@ -8,5 +8,5 @@ pub mod http;
 pub mod telemetry;
 pub mod wiring;
 
-pub use config::{Config, Settings, WeChatMode};
-pub use wiring::{RunningServer, spawn, spawn_with_mock};
+pub use config::{Config, Settings, WeChatAppSettings, WeChatMode};
+pub use wiring::{RunningServer, spawn, spawn_with_mock, spawn_with_mocks};

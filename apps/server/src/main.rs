@@ -27,9 +27,11 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         addr: SocketAddr,
-        /// The app id the mock answers for (watermarks carry it).
-        #[arg(long, default_value = MOCK_APP_ID)]
-        app_id: String,
+        /// The app id the mock answers for (watermarks carry it); repeat it to answer for
+        /// several mini-programs (the control API of each is at /mock/apps/{appid}, the
+        /// first's also at /mock).
+        #[arg(long = "app-id", default_value = MOCK_APP_ID)]
+        app_ids: Vec<String>,
         /// Require this app secret on jscode2session (when unset, any secret is accepted).
         #[arg(long, env = "WXLOGIN_MOCK_APP_SECRET", hide_env_values = true)]
         app_secret: Option<String>,
@@ -50,23 +52,29 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let server = wiring::start(config, None).await?;
+            let server = wiring::start(config, Vec::new()).await?;
             shutdown_signal().await;
             tracing::info!("shutting down: draining in-flight requests");
             server.shutdown().await
         }
         Command::MockWechat {
             addr,
-            app_id,
+            app_ids,
             app_secret,
         } => {
-            let app_id = AppId::parse(&app_id).map_err(|e| anyhow::anyhow!("--app-id: {e}"))?;
-            let mock = wxlogin_wechat_mock::MockWeChat::new(app_id, app_secret);
+            let mut mocks = Vec::new();
+            for app_id in app_ids {
+                let app_id = AppId::parse(&app_id).map_err(|e| anyhow::anyhow!("--app-id: {e}"))?;
+                mocks.push(wxlogin_wechat_mock::MockWeChat::new(
+                    app_id,
+                    app_secret.clone(),
+                ));
+            }
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
             tracing::info!(%addr, "mock WeChat listening; control API at /mock");
-            wxlogin_wechat_mock::serve(listener, mock, shutdown_signal()).await?;
+            wxlogin_wechat_mock::serve_apps(listener, mocks, shutdown_signal()).await?;
             Ok(())
         }
     }

@@ -11,13 +11,14 @@ use poem::{Endpoint, Route};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wxlogin_crypto::{OsTokens, WeChatCipher};
-use wxlogin_domain::{LoginService, Service, ServiceConfig, SystemClock, UserStore, WeChat};
+use wxlogin_domain::{AppId, LoginService, Service, ServiceConfig, SystemClock, UserStore, WeChat};
 use wxlogin_store_postgres::Postgres;
 use wxlogin_store_sqlite::Sqlite;
 use wxlogin_wechat_http::WeChatHttp;
 use wxlogin_wechat_mock::MockWeChat;
 
 use crate::config::{Config, ServerConfig, Settings, StoreConfig, WeChatConfig, WeChatMode};
+use crate::http::Apps;
 
 /// The service with the adapters that never vary: the cipher, the token minter, the clock.
 pub type AppService<S, W> = Service<S, W, WeChatCipher, OsTokens, SystemClock>;
@@ -68,78 +69,144 @@ impl RunningServer {
 
 /// Parses `settings` and starts serving (tests; `main` parses first, then calls [`start`]).
 pub async fn spawn(settings: Settings) -> anyhow::Result<RunningServer> {
-    start(settings.parse()?, None).await
+    start(settings.parse()?, Vec::new()).await
 }
 
 /// Like [`spawn`] in `mock` mode, but with the caller's in-process mock WeChat, so a test can
 /// mint codes and inject failures on the very instance the server uses.
 pub async fn spawn_with_mock(
-    mut settings: Settings,
+    settings: Settings,
     mock: MockWeChat,
 ) -> anyhow::Result<RunningServer> {
-    settings.wechat.mode = Some(WeChatMode::Mock);
-    start(settings.parse()?, Some(mock)).await
+    spawn_with_mocks(settings, vec![mock]).await
 }
 
-/// Opens the configured adapters and starts serving on `server.addr`.
-pub async fn start(config: Config, mock: Option<MockWeChat>) -> anyhow::Result<RunningServer> {
+/// [`spawn_with_mock`] for several mini-programs: the server serves one app per mock, the
+/// first the default, in place of the configured apps.
+pub async fn spawn_with_mocks(
+    mut settings: Settings,
+    mocks: Vec<MockWeChat>,
+) -> anyhow::Result<RunningServer> {
+    settings.wechat.mode = Some(WeChatMode::Mock);
+    start(settings.parse()?, mocks).await
+}
+
+/// Opens the configured adapters and starts serving on `server.addr`. In mock mode, `mocks`
+/// (when not empty) stand for the configured apps.
+pub async fn start(config: Config, mocks: Vec<MockWeChat>) -> anyhow::Result<RunningServer> {
     match config.store.clone() {
         StoreConfig::Sqlite { location, options } => {
             let store = Sqlite::open(&location, options)
                 .await
                 .context("cannot open the SQLite database (database.url)")?;
-            with_wechat(config, store, mock).await
+            with_wechat(config, store, mocks).await
         }
         StoreConfig::Postgres { location, options } => {
             let store = Postgres::open(&location, options)
                 .await
                 .context("cannot connect to Postgres (database.url)")?;
-            with_wechat(config, store, mock).await
+            with_wechat(config, store, mocks).await
         }
     }
 }
 
-/// Picks the WeChat adapter for an opened store.
+/// Picks the WeChat adapter for an opened store, and builds one service per app over the one
+/// store.
 async fn with_wechat<S: UserStore>(
     config: Config,
     store: S,
-    mock: Option<MockWeChat>,
+    mocks: Vec<MockWeChat>,
 ) -> anyhow::Result<RunningServer> {
     match config.wechat.clone() {
-        WeChatConfig::Mock { app_id, implicit } => {
-            tracing::warn!(
-                app_id = %app_id,
-                implicit,
-                "using the built-in mock WeChat; its control API is at /mock"
-            );
-            let mock = mock.unwrap_or_else(|| MockWeChat::new(app_id, None));
-            let control = wxlogin_wechat_mock::control_routes(mock.clone());
-            let service = new_service(store, mock, &config.service);
-            serve(&config.server, service, Some(("/mock", control))).await
+        WeChatConfig::Mock { apps, implicit } => {
+            let mocks = if mocks.is_empty() {
+                apps.into_iter()
+                    .map(|app| MockWeChat::new(app.wechat, None))
+                    .collect()
+            } else {
+                mocks
+            };
+            let mut controls = vec![(
+                "/mock".to_owned(),
+                wxlogin_wechat_mock::control_routes(mocks[0].clone()),
+            )];
+            for mock in &mocks {
+                tracing::warn!(
+                    app_id = %mock.app_id(),
+                    implicit,
+                    control = %wxlogin_wechat_mock::control_path(mock.app_id()),
+                    "using the built-in mock WeChat; its control API is at /mock (the default app's) and at the path shown"
+                );
+                controls.push((
+                    wxlogin_wechat_mock::control_path(mock.app_id()),
+                    wxlogin_wechat_mock::control_routes(mock.clone()),
+                ));
+            }
+            let services = mocks
+                .into_iter()
+                .map(|mock| (mock.app_id().clone(), mock))
+                .collect();
+            serve(
+                &config.server,
+                apps_of(&store, services, &config.service),
+                controls,
+            )
+            .await
         }
-        WeChatConfig::Http(http) => {
-            let client = WeChatHttp::new(http).map_err(|e| anyhow::anyhow!("wechat: {e}"))?;
-            let service = new_service(store, client, &config.service);
-            serve(&config.server, service, None::<(&str, Route)>).await
+        WeChatConfig::Http(apps) => {
+            let mut clients = Vec::new();
+            for app in apps {
+                let app_id = app.wechat.app_id.clone();
+                let name = app.name;
+                let client = WeChatHttp::new(app.wechat)
+                    .map_err(|e| anyhow::anyhow!("wechat ({name}): {e}"))?;
+                tracing::info!(app = %name, app_id = %app_id, "serving mini-program");
+                clients.push((app_id, client));
+            }
+            let none: Vec<(String, Route)> = Vec::new();
+            serve(
+                &config.server,
+                apps_of(&store, clients, &config.service),
+                none,
+            )
+            .await
         }
     }
+}
+
+/// One service per app, all over clones of one store (they share its pools), the first the
+/// default.
+fn apps_of<S: UserStore, W: WeChat>(
+    store: &S,
+    wechats: Vec<(AppId, W)>,
+    config: &ServiceConfig,
+) -> Apps<AppService<S, W>> {
+    let mut wechats = wechats.into_iter();
+    let (first_id, first) = wechats
+        .next()
+        .expect("the configuration holds at least one app");
+    let mut apps = Apps::single(first_id, new_service(store.clone(), first, config));
+    for (app_id, wechat) in wechats {
+        apps = apps.with(app_id, new_service(store.clone(), wechat, config));
+    }
+    apps
 }
 
 async fn serve<L, M>(
     config: &ServerConfig,
-    service: L,
-    extra: Option<(&str, M)>,
+    apps: Apps<L>,
+    extra: Vec<(String, M)>,
 ) -> anyhow::Result<RunningServer>
 where
     L: LoginService,
     M: Endpoint + 'static,
 {
-    let service = Arc::new(service);
+    // The store is shared by every app: one purge covers them all.
     let purge = tokio::spawn(purge_ended_sessions(
-        Arc::clone(&service),
+        Arc::clone(apps.default_service()),
         config.purge_interval,
     ));
-    let app = crate::http::app(service, extra, &config.http);
+    let app = crate::http::app(apps, extra, &config.http);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {} (server.addr)", config.addr))?;

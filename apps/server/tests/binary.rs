@@ -72,6 +72,8 @@ async fn configured_by_environment_against_the_mock_wechat_binary() {
                 &format!("127.0.0.1:{mock_port}"),
                 "--app-id",
                 "wxbinary000000000",
+                "--app-id",
+                "wxbinaryshop00000",
             ])
             .env("WXLOGIN_MOCK_APP_SECRET", "binary-secret")
             .env_remove("RUST_LOG")
@@ -85,6 +87,14 @@ async fn configured_by_environment_against_the_mock_wechat_binary() {
     wait_until_up(&client, &mock_url).await;
 
     let db = dir.path().join("env.db");
+    // A second mini-program: array entries come from the file (./wxlogin.toml), the rest from
+    // the environment.
+    std::fs::write(
+        dir.path().join("wxlogin.toml"),
+        "[[wechat.apps]]\nname = \"shop\"\napp_id = \"wxbinaryshop00000\"\n\
+         app_secret = \"binary-secret\"\n",
+    )
+    .unwrap();
     let mut server = Proc(
         Command::new(BIN)
             .env("WXLOGIN__SERVER__ADDR", format!("127.0.0.1:{server_port}"))
@@ -128,6 +138,30 @@ async fn configured_by_environment_against_the_mock_wechat_binary() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["user"]["openId"], "o-binary");
     assert!(db.exists(), "WXLOGIN__DATABASE__URL was honoured");
+
+    // The second app, through its control API on the mock binary and WeChat's Referer.
+    let minted: serde_json::Value = client
+        .post(format!("{mock_url}/mock/apps/wxbinaryshop00000/codes"))
+        .json(&serde_json::json!({"openId": "o-binary-shop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = client
+        .post(format!("{url}/onLogin"))
+        .header(
+            "Referer",
+            "https://servicewechat.com/wxbinaryshop00000/devtools/page-frame.html",
+        )
+        .form(&[("code", minted["code"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let shop: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(shop["user"]["openId"], "o-binary-shop");
     // The in-process mock's control API is not mounted in http mode.
     let resp = client
         .post(format!("{url}/mock/codes"))

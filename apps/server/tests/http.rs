@@ -12,20 +12,35 @@ use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
 use serde_json::{Value, json};
 use wxlogin_domain::{
-    AuthError, Authenticated, CipherError, LoginError, LoginOutcome, MockLoginService, OpenId,
-    Profile, ProfileOutcome, ProfileStatus, Session, SessionId, SessionKey, StoreError, Token,
-    TokenDigest, UpdateUserInfoError, User, UserId, WeChatError,
+    AppId, AuthError, Authenticated, CipherError, LoginError, LoginOutcome, MockLoginService,
+    OpenId, Profile, ProfileOutcome, ProfileStatus, Session, SessionId, SessionKey, StoreError,
+    Token, TokenDigest, UpdateUserInfoError, User, UserId, WeChatError,
 };
-use wxlogin_server::http::{HttpConfig, app, openapi};
+use wxlogin_server::http::{Apps, HttpConfig, app, openapi};
 
 const TOKEN: &str = "wxl_handler-test-token";
 
+const APP: &str = "wx1111111111111111";
+const OTHER_APP: &str = "wx2222222222222222";
+
+fn app_id(id: &str) -> AppId {
+    AppId::parse(id).unwrap()
+}
+
 fn client(service: MockLoginService) -> TestClient<impl poem::Endpoint> {
+    clients(Apps::single(app_id(APP), service))
+}
+
+fn clients(apps: Apps<MockLoginService>) -> TestClient<impl poem::Endpoint> {
     TestClient::new(app(
-        Arc::new(service),
-        None::<(&str, Route)>,
+        apps,
+        Vec::<(String, Route)>::new(),
         &HttpConfig::default(),
     ))
+}
+
+fn spec_of_one_app() -> String {
+    openapi(Arc::new(Apps::single(app_id(APP), MockLoginService::new()))).spec()
 }
 
 async fn json_of(resp: TestResponse) -> Value {
@@ -170,6 +185,12 @@ async fn every_login_failure_answers_its_documented_status_and_code() {
             !message.contains("timed out")
                 && !message.contains("disk")
                 && !message.contains("40013"),
+            "{detail}: {message}"
+        );
+        // A store failure comes after the exchange: the code is spent, and the answer says so.
+        assert_eq!(
+            message.contains("used up"),
+            detail.starts_with("database") || detail.starts_with("unexpected store"),
             "{detail}: {message}"
         );
     }
@@ -488,7 +509,7 @@ async fn a_failure_is_logged_once_with_its_detail_where_it_becomes_an_answer() {
 }
 
 fn spec() -> Value {
-    serde_json::from_str(&openapi(Arc::new(MockLoginService::new())).spec()).unwrap()
+    serde_json::from_str(&spec_of_one_app()).unwrap()
 }
 
 fn statuses(doc: &Value, path: &str, method: &str) -> Vec<String> {
@@ -573,12 +594,13 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
             "200", "400", "401", "403", "413", "415", "422", "429", "500", "502", "503",
         ],
     );
-    expect("/api/v1/me", "get", &["200", "401", "500", "503"]);
-    expect("/api/v1/me", "delete", &["204", "401", "500", "503"]);
+    // 400 everywhere: a request may name an app this server does not serve.
+    expect("/api/v1/me", "get", &["200", "400", "401", "500", "503"]);
+    expect("/api/v1/me", "delete", &["204", "400", "401", "500", "503"]);
     expect(
         "/api/v1/session/refresh",
         "post",
-        &["200", "401", "500", "503"],
+        &["200", "400", "401", "500", "503"],
     );
     expect(
         "/api/v1/me/profile",
@@ -592,7 +614,11 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
             "200", "400", "401", "403", "413", "415", "422", "429", "500", "502", "503",
         ],
     );
-    expect("/api/v1/session", "delete", &["204", "401", "500", "503"]);
+    expect(
+        "/api/v1/session",
+        "delete",
+        &["204", "400", "401", "500", "503"],
+    );
     expect("/readyz", "get", &["200", "500", "503"]);
     expect("/healthz", "get", &["200"]);
     // Each status names its codes.
@@ -613,7 +639,7 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
 /// and the file was not regenerated (`cargo xtask openapi` rewrites it).
 #[test]
 fn the_checked_in_openapi_document_is_current() {
-    let spec = openapi(Arc::new(MockLoginService::new())).spec();
+    let spec = spec_of_one_app();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
     if std::env::var_os("WXLOGIN_UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, format!("{spec}\n")).unwrap();
@@ -805,4 +831,93 @@ async fn the_phone_endpoint_takes_a_phone_code_or_legacy_data_and_names_a_login_
         let err = expect_error(post(body).await, StatusCode::BAD_REQUEST, "invalid_request").await;
         assert!(err["message"].as_str().unwrap().contains(field), "{err}");
     }
+}
+
+/// A mock of the inbound port whose one login answers a user with `open_id`.
+fn logs_in_as(open_id: &str) -> MockLoginService {
+    let mut user = user();
+    user.open_id = OpenId::parse(open_id).unwrap();
+    login_answers(Ok(LoginOutcome {
+        token: Token::new(TOKEN.into()),
+        expires_at: at() + Duration::days(30),
+        is_new_user: true,
+        user,
+        status: ProfileStatus::NeedsProfile,
+    }))
+}
+
+#[tokio::test]
+async fn a_request_is_for_the_app_its_header_or_wechats_referer_names() {
+    let wechat_referer = |app: &str| format!("https://servicewechat.com/{app}/0/page-frame.html");
+    let cases: [(Option<&str>, Option<String>, &str); 5] = [
+        // Nothing named, or a referer that is not WeChat's: the default app.
+        (None, None, "o-default"),
+        (
+            None,
+            Some("http://127.0.0.1:8080/docs/".into()),
+            "o-default",
+        ),
+        // WeChat's referer, which the mini-program cannot change.
+        (None, Some(wechat_referer(OTHER_APP)), "o-other"),
+        // The header wins over the referer.
+        (Some(OTHER_APP), Some(wechat_referer(APP)), "o-other"),
+        (Some(APP), None, "o-default"),
+    ];
+    for (header, referer, open_id) in cases {
+        // Each app's use cases answer only their own login: a request routed to the wrong app
+        // fails its mock's expectation.
+        let (default, other) = if open_id == "o-default" {
+            (logs_in_as("o-default"), MockLoginService::new())
+        } else {
+            (MockLoginService::new(), logs_in_as("o-other"))
+        };
+        let cli = clients(Apps::single(app_id(APP), default).with(app_id(OTHER_APP), other));
+        let mut req = cli
+            .post("/onLogin")
+            .content_type("application/x-www-form-urlencoded")
+            .body("code=0123456789abcdef");
+        if let Some(h) = header {
+            req = req.header("X-WX-AppId", h);
+        }
+        if let Some(r) = &referer {
+            req = req.header("Referer", r.as_str());
+        }
+        let resp = req.send().await;
+        resp.assert_status_is_ok();
+        let body = json_of(resp).await;
+        assert_eq!(body["user"]["openId"], open_id, "{header:?} {referer:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_app_this_server_does_not_serve_is_400_before_any_use_case() {
+    // Mocks without expectations: any call of a use case fails the test.
+    let cli = clients(Apps::single(app_id(APP), MockLoginService::new()));
+    let resp = cli
+        .post("/onLogin")
+        .header("X-WX-AppId", OTHER_APP)
+        .content_type("application/x-www-form-urlencoded")
+        .body("code=0123456789abcdef")
+        .send()
+        .await;
+    let body = expect_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("X-WX-AppId"),
+        "{body}"
+    );
+
+    let resp = cli
+        .get("/api/v1/me")
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header(
+            "Referer",
+            format!("https://servicewechat.com/{OTHER_APP}/devtools/page-frame.html"),
+        )
+        .send()
+        .await;
+    let body = expect_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("Referer"),
+        "{body}"
+    );
 }

@@ -11,7 +11,7 @@ use poem::test::TestClient;
 use serde_json::{Value, json};
 use wxlogin_domain::AppId;
 use wxlogin_domain::ServiceConfig;
-use wxlogin_server::http::{HttpConfig, app};
+use wxlogin_server::http::{Apps, HttpConfig, app};
 use wxlogin_server::wiring::new_service;
 use wxlogin_store_sqlite::Sqlite;
 use wxlogin_wechat_mock::MockWeChat;
@@ -53,8 +53,14 @@ async fn the_whole_flow_logs_no_secret_and_logout_ends_the_token() {
     let store = Sqlite::connect(&url).await.unwrap();
     let mock = MockWeChat::new(app_id(), None);
     let app = app(
-        Arc::new(new_service(store, mock.clone(), &ServiceConfig::default())),
-        Some(("/mock", wxlogin_wechat_mock::control_routes(mock.clone()))),
+        Apps::single(
+            app_id(),
+            new_service(store, mock.clone(), &ServiceConfig::default()),
+        ),
+        vec![(
+            "/mock".to_owned(),
+            wxlogin_wechat_mock::control_routes(mock.clone()),
+        )],
         &HttpConfig::default(),
     );
     let cli = TestClient::new(app);
@@ -171,8 +177,8 @@ async fn a_wechat_failure_is_logged_once_through_the_real_client() {
         &ServiceConfig::default(),
     );
     let cli = TestClient::new(app(
-        Arc::new(service),
-        None::<(&str, poem::Route)>,
+        Apps::single(app_id(), service),
+        Vec::<(String, poem::Route)>::new(),
         &HttpConfig::default(),
     ));
 

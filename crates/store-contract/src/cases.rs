@@ -8,7 +8,7 @@
 //! purge keeps sessions on its boundaries (`last_seen_at` equal to the cut-off, a revocation
 //! later than `now`); and every method is atomic.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -544,6 +544,108 @@ pub async fn union_id_is_recorded_once<S: UserStore>(store: S) {
     );
     // Other users are untouched.
     assert_eq!(session(&store, 1).await.user.union_id, union("uFirst"));
+}
+
+/// Identities of two apps with the same unionid are one user: a first login in a second app
+/// joins the user that the first app's identity belongs to (not a new user, whose profile and
+/// phone number it shares), and each app sees the user with its own openid. Without a unionid,
+/// or with another, a first login creates a user of its own.
+pub async fn union_id_links_the_identities_of_two_apps<S: UserStore>(store: S) {
+    let mut in_first = login_for("oShopA", 1, KEY_A);
+    in_first.union_id = union("uPerson");
+    let first = login(&store, in_first).await;
+    let profile_login_id = session(&store, 1).await.session.id;
+    store
+        .update_profile(profile_change(
+            first.user.id,
+            profile_login_id,
+            full_profile(),
+            t0() + Duration::minutes(1),
+        ))
+        .await
+        .expect("update works");
+
+    let mut in_second = login_for("oShopB", 2, KEY_B);
+    in_second.app_id = other_app();
+    in_second.union_id = union("uPerson");
+    let second = login(&store, in_second).await;
+    assert_eq!(second.user.id, first.user.id, "one person, one user");
+    assert!(!second.is_new_user, "the user existed before");
+    assert_eq!(
+        second.user.open_id.as_str(),
+        "oShopB",
+        "the second app's openid"
+    );
+    assert_eq!(second.user.union_id, union("uPerson"));
+    assert_eq!(second.user.profile, full_profile(), "the profile is shared");
+    let found = store
+        .find_session(&other_app(), &digest(2))
+        .await
+        .expect("find_session works")
+        .expect("the second app's session exists");
+    assert_eq!(found.user.id, first.user.id);
+    assert_eq!(found.user.open_id.as_str(), "oShopB");
+    // The first app still sees its own openid; a second login in either app is a returning one.
+    assert_eq!(session(&store, 1).await.user.open_id.as_str(), "oShopA");
+    let mut again = login_for("oShopB", 3, KEY_B);
+    again.app_id = other_app();
+    again.union_id = union("uPerson");
+    let again = login(&store, again).await;
+    assert_eq!(again.user.id, first.user.id);
+    assert!(!again.is_new_user);
+
+    // Another unionid, or none, in the second app: users of their own.
+    let mut stranger = login_for("oStranger", 4, KEY_C);
+    stranger.app_id = other_app();
+    stranger.union_id = union("uSomeoneElse");
+    let stranger = login(&store, stranger).await;
+    assert!(stranger.is_new_user);
+    assert_ne!(stranger.user.id, first.user.id);
+    let mut anonymous = login_for("oNoUnion", 5, KEY_C);
+    anonymous.app_id = other_app();
+    let anonymous = login(&store, anonymous).await;
+    assert!(anonymous.is_new_user);
+    assert_ne!(anonymous.user.id, first.user.id);
+    assert_ne!(anonymous.user.id, stranger.user.id);
+}
+
+/// First logins of one person (one unionid) in two apps at once, many times over, end with one
+/// user per person, never two.
+pub async fn concurrent_first_logins_in_two_apps_make_one_user<S: UserStore>(store: S) {
+    warm_up(&store, RACERS).await;
+    let people = RACERS / 2;
+    let start = Arc::new(Barrier::new((people * 2) as usize));
+    let tasks: Vec<_> = (0..people * 2)
+        .map(|n| {
+            let store = store.clone();
+            let start = Arc::clone(&start);
+            let person = n / 2;
+            let mut racer = login_for(&format!("oRacer{n}"), 1000 + n, KEY_A);
+            racer.union_id = union(&format!("uRacer{person}"));
+            if n % 2 == 1 {
+                racer.app_id = other_app();
+            }
+            tokio::spawn(async move {
+                start.wait().await;
+                (person, store.login(racer).await)
+            })
+        })
+        .collect();
+    let mut user_of: HashMap<u32, Vec<UserId>> = HashMap::new();
+    for (n, task) in tasks.into_iter().enumerate() {
+        let (person, result) = task
+            .await
+            .unwrap_or_else(|e| panic!("login task {n} panicked: {e}"));
+        let record = result.unwrap_or_else(|e| panic!("concurrent login {n} failed: {e}"));
+        user_of.entry(person).or_default().push(record.user.id);
+    }
+    for (person, ids) in &user_of {
+        assert_eq!(ids.len(), 2);
+        assert_eq!(
+            ids[0], ids[1],
+            "person {person}: first logins in two apps created two users"
+        );
+    }
 }
 
 /// A login that fails after the user and identity were written (its session's token digest

@@ -15,7 +15,7 @@ pub fn app() -> AppId {
     AppId::parse("wx4f4bc4dec97d474b").expect("valid app id")
 }
 
-/// An app nobody logged in to.
+/// A second app (of the same Open Platform account: its users share unionids).
 pub fn other_app() -> AppId {
     AppId::parse("wx0000000000000000").expect("valid app id")
 }

@@ -41,6 +41,8 @@ macro_rules! store_contract_tests {
             session_keys_are_per_session,
             profile_updates_apply_only_given_fields,
             union_id_is_recorded_once,
+            union_id_links_the_identities_of_two_apps,
+            concurrent_first_logins_in_two_apps_make_one_user,
             failed_login_leaves_nothing_behind,
             failed_profile_update_changes_nothing,
             refresh_rotates_the_token,

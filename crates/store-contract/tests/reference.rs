@@ -82,6 +82,11 @@ enum Flaw {
     EraseUnknownIsOk,
     /// The purge counts the idle timeout from the login, not from the last use.
     PurgeIdleByCreation,
+    /// A first login in a second app creates a user even when its unionid is known.
+    NoUnionLinking,
+    /// A first login looks for its unionid, pauses, then acts on its stale look: racing first
+    /// logins of one person in two apps create two users.
+    RacyUnionLinking,
 }
 
 #[derive(Debug, Clone)]
@@ -240,9 +245,40 @@ impl MemStore {
         Ok(out)
     }
 
+    /// The user of another app's identity with the login's unionid, if any (and if the user
+    /// has no identity in the login's app yet).
+    fn linked_user(s: &State, login: &NewLogin) -> Option<UserId> {
+        let union_id = login.union_id.as_ref()?;
+        let user_id = s
+            .identities
+            .values()
+            .find(|i| i.union_id.as_ref() == Some(union_id))?
+            .user_id;
+        let has_app = s
+            .identities
+            .iter()
+            .any(|((app, _), i)| *app == login.app_id && i.user_id == user_id);
+        (!has_app).then_some(user_id)
+    }
+
     fn login_in(&self, s: &mut State, login: &NewLogin) -> Result<LoginRecord, StoreError> {
+        let link = !self.has(Flaw::NoUnionLinking);
+        self.login_linking(s, login, link)
+    }
+
+    fn login_linking(
+        &self,
+        s: &mut State,
+        login: &NewLogin,
+        link: bool,
+    ) -> Result<LoginRecord, StoreError> {
         let now = self.time(login.now);
         let key = (login.app_id.clone(), login.open_id.clone());
+        let linked = if link {
+            Self::linked_user(s, login)
+        } else {
+            None
+        };
         let is_new_user = match s.identities.get_mut(&key) {
             Some(identity) => {
                 if identity.union_id.is_none() || self.has(Flaw::OverwritesUnionId) {
@@ -253,6 +289,17 @@ impl MemStore {
                 {
                     user.updated_at = now;
                 }
+                false
+            }
+            None if linked.is_some() => {
+                let user_id = linked.expect("just matched");
+                s.identities.insert(
+                    key.clone(),
+                    Identity {
+                        user_id,
+                        union_id: login.union_id.clone(),
+                    },
+                );
                 false
             }
             None => {
@@ -357,6 +404,13 @@ impl UserStore for MemStore {
                     self.login_in(s, &login)
                 });
             }
+        }
+        if self.has(Flaw::RacyUnionLinking) {
+            let linked = Self::linked_user(&self.lock(), &login).is_some();
+            // Two first logins of one person meet here, and both act on what they saw.
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(200), self.race.wait()).await;
+            return self.transaction(|s| self.login_linking(s, &login, linked));
         }
         if self.has(Flaw::NotAtomicLogin) {
             let mut state = self.lock();
@@ -853,6 +907,17 @@ must_catch!(
     Flaw::PurgeIdleByCreation
 );
 
+must_catch!(
+    catches_identities_of_one_unionid_kept_apart,
+    union_id_links_the_identities_of_two_apps,
+    Flaw::NoUnionLinking
+);
+must_catch!(
+    catches_racy_union_linking,
+    concurrent_first_logins_in_two_apps_make_one_user,
+    Flaw::RacyUnionLinking
+);
+
 /// Every public case in `cases` is listed in the macro, so none is silently left out.
 #[test]
 fn the_macro_runs_every_case() {
@@ -879,5 +944,5 @@ fn the_macro_runs_every_case() {
         .collect();
     listed.sort();
     assert_eq!(defined, listed);
-    assert_eq!(defined.len(), 29);
+    assert_eq!(defined.len(), 31);
 }

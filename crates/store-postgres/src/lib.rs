@@ -111,6 +111,10 @@ pub enum PostgresBackend {}
 
 impl Dialect for PostgresBackend {
     type Db = sqlx::Postgres;
+    /// A transaction-scoped advisory lock keyed by the unionid's 64-bit hash (a collision
+    /// only makes two unrelated first logins wait for each other).
+    const LOCK_UNION_ID: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
     type Id = Uuid;
     type Timestamp = DateTime<Utc>;
     /// The schema's `smallint`.

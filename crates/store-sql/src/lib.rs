@@ -52,6 +52,12 @@ pub trait Dialect: Send + Sync + 'static {
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
     /// Maps the driver's errors to the port's, usually through [`classify`].
     fn map_err(e: sqlx::Error) -> StoreError;
+
+    /// Taken (binding the unionid as `$1`) before a first login looks for another app's
+    /// identity with its unionid, and held to the end of the transaction: a lock by unionid on
+    /// Postgres (`pg_advisory_xact_lock`), where transactions run concurrently; `None` on
+    /// SQLite, whose write transactions already run one at a time.
+    const LOCK_UNION_ID: Option<&'static str>;
 }
 
 /// A small value that the shared queries bind and read back as it is.

@@ -67,6 +67,61 @@ where
         Ok(Some(identity.user_id))
     }
 
+    /// The user that a first login in this app joins: the user of another app's identity with
+    /// the login's unionid (the mini-programs of one Open Platform account share it), with the
+    /// login's identity added to it. `None` without a unionid, when no identity has it, or when
+    /// the identity cannot be added (a concurrent login of the same openid added it first, or
+    /// the user already has another openid in this app): the caller then goes on as for a new
+    /// user, whose find-or-create settles the race.
+    ///
+    /// [`Dialect::LOCK_UNION_ID`] is taken first, so that concurrent first logins of one person
+    /// in two apps find each other's identity instead of creating two users.
+    pub async fn linked_user(
+        conn: &mut Conn<D>,
+        login: &NewLogin,
+    ) -> Result<Option<D::Id>, StoreError> {
+        let Some(union_id) = &login.union_id else {
+            return Ok(None);
+        };
+        if let Some(lock) = D::LOCK_UNION_ID {
+            sqlx::query(lock)
+                .bind(union_id.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(D::map_err)?;
+        }
+        let linked: Option<IdentityRow<D>> = sqlx::query_as(
+            "SELECT user_id, union_id FROM wechat_identities WHERE union_id = $1 \
+             ORDER BY created_at, app_id LIMIT 1",
+        )
+        .bind(union_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(D::map_err)?;
+        let Some(linked) = linked else {
+            return Ok(None);
+        };
+        // No conflict target: whichever unique constraint the insert meets, it adds nothing.
+        let inserted: Option<IdentityRow<D>> = sqlx::query_as(
+            "INSERT INTO wechat_identities (user_id, app_id, open_id, union_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING \
+             RETURNING user_id, union_id",
+        )
+        .bind(linked.user_id)
+        .bind(login.app_id.as_str())
+        .bind(login.open_id.as_str())
+        .bind(union_id.as_str())
+        .bind(D::timestamp(login.now))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(D::map_err)?;
+        if inserted.is_some() {
+            return Ok(Some(linked.user_id));
+        }
+        Self::returning_user(conn, login).await
+    }
+
     /// Inserts the user a first login creates, with the login's proposed id and no profile.
     pub async fn insert_new_user(
         conn: &mut Conn<D>,

@@ -218,7 +218,10 @@ where
         let mut tx = self.begin_write().await?;
         let (user_id, is_new_user) = match Queries::<B>::returning_user(&mut tx, &login).await? {
             Some(user_id) => (user_id, false),
-            None => B::create_user(&mut tx, &login).await?,
+            None => match Queries::<B>::linked_user(&mut tx, &login).await? {
+                Some(user_id) => (user_id, false),
+                None => B::create_user(&mut tx, &login).await?,
+            },
         };
         let record = Queries::<B>::finish_login(&mut tx, &login, user_id, is_new_user).await?;
         tx.commit().await.map_err(B::map_err)?;

@@ -91,6 +91,9 @@ impl Dialect for SqliteBackend {
     type Timestamp = String;
     type Gender = i64;
 
+    /// `BEGIN IMMEDIATE` already runs one login at a time.
+    const LOCK_UNION_ID: Option<&'static str> = None;
+
     /// Fixed-width RFC 3339 in UTC with nanoseconds (see the crate docs).
     fn timestamp(t: DateTime<Utc>) -> String {
         t.to_rfc3339_opts(SecondsFormat::Nanos, true)

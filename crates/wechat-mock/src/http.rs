@@ -4,7 +4,11 @@
 //! `POST /cgi-bin/stable_token`, `GET /cgi-bin/token`, `POST
 //! /wxa/business/getuserphonenumber?access_token=…`, `GET /wxa/checksession`.
 //!
-//! Control API (JSON in and out; errors are `{"error", "message"}` with 400 or 404):
+//! One server can answer for several apps ([`routes_for`]), as WeChat does: each call goes to
+//! the app its `appid` or its access token names.
+//!
+//! Control API (JSON in and out; errors are `{"error", "message"}` with 400 or 404), at `/mock`
+//! for the first app and at `/mock/apps/{appid}` for each:
 //! - `POST /codes` `{"openId", "unionId"?}` → 200 `{"code"}`: a `wx.login` code (rotates the
 //!   user's session key)
 //! - `POST /phone-codes` `{"openId", "phoneNumber", "purePhoneNumber"?, "countryCode"?}` → 200
@@ -46,7 +50,29 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// WeChat's endpoints (see the module docs), at the root as on `api.weixin.qq.com`.
 pub fn wechat_routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
-    wechat_route().data(mock)
+    wechat_route().data(MockApps(vec![mock]))
+}
+
+/// The mocks of the apps one server answers for, as WeChat answers for every app: a call goes
+/// to the app its `appid` names, or whose current access token it carries; anything else to
+/// the first, which refuses it as WeChat would (an unknown app id, a stale token).
+#[derive(Clone)]
+struct MockApps(Vec<MockWeChat>);
+
+impl MockApps {
+    fn by_app_id(&self, app_id: Option<&str>) -> &MockWeChat {
+        self.0
+            .iter()
+            .find(|m| Some(m.app_id().as_str()) == app_id)
+            .unwrap_or(&self.0[0])
+    }
+
+    fn by_access_token(&self, access_token: Option<&str>) -> &MockWeChat {
+        self.0
+            .iter()
+            .find(|m| access_token.is_some() && m.current_access_token().as_deref() == access_token)
+            .unwrap_or(&self.0[0])
+    }
 }
 
 /// The control API, meant to be nested (at `/mock` by [`routes`] and by the server's
@@ -76,9 +102,27 @@ pub fn control_routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
 
 /// Everything a standalone mock serves: WeChat's paths at `/`, the control API at `/mock`.
 pub fn routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
-    wechat_route()
-        .nest("/mock", control_routes(mock.clone()))
-        .data(mock)
+    routes_for(vec![mock])
+}
+
+/// [`routes`] for several apps (at least one): WeChat's paths at `/` for all of them, the
+/// first app's control API at `/mock`, each app's at `/mock/apps/{appid}` (see
+/// [`control_path`]).
+///
+/// # Panics
+/// If `mocks` is empty.
+pub fn routes_for(mocks: Vec<MockWeChat>) -> impl Endpoint<Output = Response> {
+    assert!(!mocks.is_empty(), "a mock WeChat serves at least one app");
+    let mut route = wechat_route().nest("/mock", control_routes(mocks[0].clone()));
+    for mock in &mocks {
+        route = route.nest(control_path(mock.app_id()), control_routes(mock.clone()));
+    }
+    route.data(MockApps(mocks))
+}
+
+/// Where the control API of the app `app_id` is nested, besides `/mock` for the first app.
+pub fn control_path(app_id: &wxlogin_domain::AppId) -> String {
+    format!("/mock/apps/{app_id}")
 }
 
 /// Serves [`routes`] on `listener` until `shutdown` completes, then lets in-flight requests
@@ -89,10 +133,21 @@ pub async fn serve(
     mock: MockWeChat,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_apps(listener, vec![mock], shutdown).await
+}
+
+/// [`serve`] for several apps (see [`routes_for`]).
+pub async fn serve_apps(
+    listener: tokio::net::TcpListener,
+    mocks: Vec<MockWeChat>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    tracing::info!(app_id = %mock.app_id(), "mock WeChat serving");
+    for mock in &mocks {
+        tracing::info!(app_id = %mock.app_id(), "mock WeChat serving");
+    }
     Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(routes(mock), shutdown, Some(SHUTDOWN_GRACE))
+        .run_with_graceful_shutdown(routes_for(mocks), shutdown, Some(SHUTDOWN_GRACE))
         .await
 }
 
@@ -134,7 +189,8 @@ struct JsCodeParams {
 }
 
 #[handler]
-async fn jscode2session(mock: Data<&MockWeChat>, Query(params): Query<JsCodeParams>) -> Response {
+async fn jscode2session(apps: Data<&MockApps>, Query(params): Query<JsCodeParams>) -> Response {
+    let mock = apps.by_app_id(params.credentials.appid.as_deref());
     let caller = params.credentials.caller();
     let answer = mock.jscode2session(caller, params.js_code.as_deref()).await;
     render(answer, |session: Session| {
@@ -155,19 +211,21 @@ struct StableTokenBody {
 }
 
 #[handler]
-async fn stable_token(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
+async fn stable_token(apps: Data<&MockApps>, body: Vec<u8>) -> Response {
     let answer = match serde_json::from_slice::<StableTokenBody>(&body) {
         Ok(body) => {
             let caller = body.credentials.caller();
+            let mock = apps.by_app_id(body.credentials.appid.as_deref());
             mock.stable_token(caller, body.force_refresh).await
         }
-        Err(_) => mock.malformed_body(Api::StableToken).await,
+        Err(_) => apps.by_app_id(None).malformed_body(Api::StableToken).await,
     };
     render(answer, issued_token)
 }
 
 #[handler]
-async fn token(mock: Data<&MockWeChat>, Query(credentials): Query<Credentials>) -> Response {
+async fn token(apps: Data<&MockApps>, Query(credentials): Query<Credentials>) -> Response {
+    let mock = apps.by_app_id(credentials.appid.as_deref());
     render(mock.token(credentials.caller()).await, issued_token)
 }
 
@@ -187,10 +245,11 @@ struct PhoneCodeBody {
 
 #[handler]
 async fn get_user_phone_number(
-    mock: Data<&MockWeChat>,
+    apps: Data<&MockApps>,
     Query(params): Query<AccessTokenParam>,
     body: Vec<u8>,
 ) -> Response {
+    let mock = apps.by_access_token(params.access_token.as_deref());
     let answer = match serde_json::from_slice::<PhoneCodeBody>(&body) {
         Ok(body) => {
             mock.get_user_phone_number(params.access_token.as_deref(), body.code.as_deref())
@@ -221,11 +280,9 @@ struct CheckSessionParams {
 }
 
 #[handler]
-async fn checksession(
-    mock: Data<&MockWeChat>,
-    Query(params): Query<CheckSessionParams>,
-) -> Response {
-    let answer = mock
+async fn checksession(apps: Data<&MockApps>, Query(params): Query<CheckSessionParams>) -> Response {
+    let answer = apps
+        .by_access_token(params.access_token.as_deref())
         .checksession(
             params.access_token.as_deref(),
             params.openid.as_deref(),

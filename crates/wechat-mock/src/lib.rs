@@ -32,7 +32,9 @@ mod http;
 mod mock;
 
 pub use api::Api;
-pub use http::{control_routes, routes, serve, wechat_routes};
+pub use http::{
+    control_path, control_routes, routes, routes_for, serve, serve_apps, wechat_routes,
+};
 pub use mock::{
     CountryCode, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_CODE_TTL, EncryptedPayload, Failure, MockError,
     MockWeChat, Phone,

@@ -58,14 +58,21 @@ pub struct MockServer {
 
 impl MockServer {
     pub async fn start(mock: MockWeChat) -> Self {
+        Self::start_apps(vec![mock]).await
+    }
+
+    /// One mock WeChat server answering for several apps, as WeChat does (`mock` is the
+    /// first's).
+    pub async fn start_apps(mocks: Vec<MockWeChat>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the mock WeChat");
         let addr = listener.local_addr().expect("mock address");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(wxlogin_wechat_mock::serve(
+        let mock = mocks[0].clone();
+        let task = tokio::spawn(wxlogin_wechat_mock::serve_apps(
             listener,
-            mock.clone(),
+            mocks,
             async move {
                 let _ = rx.await;
             },

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use poem::Request;
 use poem_openapi::OpenApi;
 use poem_openapi::param::Header;
 use wxlogin_domain::{AuthError, LoginCode, LoginError, LoginService, UpdateUserInfoError};
 
+use crate::http::apps::Apps;
 use crate::http::auth::pick_token;
 use crate::http::dto::{
     LoginReply, LoginRequest, UpdateUserInfoRequest, UserReply, encrypted_profile,
@@ -15,12 +17,12 @@ use crate::http::{ApiError, ApiTags, Reply, Success};
 
 /// `/onLogin` and `/updateUserInfo`.
 pub struct ClassicApi<L> {
-    service: Arc<L>,
+    apps: Arc<Apps<L>>,
 }
 
 impl<L> ClassicApi<L> {
-    pub fn new(service: Arc<L>) -> Self {
-        Self { service }
+    pub fn new(apps: Arc<Apps<L>>) -> Self {
+        Self { apps }
     }
 }
 
@@ -49,8 +51,16 @@ impl<L: LoginService> ClassicApi<L> {
         operation_id = "onLogin",
         tag = "ApiTags::Classic"
     )]
-    async fn on_login(&self, body: LoginRequest) -> Reply<LoginReply, LoginError> {
-        login(&*self.service, &body.into_inner().code).await
+    async fn on_login(
+        &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
+        body: LoginRequest,
+    ) -> Reply<LoginReply, LoginError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
+        login(service, &body.into_inner().code).await
     }
 
     /// Store the profile from `encryptedData`
@@ -68,11 +78,16 @@ impl<L: LoginService> ClassicApi<L> {
     )]
     async fn update_user_info(
         &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
         body: UpdateUserInfoRequest,
         /// `Bearer <token>`, instead of `token` in the body.
         #[oai(name = "Authorization")]
         authorization: Header<Option<String>>,
     ) -> Reply<UserReply, UpdateUserInfoError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
         let body = body.into_inner();
         let token = pick_token(body.token, authorization.0.as_deref()).ok_or_else(|| {
             ApiError::from(UpdateUserInfoError::from(AuthError::InvalidToken))
@@ -85,7 +100,7 @@ impl<L: LoginService> ClassicApi<L> {
             body.signature,
             body.code.as_deref(),
         )?;
-        let outcome = self.service.update_user_info(&token, request).await?;
+        let outcome = service.update_user_info(&token, request).await?;
         tracing::info!(user_id = %outcome.user.id, "profile updated from encrypted data");
         Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
     }

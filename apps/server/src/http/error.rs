@@ -390,15 +390,23 @@ impl ErrorSet for LoginError {
     fn failure(self) -> Failure {
         match self {
             Self::WeChat(w) => w.into(),
-            Self::Store(s) => s.into(),
+            // The store is only reached once WeChat has exchanged the code, which is then
+            // spent: retrying with it would answer code_used (DESIGN §5).
+            Self::Store(s) => Failure::from(s).with_message(CODE_SPENT),
             Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
         }
     }
 }
 
+/// What a failure after a code exchange tells the client.
+const CODE_SPENT: &str = "the login could not be saved and its code is used up: call wx.login \
+                          again and send the new code";
+
 /// Operations that only authenticate (`GET /api/v1/me`, `DELETE /api/v1/session`).
 impl ErrorSet for AuthError {
+    // invalid_request: a request that names an app this server does not serve.
     const CODES: &'static [ErrorCode] = &[
+        C::InvalidRequest,
         C::InvalidToken,
         C::TokenExpired,
         C::DatabaseUnavailable,
@@ -682,8 +690,8 @@ mod tests {
     fn each_operation_documents_its_own_codes_by_status() {
         let meta = <ApiError<AuthError> as ApiResponse>::meta();
         let statuses: Vec<_> = meta.responses.iter().filter_map(|r| r.status).collect();
-        assert_eq!(statuses, [401, 500, 503]);
-        let unauthorized = &meta.responses[0];
+        assert_eq!(statuses, [400, 401, 500, 503]);
+        let unauthorized = &meta.responses[1];
         assert!(unauthorized.description.contains("`invalid_token`"));
         assert!(unauthorized.description.contains("`token_expired`"));
         assert!(

@@ -8,6 +8,7 @@
 //! - [`dto`]: request and response bodies; [`error`]: the error codes and their mapping;
 //! - [`middleware`]: the body limit and the one place failures become answers.
 
+pub mod apps;
 pub mod auth;
 pub mod classic;
 pub mod dto;
@@ -25,6 +26,7 @@ use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
 use wxlogin_domain::LoginService;
 
+pub use apps::{APP_HEADER, Apps};
 pub use error::{ApiError, ErrorCode, Failure};
 
 use classic::ClassicApi;
@@ -90,18 +92,22 @@ impl Default for HttpConfig {
 type Apis<L> = (ClassicApi<L>, SessionApi<L>, ProfileApi<L>, HealthApi<L>);
 
 /// The OpenAPI service: operations, schemas and server description.
-pub fn openapi<L: LoginService>(service: Arc<L>) -> OpenApiService<Apis<L>, ()> {
-    let apis = (
-        ClassicApi::new(Arc::clone(&service)),
-        SessionApi::new(Arc::clone(&service)),
-        ProfileApi::new(Arc::clone(&service)),
-        HealthApi::new(service),
+pub fn openapi<L: LoginService>(apps: Arc<Apps<L>>) -> OpenApiService<Apis<L>, ()> {
+    let health = Arc::clone(apps.default_service());
+    let api = (
+        ClassicApi::new(Arc::clone(&apps)),
+        SessionApi::new(Arc::clone(&apps)),
+        ProfileApi::new(apps),
+        HealthApi::new(health),
     );
-    OpenApiService::new(apis, "wxlogin", env!("CARGO_PKG_VERSION")).description(
+    OpenApiService::new(api, "wxlogin", env!("CARGO_PKG_VERSION")).description(
         "WeChat mini-program login backend: exchanges `wx.login` codes for users and \
          sessions, and stores profiles from `encryptedData`. Errors answer \
          `{\"status\", \"error\", \"message\"}` with a stable `error` code; each operation \
-         lists the codes it can give.",
+         lists the codes it can give. A server may serve several mini-programs: a request \
+         names its app with `X-WX-AppId`, or WeChat's own `Referer` \
+         (`https://servicewechat.com/{appid}/{version}/page-frame.html`) does; else it is for \
+         the default app.",
     )
 }
 
@@ -109,22 +115,22 @@ pub fn openapi<L: LoginService>(service: Arc<L>) -> OpenApiService<Apis<L>, ()> 
 /// where the composition root says (the mock WeChat's control API in mock mode), the body
 /// limit, and the JSON error answers and request log of [`middleware::answer`].
 pub fn app<L, M>(
-    service: Arc<L>,
-    extra: Option<(&str, M)>,
+    apps: Apps<L>,
+    extra: Vec<(String, M)>,
     config: &HttpConfig,
 ) -> impl Endpoint + use<L, M>
 where
     L: LoginService,
     M: Endpoint + 'static,
 {
-    let api = openapi(service);
+    let api = openapi(Arc::new(apps));
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let mut route = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs);
-    if let Some((path, endpoint)) = extra {
+    for (path, endpoint) in extra {
         route = route.nest(path, endpoint);
     }
     let limit = config.body_limit;

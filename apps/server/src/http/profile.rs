@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
+use poem::Request;
 use poem_openapi::OpenApi;
+use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
 use wxlogin_domain::{
     AuthError, LoginService, PhoneError, UpdateProfileError, UpdateUserInfoError,
 };
 
+use crate::http::apps::Apps;
 use crate::http::auth::BearerToken;
 use crate::http::dto::{
     EncryptedProfileBody, PhoneBody, ProfilePatchBody, UserReply, encrypted_profile,
@@ -17,12 +20,12 @@ use crate::http::{ApiResult, ApiTags, NoContent, Reply, Success};
 
 /// `/api/v1/me`, `/api/v1/me/profile`, `/api/v1/me/profile/encrypted`, `/api/v1/me/phone`.
 pub struct ProfileApi<L> {
-    service: Arc<L>,
+    apps: Arc<Apps<L>>,
 }
 
 impl<L> ProfileApi<L> {
-    pub fn new(service: Arc<L>) -> Self {
-        Self { service }
+    pub fn new(apps: Arc<Apps<L>>) -> Self {
+        Self { apps }
     }
 }
 
@@ -37,8 +40,16 @@ impl<L: LoginService> ProfileApi<L> {
         operation_id = "me",
         tag = "ApiTags::Profile"
     )]
-    async fn me(&self, auth: BearerToken) -> Reply<UserReply, AuthError> {
-        let a = self.service.authenticate(auth.token()).await?;
+    async fn me(
+        &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
+        auth: BearerToken,
+    ) -> Reply<UserReply, AuthError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
+        let a = service.authenticate(auth.token()).await?;
         Ok(Success::json(UserReply::new(&a.user, a.status)))
     }
 
@@ -57,11 +68,16 @@ impl<L: LoginService> ProfileApi<L> {
     )]
     async fn update_profile(
         &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
         auth: BearerToken,
         body: Json<ProfilePatchBody>,
     ) -> Reply<UserReply, UpdateProfileError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
         let update = body.0.into_update()?;
-        let outcome = self.service.update_profile(auth.token(), update).await?;
+        let outcome = service.update_profile(auth.token(), update).await?;
         tracing::info!(user_id = %outcome.user.id, "profile updated from plain fields");
         Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
     }
@@ -78,9 +94,14 @@ impl<L: LoginService> ProfileApi<L> {
     )]
     async fn update_profile_encrypted(
         &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
         auth: BearerToken,
         body: Json<EncryptedProfileBody>,
     ) -> Reply<UserReply, UpdateUserInfoError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
         let b = body.0;
         let request = encrypted_profile(
             b.encrypted_data,
@@ -89,7 +110,7 @@ impl<L: LoginService> ProfileApi<L> {
             b.signature,
             b.code.as_deref(),
         )?;
-        let outcome = self.service.update_user_info(auth.token(), request).await?;
+        let outcome = service.update_user_info(auth.token(), request).await?;
         tracing::info!(user_id = %outcome.user.id, "profile updated from encrypted data");
         Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
     }
@@ -110,11 +131,16 @@ impl<L: LoginService> ProfileApi<L> {
     )]
     async fn bind_phone(
         &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
         auth: BearerToken,
         body: Json<PhoneBody>,
     ) -> Reply<UserReply, PhoneError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
         let request = body.0.into_request()?;
-        let outcome = self.service.bind_phone(auth.token(), request).await?;
+        let outcome = service.bind_phone(auth.token(), request).await?;
         tracing::info!(user_id = %outcome.user.id, "phone number recorded");
         Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
     }
@@ -130,8 +156,16 @@ impl<L: LoginService> ProfileApi<L> {
         operation_id = "eraseAccount",
         tag = "ApiTags::Profile"
     )]
-    async fn erase(&self, auth: BearerToken) -> ApiResult<NoContent, AuthError> {
-        self.service.erase(auth.token()).await?;
+    async fn erase(
+        &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
+        auth: BearerToken,
+    ) -> ApiResult<NoContent, AuthError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
+        service.erase(auth.token()).await?;
         tracing::info!("account erased");
         Ok(NoContent::Done)
     }

@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
+use poem::Request;
 use poem_openapi::OpenApi;
+use poem_openapi::param::Header;
 use poem_openapi::payload::Json;
 use wxlogin_domain::{AuthError, LoginError, LoginService};
 
+use crate::http::apps::Apps;
 use crate::http::auth::BearerToken;
 use crate::http::classic::login;
 use crate::http::dto::{LoginBody, LoginReply, TokenReply};
@@ -14,12 +17,12 @@ use crate::http::{ApiResult, ApiTags, NoContent, Reply, Success};
 
 /// `/api/v1/login`, `/api/v1/session/refresh`, `/api/v1/session`.
 pub struct SessionApi<L> {
-    service: Arc<L>,
+    apps: Arc<Apps<L>>,
 }
 
 impl<L> SessionApi<L> {
-    pub fn new(service: Arc<L>) -> Self {
-        Self { service }
+    pub fn new(apps: Arc<Apps<L>>) -> Self {
+        Self { apps }
     }
 }
 
@@ -34,8 +37,16 @@ impl<L: LoginService> SessionApi<L> {
         operation_id = "login",
         tag = "ApiTags::Session"
     )]
-    async fn login(&self, body: Json<LoginBody>) -> Reply<LoginReply, LoginError> {
-        login(&*self.service, &body.0.code).await
+    async fn login(
+        &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
+        body: Json<LoginBody>,
+    ) -> Reply<LoginReply, LoginError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
+        login(service, &body.0.code).await
     }
 
     /// Rotate the token
@@ -48,8 +59,16 @@ impl<L: LoginService> SessionApi<L> {
         operation_id = "refreshSession",
         tag = "ApiTags::Session"
     )]
-    async fn refresh(&self, auth: BearerToken) -> Reply<TokenReply, AuthError> {
-        let refreshed = self.service.refresh(auth.token()).await?;
+    async fn refresh(
+        &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
+        auth: BearerToken,
+    ) -> Reply<TokenReply, AuthError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
+        let refreshed = service.refresh(auth.token()).await?;
         Ok(Success::json(TokenReply::from(refreshed)))
     }
 
@@ -63,8 +82,16 @@ impl<L: LoginService> SessionApi<L> {
         operation_id = "logout",
         tag = "ApiTags::Session"
     )]
-    async fn logout(&self, auth: BearerToken) -> ApiResult<NoContent, AuthError> {
-        self.service.logout(auth.token()).await?;
+    async fn logout(
+        &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
+        auth: BearerToken,
+    ) -> ApiResult<NoContent, AuthError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
+        service.logout(auth.token()).await?;
         Ok(NoContent::Done)
     }
 }

@@ -212,6 +212,19 @@ where
         }
     }
 
+    /// The phone number behind `code` taken as a `getPhoneNumber` code; `None` when WeChat says
+    /// it is no phone code (then it may be a `wx.login` code).
+    async fn phone_code_first(&self, code: &LoginCode) -> Result<Option<PhoneInfo>, PhoneError> {
+        let Ok(phone_code) = PhoneCode::parse(code.as_str()) else {
+            return Ok(None);
+        };
+        match self.phone_info(&phone_code).await {
+            Ok(phone) => Ok(Some(phone)),
+            Err(PhoneError::InvalidPhoneCode) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Exchanges `code`, or joins the exchange of the same code already in flight. Both
     /// callers then sign in with the same WeChat session, each with a session of its own.
     async fn exchange(&self, code: &LoginCode) -> Result<CodeSession, WeChatError> {
@@ -439,6 +452,13 @@ where
         let auth = self.authenticate(token).await?;
         let phone = match request {
             PhoneRequest::Code(code) => self.phone_info(&code).await?,
+            // Today's button hands the client a phone code *and* encrypted data, and clients
+            // that forward `e.detail` whole send both: try the code as a phone code first. A
+            // code WeChat refuses as a phone code (40029, no charge) is the legacy flow's
+            // fresh `wx.login` code, which the phone API left unspent.
+            PhoneRequest::Encrypted {
+                code: Some(code), ..
+            } if let Some(phone) = self.phone_code_first(&code).await? => phone,
             PhoneRequest::Encrypted { data, code } => {
                 let fresh_key = match &code {
                     Some(code) => {

@@ -445,3 +445,103 @@ async fn legacy_phone_data_decrypts_with_the_sessions_key() {
         Err(PhoneError::Cipher(CipherError::DecryptFailed))
     );
 }
+
+/// Today's button gives a phone code *and* encrypted data; a client forwarding `e.detail`
+/// whole sends both. The code is tried as a phone code first: it works, and nothing is
+/// exchanged or decrypted.
+#[tokio::test]
+async fn a_phone_code_sent_with_encrypted_data_is_used_as_a_phone_code() {
+    let mut m = Mocks::with_session(active_record());
+    store_runs_fetch(&mut m, 1);
+    stable_token_answers(&mut m, 1, &[ACCESS]);
+    m.wechat
+        .expect_phone_number()
+        .withf(|_, code| code.as_str() == "button-code")
+        .times(1)
+        .returning(|_, _| Box::pin(async { Ok(phone_info()) }));
+    m.wechat.expect_code_to_session().never();
+    m.cipher.expect_decrypt_phone_number().never();
+    m.store.expect_rotate_session_key().never();
+    numbers_recorded(&mut m);
+    let outcome = m
+        .service()
+        .bind_phone(
+            TOKEN,
+            PhoneRequest::Encrypted {
+                data: encrypted(),
+                code: Some(code("button-code")),
+            },
+        )
+        .await
+        .expect("bound");
+    assert_eq!(
+        outcome.user.phone_number.as_deref(),
+        Some("+86 13800138000")
+    );
+}
+
+/// The legacy flow's fresh `wx.login` code with the data: WeChat refuses it as a phone code
+/// (which leaves it unspent), so it is exchanged and its key decrypts the data.
+#[tokio::test]
+async fn a_login_code_sent_with_encrypted_data_decrypts_with_its_fresh_key() {
+    let mut m = Mocks::with_session(active_record());
+    store_runs_fetch(&mut m, 1);
+    stable_token_answers(&mut m, 1, &[ACCESS]);
+    m.wechat
+        .expect_phone_number()
+        .times(1)
+        .returning(|_, _| Box::pin(async { Err(WeChatError::InvalidCode) }));
+    m.exchange_returns(
+        "fresh-login-code",
+        Ok(CodeSession {
+            open_id: open_id("oUser"),
+            session_key: key(FRESH_KEY),
+            union_id: None,
+        }),
+    );
+    m.store
+        .expect_rotate_session_key()
+        .withf(|id, k| *id == active_record().session.id && *k == key(FRESH_KEY))
+        .times(1)
+        .returning(|_, _| Box::pin(async { Ok(()) }));
+    m.cipher
+        .expect_decrypt_phone_number()
+        .withf(|k, _, data| *k == key(FRESH_KEY) && *data == encrypted())
+        .times(1)
+        .returning(|_, _, _| Ok(phone_info()));
+    numbers_recorded(&mut m);
+    m.service()
+        .bind_phone(
+            TOKEN,
+            PhoneRequest::Encrypted {
+                data: encrypted(),
+                code: Some(code("fresh-login-code")),
+            },
+        )
+        .await
+        .expect("bound");
+
+    // A phone-path failure other than "not a phone code" is answered as it is: the code is
+    // not spent on an exchange.
+    let mut m = Mocks::with_session(active_record());
+    store_runs_fetch(&mut m, 1);
+    stable_token_answers(&mut m, 1, &[ACCESS]);
+    m.wechat
+        .expect_phone_number()
+        .times(1)
+        .returning(|_, _| Box::pin(async { Err(WeChatError::Unavailable("busy".into())) }));
+    m.wechat.expect_code_to_session().never();
+    m.store.expect_set_phone_number().never();
+    assert!(matches!(
+        m.service()
+            .bind_phone(
+                TOKEN,
+                PhoneRequest::Encrypted {
+                    data: encrypted(),
+                    code: Some(code("some-code")),
+                },
+            )
+            .await,
+        Err(PhoneError::WeChat(WeChatError::Unavailable(_)))
+    ));
+}

@@ -450,6 +450,9 @@ where
         request: PhoneRequest,
     ) -> Result<ProfileOutcome, PhoneError> {
         let auth = self.authenticate(token).await?;
+        // Whether a code is spent once the number is had: a phone code always, a legacy
+        // request's fresh wx.login code too.
+        let spends_a_code = !matches!(request, PhoneRequest::Encrypted { code: None, .. });
         let phone = match request {
             PhoneRequest::Code(code) => self.phone_info(&code).await?,
             // Today's button hands the client a phone code *and* encrypted data, and clients
@@ -495,6 +498,7 @@ where
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => PhoneError::Auth(AuthError::InvalidToken),
+                other if spends_a_code => PhoneError::NotRecorded(other),
                 other => other.into(),
             })?;
         let status = Self::status_after(&auth.user, &user)

@@ -545,3 +545,51 @@ async fn a_login_code_sent_with_encrypted_data_decrypts_with_its_fresh_key() {
         Err(PhoneError::WeChat(WeChatError::Unavailable(_)))
     ));
 }
+
+/// A number had from WeChat but not stored: with a code (now spent) the answer says a new one
+/// is needed; legacy data without a code can simply be sent again.
+#[tokio::test]
+async fn a_number_not_recorded_after_its_code_was_spent_says_so() {
+    let unavailable = || StoreError::Unavailable("pool timed out".into());
+    let mut m = Mocks::with_session(active_record());
+    store_runs_fetch(&mut m, 1);
+    stable_token_answers(&mut m, 1, &[ACCESS]);
+    m.wechat
+        .expect_phone_number()
+        .times(1)
+        .returning(|_, _| Box::pin(async { Ok(phone_info()) }));
+    m.store
+        .expect_set_phone_number()
+        .times(1)
+        .returning(move |_| Box::pin(async move { Err(unavailable()) }));
+    assert_eq!(
+        m.service()
+            .bind_phone(TOKEN, PhoneRequest::Code(phone_code("spent-code")))
+            .await
+            .map(|o| o.user),
+        Err(PhoneError::NotRecorded(unavailable()))
+    );
+
+    let mut m = Mocks::with_session(active_record());
+    m.cipher
+        .expect_decrypt_phone_number()
+        .times(1)
+        .returning(|_, _, _| Ok(phone_info()));
+    m.store
+        .expect_set_phone_number()
+        .times(1)
+        .returning(move |_| Box::pin(async move { Err(unavailable()) }));
+    assert_eq!(
+        m.service()
+            .bind_phone(
+                TOKEN,
+                PhoneRequest::Encrypted {
+                    data: encrypted(),
+                    code: None
+                }
+            )
+            .await
+            .map(|o| o.user),
+        Err(PhoneError::Store(unavailable()))
+    );
+}

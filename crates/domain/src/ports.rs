@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use chrono::{DateTime, SubsecRound as _, Utc};
+use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 
 pub use crate::model::CodeSession;
 use crate::model::{
@@ -99,11 +99,45 @@ pub struct PhoneChange {
     pub now: DateTime<Utc>,
 }
 
-/// An access token as the store shares it between instances: the token and when it expires.
+/// An access token as the store shares it between instances: the token, when it expires, and
+/// when it was fetched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAccessToken {
     pub token: AccessToken,
     pub expires_at: DateTime<Utc>,
+    /// When WeChat handed it out (the fetching instance's clock, read before the call).
+    pub fetched_at: DateTime<Utc>,
+}
+
+impl StoredAccessToken {
+    /// Not expired at `now` (though perhaps inside the refresh margin).
+    pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at > now
+    }
+
+    /// Whether it does for `need` without a fetch: it stays valid past the margin, or it is
+    /// still valid and was fetched within the refetch interval.
+    pub fn will_do(&self, need: &AccessTokenNeed) -> bool {
+        self.expires_at > need.fresh_until
+            || (self.is_valid_at(need.now) && self.fetched_at > need.fetched_after)
+    }
+}
+
+/// What a caller of [`UserStore::access_token`] needs of the token, on the caller's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessTokenNeed {
+    pub now: DateTime<Utc>,
+    /// A token valid past this instant will do: tokens are renewed a margin before they expire.
+    pub fresh_until: DateTime<Utc>,
+    /// So will a token still valid at `now` that was fetched after this instant.
+    /// `stable_token` hands out the current token with what is left of its life, so inside the
+    /// margin a fetch brings the same token back: it is asked again at most once per interval,
+    /// never on every call.
+    pub fetched_after: DateTime<Utc>,
+    /// How long a caller that fetches holds the app's lease: longer than a fetch can take.
+    /// Callers that find the lease taken and no valid token wait at most this long for the
+    /// holder's token, and take an expired lease over.
+    pub lease: Duration,
 }
 
 /// Why the shared access token could not be had.
@@ -196,15 +230,20 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         before: PurgeBefore,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// The access token of `app_id` shared by every instance: the stored one when it stays
-    /// valid past `fresh_until`; otherwise the one `fetch` returns, which is stored for every
-    /// instance. The app's row is locked while fetching, so instances that need a token at the
-    /// same time wait for one fetch and then read its token; `fetch` is not called at all when
-    /// the stored token is fresh. A failed fetch stores nothing.
+    /// The access token of `app_id` shared by every instance: the stored one if it
+    /// [will do](StoredAccessToken::will_do) for `need`, without calling `fetch`. Otherwise one
+    /// caller at a time fetches, under the app's lease: it takes the lease (free or expired) in
+    /// one conditional statement, runs `fetch` outside any transaction, and stores the token
+    /// while releasing the lease (a failed fetch releases it and stores nothing; a holder whose
+    /// lease was taken over meanwhile stores nothing but still answers with its token). A caller
+    /// that finds the lease taken answers with the stored token if it is still valid, without
+    /// waiting; else it polls for the holder's token, for at most the lease's lifetime, and
+    /// takes the lease over once it has expired. No statement waits for a fetch, so every
+    /// other write goes on meanwhile.
     fn access_token(
         &self,
         app_id: &AppId,
-        fresh_until: DateTime<Utc>,
+        need: AccessTokenNeed,
         fetch: FetchAccessToken,
     ) -> impl Future<Output = Result<StoredAccessToken, AccessTokenError>> + Send;
 

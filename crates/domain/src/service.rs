@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::Duration;
 
+use crate::model::{AccessToken, CodeSession, PhoneCode, PhoneInfo, User};
 use crate::model::{
     AvatarUrl, Gender, LoginCode, NickName, ProfileUpdate, SessionId, Token, UserId,
 };
-use crate::model::{CodeSession, PhoneCode, PhoneInfo, User};
 use crate::ports::{
-    AccessTokenError, CipherError, Clock, FetchAccessToken, NewLogin, PhoneChange, ProfileChange,
-    PurgeBefore, SessionRecord, SessionRefresh, StoreError, StoredAccessToken, TokenMinter,
-    UserDataCipher, UserStore, WeChat, WeChatError,
+    AccessTokenError, AccessTokenNeed, CipherError, Clock, FetchAccessToken, NewLogin, PhoneChange,
+    ProfileChange, PurgeBefore, SessionRecord, SessionRefresh, StoreError, StoredAccessToken,
+    TokenMinter, UserDataCipher, UserStore, WeChat, WeChatError,
 };
 use crate::single_flight::SingleFlight;
 use crate::state::{LoginEvent, LoginState, ProfileStatus, SessionEvent, SessionState};
@@ -33,6 +33,14 @@ pub struct ServiceConfig {
     pub touch_interval: Duration,
     /// The shared access token is renewed this long before it expires.
     pub access_token_margin: Duration,
+    /// Inside the margin the token is asked of WeChat again at most this often:
+    /// `stable_token` hands the same token back until it expires, so asking on every call
+    /// would only multiply the calls.
+    pub access_token_refetch_interval: Duration,
+    /// How long the instance that fetches the token holds the store's lease on it: longer
+    /// than a WeChat call can take (the client's timeout), short enough that the others,
+    /// should it die while fetching, do not wait long before taking over.
+    pub access_token_lease: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -42,6 +50,8 @@ impl Default for ServiceConfig {
             idle_timeout: Duration::days(7),
             touch_interval: Duration::minutes(1),
             access_token_margin: Duration::minutes(5),
+            access_token_refetch_interval: Duration::minutes(1),
+            access_token_lease: Duration::seconds(10),
         }
     }
 }
@@ -56,13 +66,55 @@ pub struct Service<S, W, C, T, K> {
     wechat: Arc<W>,
     cipher: C,
     tokens: T,
-    clock: K,
+    /// Shared with the access-token fetch in flight, which stamps the token it fetches.
+    clock: Arc<K>,
     config: ServiceConfig,
     /// Code exchanges in flight: a code sent twice at once reaches WeChat once.
     exchanges: SingleFlight<Result<CodeSession, WeChatError>>,
-    /// This instance's copy of the shared access token, and the one fetch of it in flight.
-    access_token: Arc<Mutex<Option<StoredAccessToken>>>,
+    /// This instance's copy of the shared access token, and its one read of the store's in
+    /// flight (which fetches when the stored token will not do either).
+    access_token: Arc<Mutex<HeldToken>>,
     access_token_fetch: SingleFlight<Result<StoredAccessToken, AccessTokenError>>,
+}
+
+/// An instance's copy of the shared access token.
+#[derive(Debug, Default)]
+struct HeldToken {
+    copy: Option<StoredAccessToken>,
+    /// WeChat rejected the copy: it is kept only to order later copies against it.
+    rejected: bool,
+    /// How many rejections this instance has seen. The read of the store that follows a
+    /// rejection never joins one begun before it, which could bring the rejected token back.
+    rejections: u64,
+}
+
+impl HeldToken {
+    fn usable(&self, need: &AccessTokenNeed) -> Option<StoredAccessToken> {
+        self.copy
+            .as_ref()
+            .filter(|copy| !self.rejected && copy.will_do(need))
+            .cloned()
+    }
+
+    /// Keeps `token` unless the copy was fetched at the same time or later: a read that ends
+    /// late never puts back an older token, nor the one WeChat rejected.
+    fn offer(&mut self, token: &StoredAccessToken) {
+        if self
+            .copy
+            .as_ref()
+            .is_none_or(|copy| token.fetched_at > copy.fetched_at)
+        {
+            self.copy = Some(token.clone());
+            self.rejected = false;
+        }
+    }
+
+    fn reject(&mut self, token: &AccessToken) {
+        if self.copy.as_ref().is_some_and(|copy| copy.token == *token) {
+            self.rejected = true;
+        }
+        self.rejections += 1;
+    }
 }
 
 impl<S, W, C, T, K> Service<S, W, C, T, K>
@@ -79,7 +131,7 @@ where
             wechat: Arc::new(wechat),
             cipher,
             tokens,
-            clock,
+            clock: Arc::new(clock),
             config,
             exchanges: SingleFlight::default(),
             access_token: Arc::default(),
@@ -87,64 +139,89 @@ where
         }
     }
 
-    /// The app's access token: this instance's copy while it stays valid past the margin,
-    /// else the store's shared one, which one instance at a time renews through
-    /// `stable_token` (normal mode: it never knocks another holder's token out).
+    /// The app's access token: this instance's copy while it will do, else the store's shared
+    /// one, which one instance at a time renews through `stable_token` (normal mode: it never
+    /// knocks another holder's token out).
     async fn access_token(&self) -> Result<StoredAccessToken, AccessTokenError> {
         let now = self.clock.now();
-        let fresh_until = now + self.config.access_token_margin;
-        if let Some(held) = lock(&self.access_token).as_ref()
-            && held.expires_at > fresh_until
-        {
-            return Ok(held.clone());
-        }
+        let need = AccessTokenNeed {
+            now,
+            fresh_until: now + self.config.access_token_margin,
+            fetched_after: now - self.config.access_token_refetch_interval,
+            lease: self.config.access_token_lease,
+        };
+        let rejections = {
+            let held = lock(&self.access_token);
+            if let Some(token) = held.usable(&need) {
+                return Ok(token);
+            }
+            held.rejections
+        };
         let store = Arc::clone(&self.store);
         let wechat = Arc::clone(&self.wechat);
-        let shared = self
+        let clock = Arc::clone(&self.clock);
+        let token = self
             .access_token_fetch
-            .run("access_token", move || async move {
+            .run(&format!("access_token/{rejections}"), move || async move {
                 let app_id = wechat.app_id().clone();
                 let fetch: FetchAccessToken = Box::new(move || {
                     Box::pin(async move {
+                        // Read before the call: the token is thought to expire a little early,
+                        // never late.
+                        let fetched_at = clock.now();
                         let issued = wechat.stable_access_token().await?;
-                        // Counted from before the call: the token is thought to expire a
-                        // little early, never late.
                         Ok(StoredAccessToken {
                             token: issued.token,
-                            expires_at: now + issued.expires_in,
+                            expires_at: fetched_at + issued.expires_in,
+                            fetched_at,
                         })
                     })
                 });
-                store.access_token(&app_id, fresh_until, fetch).await
+                store.access_token(&app_id, need, fetch).await
             })
             .await?;
-        *lock(&self.access_token) = Some(shared.clone());
-        Ok(shared)
+        lock(&self.access_token).offer(&token);
+        Ok(token)
     }
 
     /// The phone number behind a `getPhoneNumber` code. A rejected access token (not the
     /// latest, expired) is forgotten — here and in the store, only if it is still the one that
-    /// failed — and the call is made once more with a fresh one.
+    /// failed — and the call is made once more with a fresh one. Should WeChat hand back the
+    /// very token it rejected, the answer is `Unavailable` rather than a second call bound to
+    /// be rejected too.
     async fn phone_info(&self, code: &PhoneCode) -> Result<PhoneInfo, PhoneError> {
         let held = self.access_token().await?;
         match self.wechat.phone_number(&held.token, code).await {
             Err(WeChatError::AccessTokenRejected(_)) => {
-                {
-                    let mut mine = lock(&self.access_token);
-                    if mine.as_ref().is_some_and(|t| t.token == held.token) {
-                        *mine = None;
-                    }
-                }
+                lock(&self.access_token).reject(&held.token);
                 self.store
                     .forget_access_token(self.wechat.app_id(), &held.token)
                     .await?;
                 let fresh = self.access_token().await?;
+                if fresh.token == held.token {
+                    return Err(PhoneError::WeChat(WeChatError::Unavailable(
+                        "WeChat handed back the access token it had just rejected".into(),
+                    )));
+                }
                 self.wechat
                     .phone_number(&fresh.token, code)
                     .await
                     .map_err(phone_error)
             }
             other => other.map_err(phone_error),
+        }
+    }
+
+    /// The phone number behind `code` taken as a `getPhoneNumber` code; `None` when WeChat says
+    /// it is no phone code (then it may be a `wx.login` code).
+    async fn phone_code_first(&self, code: &LoginCode) -> Result<Option<PhoneInfo>, PhoneError> {
+        let Ok(phone_code) = PhoneCode::parse(code.as_str()) else {
+            return Ok(None);
+        };
+        match self.phone_info(&phone_code).await {
+            Ok(phone) => Ok(Some(phone)),
+            Err(PhoneError::InvalidPhoneCode) => Ok(None),
+            Err(other) => Err(other),
         }
     }
 
@@ -373,8 +450,18 @@ where
         request: PhoneRequest,
     ) -> Result<ProfileOutcome, PhoneError> {
         let auth = self.authenticate(token).await?;
+        // Whether a code is spent once the number is had: a phone code always, a legacy
+        // request's fresh wx.login code too.
+        let spends_a_code = !matches!(request, PhoneRequest::Encrypted { code: None, .. });
         let phone = match request {
             PhoneRequest::Code(code) => self.phone_info(&code).await?,
+            // Today's button hands the client a phone code *and* encrypted data, and clients
+            // that forward `e.detail` whole send both: try the code as a phone code first. A
+            // code WeChat refuses as a phone code (40029, no charge) is the legacy flow's
+            // fresh `wx.login` code, which the phone API left unspent.
+            PhoneRequest::Encrypted {
+                code: Some(code), ..
+            } if let Some(phone) = self.phone_code_first(&code).await? => phone,
             PhoneRequest::Encrypted { data, code } => {
                 let fresh_key = match &code {
                     Some(code) => {
@@ -411,6 +498,7 @@ where
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => PhoneError::Auth(AuthError::InvalidToken),
+                other if spends_a_code => PhoneError::NotRecorded(other),
                 other => other.into(),
             })?;
         let status = Self::status_after(&auth.user, &user)
@@ -486,7 +574,8 @@ fn phone_error(e: WeChatError) -> PhoneError {
     }
 }
 
-// Every update of the held token is a single assignment: a poisoned lock is still consistent.
+// Every update of the held token is a few assignments that cannot panic: a poisoned lock is
+// still consistent.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

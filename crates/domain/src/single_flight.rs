@@ -1,20 +1,37 @@
 //! One call per key at a time: callers that ask for a key already in flight share its
 //! result instead of starting another call. Used for code exchanges, so that a code sent twice
-//! at once (a double tap, a client retry) reaches WeChat once.
+//! at once (a double tap, a client retry) reaches WeChat once, and for the instance's reads of
+//! the shared access token.
+//!
+//! A call lives exactly as long as it runs: it is forgotten when it completes, or when every
+//! caller waiting for it has gone (cancelled), never because the caller that started it went.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
-type Calls<T> = Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, T>>>>>;
+/// One call in flight: the shared future, which call of its key it is, and how many callers
+/// wait for it.
+struct Entry<T> {
+    id: u64,
+    call: Shared<BoxFuture<'static, T>>,
+    waiters: usize,
+}
+
+struct Calls<T> {
+    by_key: HashMap<String, Entry<T>>,
+    next_id: u64,
+}
+
+type Table<T> = Arc<Mutex<Calls<T>>>;
 
 /// The calls in flight, by key. Clones share them.
 pub struct SingleFlight<T> {
-    calls: Calls<T>,
+    calls: Table<T>,
 }
 
 impl<T> Clone for SingleFlight<T> {
@@ -28,7 +45,10 @@ impl<T> Clone for SingleFlight<T> {
 impl<T> Default for SingleFlight<T> {
     fn default() -> Self {
         Self {
-            calls: Arc::default(),
+            calls: Arc::new(Mutex::new(Calls {
+                by_key: HashMap::new(),
+                next_id: 0,
+            })),
         }
     }
 }
@@ -37,57 +57,116 @@ impl<T> fmt::Debug for SingleFlight<T> {
     // The keys are codes: secrets. Only their number is shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SingleFlight")
-            .field("in_flight", &lock(&self.calls).len())
+            .field("in_flight", &lock(&self.calls).by_key.len())
             .finish()
     }
 }
 
-// Every update is one insert or remove, so a poisoned map is still consistent.
-fn lock<T>(calls: &Calls<T>) -> MutexGuard<'_, HashMap<String, Shared<BoxFuture<'static, T>>>> {
+// Every update is one insert, removal or count under the lock, so a poisoned table is still
+// consistent.
+fn lock<T>(calls: &Mutex<Calls<T>>) -> MutexGuard<'_, Calls<T>> {
     calls.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Forgets the key when the caller that started its call is done with it (or gone): a later
-/// call of the same key is a new call.
-struct Forget<'a, T> {
-    calls: &'a Calls<T>,
-    key: &'a str,
+/// Forgets call `id` of `key`, if it is still the one in the table (a later call of the same
+/// key is left alone).
+fn forget<T>(calls: &Mutex<Calls<T>>, key: &str, id: u64) {
+    let mut calls = lock(calls);
+    if calls.by_key.get(key).is_some_and(|e| e.id == id) {
+        calls.by_key.remove(key);
+    }
 }
 
-impl<T> Drop for Forget<'_, T> {
+/// One caller's hold on a call: when the last caller is gone (answered or cancelled) before
+/// the call completed, the call is forgotten, and dropped with the last handle on it.
+struct Waiter<'a, T> {
+    calls: &'a Mutex<Calls<T>>,
+    key: &'a str,
+    id: u64,
+}
+
+impl<T> Drop for Waiter<'_, T> {
     fn drop(&mut self) {
-        lock(self.calls).remove(self.key);
+        let mut calls = lock(self.calls);
+        if let Some(entry) = calls.by_key.get_mut(self.key)
+            && entry.id == self.id
+        {
+            entry.waiters -= 1;
+            if entry.waiters == 0 {
+                calls.by_key.remove(self.key);
+            }
+        }
     }
 }
 
 impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
     /// The result of `start()` for `key`, or of the call for `key` already in flight. The call
-    /// runs to its end as long as any caller still waits for it.
+    /// is in flight from its start until it completes, whichever of its callers started it
+    /// and whichever of them are cancelled meanwhile, as long as one still waits for it; a
+    /// caller after that starts a new call.
     pub async fn run<F>(&self, key: &str, start: impl FnOnce() -> F) -> T
     where
         F: Future<Output = T> + Send + 'static,
     {
-        let (call, started_here) = {
+        let (call, id) = {
             let mut calls = lock(&self.calls);
-            match calls.get(key) {
-                Some(call) => (call.clone(), false),
+            match calls.by_key.get_mut(key) {
+                Some(entry) => {
+                    entry.waiters += 1;
+                    (entry.call.clone(), entry.id)
+                }
                 None => {
-                    let call = start().boxed().shared();
-                    calls.insert(key.to_owned(), call.clone());
-                    (call, true)
+                    let id = calls.next_id;
+                    calls.next_id += 1;
+                    let call =
+                        Self::forgotten_when_done(start(), Arc::downgrade(&self.calls), key, id);
+                    calls.by_key.insert(
+                        key.to_owned(),
+                        Entry {
+                            id,
+                            call: call.clone(),
+                            waiters: 1,
+                        },
+                    );
+                    (call, id)
                 }
             }
         };
-        let _forget = started_here.then_some(Forget {
+        let _waiter = Waiter {
             calls: &self.calls,
             key,
-        });
+            id,
+        };
         call.await
+    }
+
+    /// `call`, shared, which takes itself out of the table the moment it completes (before
+    /// any caller sees its result). The table is held weakly: the entry holds the call.
+    fn forgotten_when_done<F>(
+        call: F,
+        calls: Weak<Mutex<Calls<T>>>,
+        key: &str,
+        id: u64,
+    ) -> Shared<BoxFuture<'static, T>>
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        let key = key.to_owned();
+        async move {
+            let out = call.await;
+            if let Some(calls) = calls.upgrade() {
+                forget(&calls, &key, id);
+            }
+            out
+        }
+        .boxed()
+        .shared()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
@@ -125,6 +204,79 @@ mod tests {
         let later = call(flight.clone(), Arc::clone(&started), gate);
         let mut later = std::pin::pin!(later);
         assert_eq!(later.as_mut().poll(&mut cx), std::task::Poll::Ready(2));
+    }
+
+    /// A caller of `flight` for "code" whose call counts itself in `started` and ends when
+    /// `gate` opens, answering its number.
+    fn caller(
+        flight: &SingleFlight<u32>,
+        started: &Arc<AtomicU32>,
+        gate: &Shared<BoxFuture<'static, ()>>,
+    ) -> Pin<Box<dyn Future<Output = u32> + Send>> {
+        let (flight, started, gate) = (flight.clone(), Arc::clone(started), gate.clone());
+        Box::pin(async move {
+            flight
+                .run("code", move || async move {
+                    let n = started.fetch_add(1, Ordering::SeqCst) + 1;
+                    gate.await;
+                    n
+                })
+                .await
+        })
+    }
+
+    fn poll(f: &mut Pin<Box<dyn Future<Output = u32> + Send>>) -> std::task::Poll<u32> {
+        let waker = futures_util::task::noop_waker();
+        f.as_mut().poll(&mut std::task::Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn a_cancelled_starter_leaves_the_call_to_those_still_waiting() {
+        let flight = SingleFlight::<u32>::default();
+        let started = Arc::new(AtomicU32::new(0));
+        let (release, gate) = futures_channel_free_gate();
+        let mut starter = caller(&flight, &started, &gate);
+        let mut waiter = caller(&flight, &started, &gate);
+        assert!(poll(&mut starter).is_pending());
+        assert!(poll(&mut waiter).is_pending());
+        drop(starter);
+        assert_eq!(format!("{flight:?}"), "SingleFlight { in_flight: 1 }");
+
+        // Joins the call still in flight instead of starting a second one.
+        let mut late = caller(&flight, &started, &gate);
+        assert!(poll(&mut late).is_pending());
+        release();
+        assert_eq!(poll(&mut waiter), std::task::Poll::Ready(1));
+        assert_eq!(poll(&mut late), std::task::Poll::Ready(1));
+        assert_eq!(started.load(Ordering::SeqCst), 1, "one call for all");
+        assert_eq!(format!("{flight:?}"), "SingleFlight { in_flight: 0 }");
+    }
+
+    #[test]
+    fn the_call_ends_when_it_completes_or_its_last_waiter_goes() {
+        let flight = SingleFlight::<u32>::default();
+        let started = Arc::new(AtomicU32::new(0));
+        let (release, gate) = futures_channel_free_gate();
+
+        // Completed: forgotten at once, though the starter has not seen the result yet.
+        let mut starter = caller(&flight, &started, &gate);
+        let mut waiter = caller(&flight, &started, &gate);
+        assert!(poll(&mut starter).is_pending());
+        release();
+        assert_eq!(poll(&mut waiter), std::task::Poll::Ready(1));
+        assert_eq!(format!("{flight:?}"), "SingleFlight { in_flight: 0 }");
+        let mut after = caller(&flight, &started, &gate);
+        assert_eq!(poll(&mut after), std::task::Poll::Ready(2), "a new call");
+        assert_eq!(poll(&mut starter), std::task::Poll::Ready(1));
+
+        // Abandoned by everyone: forgotten, and the next caller starts anew.
+        let (_never, closed) = futures_channel_free_gate();
+        let mut alone = caller(&flight, &started, &closed);
+        assert!(poll(&mut alone).is_pending());
+        drop(alone);
+        assert_eq!(format!("{flight:?}"), "SingleFlight { in_flight: 0 }");
+        let mut next = caller(&flight, &started, &gate);
+        assert_eq!(poll(&mut next), std::task::Poll::Ready(4));
     }
 
     /// A gate the test opens by hand: a shared future that is ready once `release` ran.

@@ -216,6 +216,10 @@ pub enum PhoneError {
     CodeForAnotherUser,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// WeChat gave the number for a code, which is now spent, but storing it failed: the user
+    /// must tap the button again (or the client call `wx.login` again) for a new code.
+    #[error("the number could not be recorded: {0}")]
+    NotRecorded(StoreError),
     /// An invariant broke; details are for logs.
     #[error("unexpected: {0}")]
     Unexpected(String),

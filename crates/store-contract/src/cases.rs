@@ -14,16 +14,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use tokio::sync::Barrier;
 
-use crate::fixtures::{KEY_A, KEY_B, KEY_C, app, digest, key, login_at, other_app, union};
+use crate::fixtures::{self, KEY_A, KEY_B, KEY_C, app, digest, key, login_at, other_app, union};
 use wxlogin_domain::{
-    AccessToken, AccessTokenError, AvatarUrl, FetchAccessToken, Gender, NewLogin, NickName,
-    PhoneChange, PhoneNumber, Profile, ProfileChange, ProfileText, ProfileUpdate, PurgeBefore,
-    Session, SessionId, SessionRecord, SessionRefresh, StoreError, StoredAccessToken, User, UserId,
-    UserStore, WeChatError,
+    AccessToken, AccessTokenError, AccessTokenNeed, AppId, AvatarUrl, FetchAccessToken, Gender,
+    NewLogin, NickName, PhoneChange, PhoneNumber, Profile, ProfileChange, ProfileText,
+    ProfileUpdate, PurgeBefore, Session, SessionId, SessionRecord, SessionRefresh, StoreError,
+    StoredAccessToken, User, UserId, UserStore, WeChatError,
 };
 use wxlogin_domain::{
-    ActiveAt, AppId, Directory, LOGIN_EVENTS_KEPT, NickNameQuery, OpenId, Stats, StatsQuery,
-    UserSearch,
+    ActiveAt, Directory, LOGIN_EVENTS_KEPT, NickNameQuery, OpenId, Stats, StatsQuery, UserSearch,
 };
 
 /// How many first logins of one openid race in [`concurrent_first_logins_create_one_user`].
@@ -1347,9 +1346,62 @@ fn token_time() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("valid")
 }
 
+/// What the service asks at `now`: five minutes of margin, a refetch interval of one minute,
+/// a lease of 30 seconds.
+fn need_at(now: DateTime<Utc>) -> AccessTokenNeed {
+    AccessTokenNeed {
+        now,
+        fresh_until: now + Duration::minutes(5),
+        fetched_after: now - Duration::minutes(1),
+        lease: Duration::seconds(30),
+    }
+}
+
+/// [`need_at`] with no refetch interval: any token inside the margin is fetched again.
+fn need_fetched_since(now: DateTime<Utc>) -> AccessTokenNeed {
+    AccessTokenNeed {
+        fetched_after: now,
+        ..need_at(now)
+    }
+}
+
+type Calls = Arc<std::sync::atomic::AtomicU32>;
+
+fn calls() -> Calls {
+    Arc::new(std::sync::atomic::AtomicU32::new(0))
+}
+
+fn count(calls: &Calls) -> u32 {
+    calls.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn token_of(token: &str, fetched_at: DateTime<Utc>, ttl: Duration) -> StoredAccessToken {
+    StoredAccessToken {
+        token: AccessToken::new(token.into()),
+        expires_at: fetched_at + ttl,
+        fetched_at,
+    }
+}
+
+/// A fetch that counts its calls and answers `token`, fetched at `at` and valid for `ttl`.
+fn fetch_of(
+    calls: &Calls,
+    token: &'static str,
+    at: DateTime<Utc>,
+    ttl: Duration,
+) -> FetchAccessToken {
+    let calls = Arc::clone(calls);
+    Box::new(move || {
+        Box::pin(async move {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(token_of(token, at, ttl))
+        })
+    })
+}
+
 /// A fetch that counts its calls and answers `token`, valid for two hours from `at`.
 fn counting_fetch(
-    calls: &Arc<std::sync::atomic::AtomicU32>,
+    calls: &Calls,
     token: &'static str,
     at: DateTime<Utc>,
     delay: std::time::Duration,
@@ -1359,136 +1411,166 @@ fn counting_fetch(
         Box::pin(async move {
             calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(delay).await;
-            Ok(StoredAccessToken {
-                token: AccessToken::new(token.into()),
-                expires_at: at + Duration::hours(2),
-            })
+            Ok(token_of(token, at, Duration::hours(2)))
         })
     })
 }
 
-/// The first caller fetches and the store keeps it; later callers get it without a fetch,
-/// and a failed fetch stores nothing.
+fn failing_fetch() -> FetchAccessToken {
+    Box::new(|| Box::pin(async { Err(WeChatError::Unavailable("down".into())) }))
+}
+
+/// A fetch of `token` (at `at`, for two hours) that reports when it has begun and answers once
+/// the test lets it go. Should a broken store keep the test from ever letting it go, it goes
+/// on by itself after a few seconds, so the case fails instead of hanging.
+struct GatedFetch {
+    fetch: FetchAccessToken,
+    begun: tokio::sync::oneshot::Receiver<()>,
+    go: tokio::sync::oneshot::Sender<()>,
+}
+
+fn gated_fetch(calls: &Calls, token: &'static str, at: DateTime<Utc>) -> GatedFetch {
+    let calls = Arc::clone(calls);
+    let (begun_tx, begun) = tokio::sync::oneshot::channel();
+    let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let fetch: FetchAccessToken = Box::new(move || {
+        Box::pin(async move {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = begun_tx.send(());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), go_rx).await;
+            Ok(token_of(token, at, Duration::hours(2)))
+        })
+    });
+    GatedFetch { fetch, begun, go }
+}
+
+async fn token_for<S: UserStore>(
+    store: &S,
+    app: &AppId,
+    need: AccessTokenNeed,
+    fetch: FetchAccessToken,
+) -> String {
+    store
+        .access_token(app, need, fetch)
+        .await
+        .expect("an access token")
+        .token
+        .expose()
+        .to_owned()
+}
+
+/// The first caller fetches and the store keeps the token with its expiry and fetch time;
+/// later callers get it without a fetch, and a failed fetch stores nothing.
 pub async fn the_access_token_is_fetched_once_and_shared<S: UserStore>(store: S) {
     let app = app();
-    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let calls = calls();
     let at = token_time();
     let first = store
         .access_token(
             &app,
-            at,
+            need_at(at),
             counting_fetch(&calls, "AT-1", at, Default::default()),
         )
         .await
         .expect("fetched");
-    assert_eq!(first.token.expose(), "AT-1");
-    assert_eq!(first.expires_at, at + Duration::hours(2));
+    assert_eq!(first, token_of("AT-1", at, Duration::hours(2)));
     let again = store
         .access_token(
             &app,
-            at,
+            need_at(at + Duration::minutes(90)),
             counting_fetch(&calls, "AT-2", at, Default::default()),
         )
         .await
         .expect("stored");
-    assert_eq!(
-        again.token.expose(),
-        "AT-1",
-        "the stored token, not a new fetch"
-    );
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(again, first, "the stored token, not a new fetch");
+    assert_eq!(count(&calls), 1);
 
     let other = other_app();
-    let failing: FetchAccessToken =
-        Box::new(|| Box::pin(async { Err(WeChatError::Unavailable("down".into())) }));
     assert_eq!(
-        store.access_token(&other, at, failing).await,
+        store
+            .access_token(&other, need_at(at), failing_fetch())
+            .await,
         Err(AccessTokenError::WeChat(WeChatError::Unavailable(
             "down".into()
         )))
     );
-    let fresh = store
-        .access_token(
-            &other,
-            at,
-            counting_fetch(&calls, "AT-OTHER", at, Default::default()),
-        )
-        .await
-        .expect("fetched");
+    let fresh = token_for(
+        &store,
+        &other,
+        need_at(at),
+        counting_fetch(&calls, "AT-OTHER", at, Default::default()),
+    )
+    .await;
     assert_eq!(
-        fresh.token.expose(),
-        "AT-OTHER",
+        fresh, "AT-OTHER",
         "apps are independent, the failure left nothing"
     );
 }
 
-/// A token not valid past `fresh_until` is replaced; forgetting applies only to the token
-/// still stored.
+/// A token inside the margin and fetched before the interval is replaced; forgetting applies
+/// only to the token still stored.
 pub async fn a_stale_or_forgotten_access_token_is_fetched_anew<S: UserStore>(store: S) {
     let app = app();
-    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let calls = calls();
     let at = token_time();
-    store
-        .access_token(
-            &app,
-            at,
-            counting_fetch(&calls, "AT-1", at, Default::default()),
-        )
-        .await
-        .expect("fetched");
-    // Within the margin of its expiry: renewed.
-    let renewed = store
-        .access_token(
-            &app,
-            at + Duration::hours(2),
-            counting_fetch(&calls, "AT-2", at + Duration::hours(1), Default::default()),
-        )
-        .await
-        .expect("renewed");
-    assert_eq!(renewed.token.expose(), "AT-2");
+    let later = at + Duration::minutes(119);
+    token_for(
+        &store,
+        &app,
+        need_at(at),
+        fetch_of(&calls, "AT-1", at, Duration::hours(2)),
+    )
+    .await;
+    // A minute before it expires, and fetched two hours ago: renewed.
+    let renewed = token_for(
+        &store,
+        &app,
+        need_at(later),
+        fetch_of(&calls, "AT-2", later, Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(renewed, "AT-2");
     // Forgetting the old token keeps the newer one.
     store
         .forget_access_token(&app, &AccessToken::new("AT-1".into()))
         .await
         .expect("forget");
-    let kept = store
-        .access_token(
-            &app,
-            at,
-            counting_fetch(&calls, "AT-3", at, Default::default()),
-        )
-        .await
-        .expect("kept");
-    assert_eq!(kept.token.expose(), "AT-2");
+    let kept = token_for(
+        &store,
+        &app,
+        need_at(later),
+        fetch_of(&calls, "AT-3", later, Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(kept, "AT-2");
     // Forgetting the stored one makes the next caller fetch.
     store
         .forget_access_token(&app, &AccessToken::new("AT-2".into()))
         .await
         .expect("forget");
-    let fetched = store
-        .access_token(
-            &app,
-            at,
-            counting_fetch(&calls, "AT-4", at, Default::default()),
-        )
-        .await
-        .expect("fetched");
-    assert_eq!(fetched.token.expose(), "AT-4");
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let fetched = token_for(
+        &store,
+        &app,
+        need_at(later),
+        fetch_of(&calls, "AT-4", later, Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(fetched, "AT-4");
+    assert_eq!(count(&calls), 3);
 }
 
 /// Callers that need the token at once (clones of one store, as the instances of a server
-/// share one database) wait for one fetch.
+/// share one database) make one fetch: one takes the lease, the others wait for its token.
 pub async fn concurrent_callers_make_one_access_token_fetch<S: UserStore>(store: S) {
     let app = app();
-    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let calls = calls();
     let at = token_time();
     let callers: Vec<_> = (0..20)
         .map(|_| {
             let store = store.clone();
             let app = app.clone();
             let fetch = counting_fetch(&calls, "AT-ONCE", at, std::time::Duration::from_millis(50));
-            tokio::spawn(async move { store.access_token(&app, at, fetch).await })
+            tokio::spawn(async move { store.access_token(&app, need_at(at), fetch).await })
         })
         .collect();
     for caller in callers {
@@ -1496,7 +1578,299 @@ pub async fn concurrent_callers_make_one_access_token_fetch<S: UserStore>(store:
         let token = caller.expect("no panic").expect("a token");
         assert_eq!(token.token.expose(), "AT-ONCE");
     }
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(count(&calls), 1);
+}
+
+/// No transaction or lock spans the fetch: while one caller renews the token, the store serves
+/// a login, a write to the very row of the token (forgetting the token being renewed), and
+/// another app's renewal.
+pub async fn no_statement_waits_for_an_access_token_fetch<S: UserStore>(store: S) {
+    let app = app();
+    let calls = calls();
+    let at = token_time();
+    token_for(
+        &store,
+        &app,
+        need_at(at),
+        fetch_of(&calls, "AT-0", at, Duration::hours(2)),
+    )
+    .await;
+    let later = at + Duration::hours(3);
+    let inside = store.clone();
+    let inner_calls = Arc::clone(&calls);
+    let fetch: FetchAccessToken = Box::new(move || {
+        Box::pin(async move {
+            let record = inside
+                .login(login_for("oWhileFetching", 900, KEY_A))
+                .await
+                .expect("a login while the token is fetched");
+            assert!(record.is_new_user);
+            inside
+                .forget_access_token(&fixtures::app(), &AccessToken::new("AT-0".into()))
+                .await
+                .expect("a write to the token's row while it is fetched");
+            let other = inside
+                .access_token(
+                    &other_app(),
+                    need_at(later),
+                    fetch_of(&inner_calls, "AT-OTHER", later, Duration::hours(2)),
+                )
+                .await
+                .expect("another app's token while this one is fetched");
+            assert_eq!(other.token.expose(), "AT-OTHER");
+            Ok(token_of("AT-1", later, Duration::hours(2)))
+        })
+    });
+    assert_eq!(token_for(&store, &app, need_at(later), fetch).await, "AT-1");
+    assert_eq!(count(&calls), 2, "AT-0 and the other app's fetch");
+    assert_eq!(
+        session(&store, 900).await.user.open_id.as_str(),
+        "oWhileFetching"
+    );
+    let stored = token_for(
+        &store,
+        &app,
+        need_at(later),
+        fetch_of(&calls, "AT-NEVER", later, Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(stored, "AT-1", "stored after the fetch");
+}
+
+/// A caller that finds the lease taken answers at once with the stored token while it is still
+/// valid (inside the margin, not expired), instead of waiting for the renewal.
+pub async fn a_valid_token_is_used_while_another_caller_renews_it<S: UserStore>(store: S) {
+    let app = app();
+    let calls = calls();
+    let at = token_time();
+    // Fetched long ago, expires two minutes from `at`: due for renewal, still valid.
+    let long_ago = at - Duration::minutes(118);
+    token_for(
+        &store,
+        &app,
+        need_at(long_ago),
+        fetch_of(&calls, "AT-1", long_ago, Duration::hours(2)),
+    )
+    .await;
+
+    let renewal = gated_fetch(&calls, "AT-2", at);
+    let renewing = {
+        let (store, app) = (store.clone(), app.clone());
+        tokio::spawn(async move { token_for(&store, &app, need_at(at), renewal.fetch).await })
+    };
+    renewal.begun.await.expect("the renewal began");
+    let meanwhile = token_for(
+        &store,
+        &app,
+        need_at(at),
+        fetch_of(&calls, "AT-NEVER", at, Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(
+        meanwhile, "AT-1",
+        "the valid token, without waiting for the renewal"
+    );
+    let _ = renewal.go.send(());
+    assert_eq!(renewing.await.expect("no panic"), "AT-2");
+    let after = token_for(
+        &store,
+        &app,
+        need_at(at),
+        fetch_of(&calls, "AT-NEVER", at, Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(after, "AT-2");
+    assert_eq!(count(&calls), 2, "the first fetch and the renewal");
+}
+
+/// `stable_token` hands out a token inside the margin with what is left of its life: such a
+/// token is used until it expires and fetched again at most once per interval, not on every
+/// call.
+pub async fn a_token_in_its_last_minutes_is_fetched_again_once_per_interval<S: UserStore>(
+    store: S,
+) {
+    let app = app();
+    let calls = calls();
+    let at = token_time();
+    let expires_at = at + Duration::minutes(3);
+    // Fetched with three minutes left: inside the five-minute margin from the start.
+    let first = token_for(
+        &store,
+        &app,
+        need_at(at),
+        fetch_of(&calls, "AT-1", at, Duration::minutes(3)),
+    )
+    .await;
+    assert_eq!(first, "AT-1");
+    for s in [10, 20, 30, 40, 50] {
+        let now = at + Duration::seconds(s);
+        let token = token_for(
+            &store,
+            &app,
+            need_at(now),
+            fetch_of(&calls, "AT-1", now, expires_at - now),
+        )
+        .await;
+        assert_eq!(token, "AT-1");
+    }
+    assert_eq!(count(&calls), 1, "no fetch within the interval");
+
+    // An interval later, one fetch (WeChat hands the same token back), then none again.
+    for s in [61, 70, 80] {
+        let now = at + Duration::seconds(s);
+        let token = token_for(
+            &store,
+            &app,
+            need_at(now),
+            fetch_of(&calls, "AT-1", now, expires_at - now),
+        )
+        .await;
+        assert_eq!(token, "AT-1");
+    }
+    assert_eq!(count(&calls), 2, "one fetch per interval");
+
+    // Expired: fetched at once.
+    let now = expires_at + Duration::seconds(1);
+    let renewed = token_for(
+        &store,
+        &app,
+        need_at(now),
+        fetch_of(&calls, "AT-2", now, Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(renewed, "AT-2");
+    assert_eq!(count(&calls), 3);
+}
+
+/// The lease goes with the fetch: released when the token is stored, when the fetch fails, and
+/// when the fetch is abandoned (its caller cancelled), so the next caller that needs a token
+/// fetches at once instead of waiting for the lease to expire. (Each step tells a held lease
+/// apart from a free one by a valid stored token: a caller that finds the lease taken answers
+/// with it, one that finds the lease free fetches.)
+pub async fn the_lease_is_released_when_a_fetch_ends_fails_or_is_abandoned<S: UserStore>(store: S) {
+    let app = app();
+    let calls = calls();
+    let at = token_time();
+    let long_ago = at - Duration::minutes(118);
+    token_for(
+        &store,
+        &app,
+        need_at(long_ago),
+        fetch_of(&calls, "AT-1", long_ago, Duration::hours(2)),
+    )
+    .await;
+
+    // A failed fetch releases the lease.
+    assert!(
+        store
+            .access_token(&app, need_at(at), failing_fetch())
+            .await
+            .is_err(),
+        "the fetch failed"
+    );
+    let after_failure = token_for(
+        &store,
+        &app,
+        need_at(at),
+        fetch_of(&calls, "AT-2", at, Duration::minutes(3)),
+    )
+    .await;
+    assert_eq!(
+        after_failure, "AT-2",
+        "fetched: the failed fetch released the lease"
+    );
+
+    // Storing releases it.
+    let now = at + Duration::seconds(10);
+    let after_store = token_for(
+        &store,
+        &app,
+        need_fetched_since(now),
+        fetch_of(&calls, "AT-3", now, Duration::minutes(3)),
+    )
+    .await;
+    assert_eq!(
+        after_store, "AT-3",
+        "fetched: storing AT-2 released the lease"
+    );
+
+    // An abandoned fetch releases it (from a task of its own, so it may take a moment).
+    let now = at + Duration::seconds(20);
+    let abandoned = gated_fetch(&calls, "AT-ABANDONED", now);
+    let doomed = {
+        let (store, app) = (store.clone(), app.clone());
+        tokio::spawn(async move {
+            token_for(&store, &app, need_fetched_since(now), abandoned.fetch).await
+        })
+    };
+    abandoned.begun.await.expect("the fetch began");
+    doomed.abort();
+    assert!(doomed.await.is_err_and(|e| e.is_cancelled()));
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let token = token_for(
+            &store,
+            &app,
+            need_fetched_since(now),
+            fetch_of(&calls, "AT-4", now, Duration::minutes(3)),
+        )
+        .await;
+        let fetched = token == "AT-4";
+        seen.push(token);
+        if fetched {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("AT-4"),
+        "the abandoned lease was never released: {seen:?}"
+    );
+    assert!(seen.iter().all(|t| t == "AT-3" || t == "AT-4"), "{seen:?}");
+}
+
+/// A lease past its expiry is taken over, without waiting for its holder; the late holder
+/// answers its own caller but stores nothing over the newer holder's token.
+pub async fn an_expired_lease_is_taken_over_and_its_late_holder_stores_nothing<S: UserStore>(
+    store: S,
+) {
+    let app = app();
+    let calls = calls();
+    let at = token_time();
+    let stuck = gated_fetch(&calls, "AT-LATE", at);
+    let late = {
+        let (store, app) = (store.clone(), app.clone());
+        tokio::spawn(async move { token_for(&store, &app, need_at(at), stuck.fetch).await })
+    };
+    stuck.begun.await.expect("the first fetch began");
+
+    // The 30-second lease has expired for a caller a little later.
+    let now = at + Duration::seconds(31);
+    let took_over = token_for(
+        &store,
+        &app,
+        need_at(now),
+        fetch_of(&calls, "AT-NEW", now, Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(took_over, "AT-NEW");
+
+    let _ = stuck.go.send(());
+    assert_eq!(
+        late.await.expect("no panic"),
+        "AT-LATE",
+        "its own token for its caller"
+    );
+    let stored = token_for(
+        &store,
+        &app,
+        need_at(now),
+        fetch_of(&calls, "AT-NEVER", now, Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(stored, "AT-NEW", "the late holder stored nothing");
+    assert_eq!(count(&calls), 2);
 }
 
 /// Timestamps with nanoseconds come back exactly or truncated to the microsecond (never

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use wxlogin_domain::{
-    AccessToken, AccessTokenError, AppId, FetchAccessToken, LoginRecord, NewLogin, OpenId,
-    PhoneChange, Profile, ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord,
+    AccessToken, AccessTokenError, AccessTokenNeed, AppId, FetchAccessToken, LoginRecord, NewLogin,
+    OpenId, PhoneChange, Profile, ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord,
     SessionRefresh, StoreError, StoredAccessToken, TokenDigest, UnionId, User, UserId, UserStore,
 };
 use wxlogin_domain::{
@@ -47,8 +47,25 @@ enum Flaw {
     AccessTokenNeverReused,
     /// Forgets the stored access token whichever token was rejected.
     ForgetsAnyAccessToken,
-    /// Renews the access token without the lock: concurrent callers fetch several.
-    AccessTokenUnlocked,
+    /// Renews the access token without a lease: concurrent callers fetch several.
+    AccessTokenLeaseless,
+    /// Holds a write lock across the fetch (as a transaction would), which logins and writes
+    /// to the token's row wait for.
+    LockedAcrossFetch,
+    /// A caller that finds the lease taken waits even while the stored token is valid.
+    WaitsDespiteValidToken,
+    /// Fetches whenever the token is inside the margin, whenever it was fetched.
+    RefetchesInTheMargin,
+    /// A failed fetch keeps the lease.
+    KeepsLeaseOnFailure,
+    /// Storing the token keeps the lease.
+    KeepsLeaseAfterStore,
+    /// An abandoned fetch keeps the lease.
+    KeepsAbandonedLease,
+    /// An expired lease is never taken over.
+    NeverTakesOver,
+    /// A holder whose lease was taken over stores its token anyway.
+    LateHolderStores,
     /// A refresh inserts the new session but leaves the old one live.
     RefreshKeepsOld,
     /// A refresh ignores a revocation: a logged-out or refreshed session refreshes again.
@@ -116,12 +133,20 @@ struct SessionData {
     last_seen_at: DateTime<Utc>,
 }
 
+/// An app's access token and the lease of the caller renewing it.
+#[derive(Debug, Clone, Default)]
+struct TokenRow {
+    token: Option<StoredAccessToken>,
+    /// The holder and when its lease expires.
+    lease: Option<(u64, DateTime<Utc>)>,
+}
+
 #[derive(Debug, Clone, Default)]
 struct State {
     users: HashMap<UserId, UserData>,
     identities: HashMap<(AppId, OpenId), Identity>,
     sessions: HashMap<SessionId, SessionData>,
-    access_tokens: HashMap<AppId, StoredAccessToken>,
+    access_tokens: HashMap<AppId, TokenRow>,
     /// When and in which app each login happened.
     login_events: Vec<(DateTime<Utc>, AppId)>,
 }
@@ -176,8 +201,10 @@ struct MemStore {
     /// For `Flaw::RacyLogin` and `Flaw::RacyRefresh`: holds the first two first-logins between their check and their
     /// insert, so the race happens every time rather than when the scheduler allows.
     race: Arc<tokio::sync::Barrier>,
-    /// What the database's row lock is for `access_token`: one renewal at a time.
-    token_lock: Arc<tokio::sync::Mutex<()>>,
+    /// For `Flaw::LockedAcrossFetch`: the write lock a transaction around the fetch would hold.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Names the holders of leases.
+    holders: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for MemStore {
@@ -186,7 +213,8 @@ impl Default for MemStore {
             state: Arc::default(),
             flaw: None,
             race: Arc::new(tokio::sync::Barrier::new(2)),
-            token_lock: Arc::default(),
+            writer: Arc::default(),
+            holders: Arc::default(),
         }
     }
 }
@@ -201,6 +229,38 @@ impl MemStore {
 
     fn has(&self, flaw: Flaw) -> bool {
         self.flaw == Some(flaw)
+    }
+
+    /// For `Flaw::LockedAcrossFetch`: waits a moment for the write lock, then gives up as a
+    /// database would (busy, lock timeout). `None` without the flaw.
+    async fn write_lock(&self) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, StoreError> {
+        if !self.has(Flaw::LockedAcrossFetch) {
+            return Ok(None);
+        }
+        tokio::time::timeout(std::time::Duration::from_millis(300), self.writer.lock())
+            .await
+            .map(Some)
+            .map_err(|_| StoreError::Unavailable("planted: the write lock is held".into()))
+    }
+
+    /// Ends `holder`'s fetch: stores `fetched` (if it holds the lease still) and releases the
+    /// lease, or only releases it.
+    fn end_fetch(&self, app_id: &AppId, holder: u64, fetched: Option<&StoredAccessToken>) {
+        let mut s = self.lock();
+        let row = s.access_tokens.entry(app_id.clone()).or_default();
+        let holds = row.lease.is_some_and(|(h, _)| h == holder);
+        if let Some(token) = fetched
+            && (holds || self.has(Flaw::LateHolderStores))
+        {
+            row.token = Some(token.clone());
+        }
+        let keep = match fetched {
+            Some(_) => self.has(Flaw::KeepsLeaseAfterStore),
+            None => self.has(Flaw::KeepsLeaseOnFailure),
+        };
+        if holds && !keep {
+            row.lease = None;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -370,6 +430,7 @@ impl MemStore {
 
 impl UserStore for MemStore {
     async fn login(&self, login: NewLogin) -> Result<LoginRecord, StoreError> {
+        let _writing = self.write_lock().await?;
         if self.has(Flaw::RacyLogin) {
             let known = self
                 .lock()
@@ -608,26 +669,72 @@ impl UserStore for MemStore {
     async fn access_token(
         &self,
         app_id: &AppId,
-        fresh_until: DateTime<Utc>,
+        need: AccessTokenNeed,
         fetch: FetchAccessToken,
     ) -> Result<StoredAccessToken, AccessTokenError> {
-        let _renewing = if self.has(Flaw::AccessTokenUnlocked) {
-            None
+        let _writing = self.write_lock().await?;
+        let started = std::time::Instant::now();
+        let now = || need.now + Duration::from_std(started.elapsed()).unwrap_or(need.lease);
+        let holder = self
+            .holders
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let judged = if self.has(Flaw::RefetchesInTheMargin) {
+            AccessTokenNeed {
+                fetched_after: DateTime::<Utc>::MAX_UTC,
+                ..need
+            }
         } else {
-            Some(self.token_lock.lock().await)
+            need
         };
-        let stored = self.lock().access_tokens.get(app_id).cloned();
-        if let Some(stored) = stored
-            && stored.expires_at > fresh_until
-            && !self.has(Flaw::AccessTokenNeverReused)
-        {
-            return Ok(stored);
+        loop {
+            let wait = {
+                let mut s = self.lock();
+                let row = s.access_tokens.entry(app_id.clone()).or_default();
+                let at = now();
+                if let Some(token) = &row.token
+                    && token.will_do(&judged)
+                    && !self.has(Flaw::AccessTokenNeverReused)
+                {
+                    return Ok(token.clone());
+                }
+                match row.lease {
+                    Some((_, until))
+                        if !self.has(Flaw::AccessTokenLeaseless)
+                            && (until > at || self.has(Flaw::NeverTakesOver)) =>
+                    {
+                        if let Some(token) = &row.token
+                            && token.is_valid_at(at)
+                            && !self.has(Flaw::WaitsDespiteValidToken)
+                        {
+                            return Ok(token.clone());
+                        }
+                        until
+                    }
+                    _ => {
+                        row.lease = Some((holder, at + need.lease));
+                        break;
+                    }
+                }
+            };
+            if started.elapsed() > need.lease.to_std().unwrap_or_default() * 2 {
+                return Err(StoreError::Unavailable("the lease stayed taken".into()).into());
+            }
+            let left = (wait - now()).to_std().unwrap_or_default();
+            tokio::time::sleep(left.clamp(
+                std::time::Duration::from_millis(1),
+                std::time::Duration::from_millis(10),
+            ))
+            .await;
         }
-        let fetched = fetch().await?;
-        self.lock()
-            .access_tokens
-            .insert(app_id.clone(), fetched.clone());
-        Ok(fetched)
+        let abandoned = Abandoned {
+            store: (!self.has(Flaw::KeepsAbandonedLease)).then_some(self),
+            app_id,
+            holder,
+        };
+        let fetched = fetch().await;
+        std::mem::forget(abandoned);
+        self.end_fetch(app_id, holder, fetched.as_ref().ok());
+        Ok(fetched?)
     }
 
     async fn forget_access_token(
@@ -635,12 +742,15 @@ impl UserStore for MemStore {
         app_id: &AppId,
         token: &AccessToken,
     ) -> Result<(), StoreError> {
+        let _writing = self.write_lock().await?;
         let mut s = self.lock();
-        if s.access_tokens
-            .get(app_id)
-            .is_some_and(|t| t.token == *token || self.has(Flaw::ForgetsAnyAccessToken))
+        if let Some(row) = s.access_tokens.get_mut(app_id)
+            && row
+                .token
+                .as_ref()
+                .is_some_and(|t| t.token == *token || self.has(Flaw::ForgetsAnyAccessToken))
         {
-            s.access_tokens.remove(app_id);
+            row.token = None;
         }
         Ok(())
     }
@@ -767,6 +877,21 @@ impl Directory for MemStore {
     }
 }
 
+/// Releases the lease of a fetch dropped before it ended (its caller cancelled).
+struct Abandoned<'a> {
+    store: Option<&'a MemStore>,
+    app_id: &'a AppId,
+    holder: u64,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(store) = self.store {
+            store.end_fetch(self.app_id, self.holder, None);
+        }
+    }
+}
+
 async fn fresh_store() -> (MemStore, ()) {
     (MemStore::default(), ())
 }
@@ -856,9 +981,49 @@ must_catch!(
     Flaw::ForgetsAnyAccessToken
 );
 must_catch!(
-    catches_unlocked_access_token_renewal,
+    catches_leaseless_access_token_renewal,
     concurrent_callers_make_one_access_token_fetch,
-    Flaw::AccessTokenUnlocked
+    Flaw::AccessTokenLeaseless
+);
+must_catch!(
+    catches_a_lock_held_across_the_fetch,
+    no_statement_waits_for_an_access_token_fetch,
+    Flaw::LockedAcrossFetch
+);
+must_catch!(
+    catches_waiting_despite_a_valid_token,
+    a_valid_token_is_used_while_another_caller_renews_it,
+    Flaw::WaitsDespiteValidToken
+);
+must_catch!(
+    catches_refetching_in_the_margin,
+    a_token_in_its_last_minutes_is_fetched_again_once_per_interval,
+    Flaw::RefetchesInTheMargin
+);
+must_catch!(
+    catches_a_lease_kept_after_a_failed_fetch,
+    the_lease_is_released_when_a_fetch_ends_fails_or_is_abandoned,
+    Flaw::KeepsLeaseOnFailure
+);
+must_catch!(
+    catches_a_lease_kept_after_storing,
+    the_lease_is_released_when_a_fetch_ends_fails_or_is_abandoned,
+    Flaw::KeepsLeaseAfterStore
+);
+must_catch!(
+    catches_an_abandoned_lease_kept,
+    the_lease_is_released_when_a_fetch_ends_fails_or_is_abandoned,
+    Flaw::KeepsAbandonedLease
+);
+must_catch!(
+    catches_an_expired_lease_never_taken_over,
+    an_expired_lease_is_taken_over_and_its_late_holder_stores_nothing,
+    Flaw::NeverTakesOver
+);
+must_catch!(
+    catches_a_late_holder_storing,
+    an_expired_lease_is_taken_over_and_its_late_holder_stores_nothing,
+    Flaw::LateHolderStores
 );
 must_catch!(
     catches_refresh_keeping_the_old_session,
@@ -978,5 +1143,5 @@ fn the_macro_runs_every_case() {
         .collect();
     listed.sort();
     assert_eq!(defined, listed);
-    assert_eq!(defined.len(), 33);
+    assert_eq!(defined.len(), 35);
 }

@@ -110,8 +110,6 @@ pub type Postgres = Store<PostgresBackend>;
 pub enum PostgresBackend {}
 
 impl Dialect for PostgresBackend {
-    const SELECT_ACCESS_TOKEN_LOCKED: &'static str =
-        "SELECT token, expires_at FROM access_tokens WHERE app_id = $1 FOR UPDATE";
     type Db = sqlx::Postgres;
     /// A transaction-scoped advisory lock keyed by the unionid's 64-bit hash (a collision
     /// only makes two unrelated first logins wait for each other).

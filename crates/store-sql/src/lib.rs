@@ -10,7 +10,8 @@
 //! how ids, timestamps and genders are bound, and the classification of its database's errors.
 //!
 //! Must never depend on a store crate, the server, HTTP or WeChat crates: it knows the domain,
-//! sqlx and the value crates both use (uuid, chrono, tracing). The stores depend on it, never
+//! sqlx and the value crates both use (uuid, chrono, tracing), and tokio (on which sqlx runs)
+//! for the pauses of the access-token lease. The stores depend on it, never
 //! the other way round, and never on each other.
 
 mod admin;
@@ -52,11 +53,6 @@ pub trait Dialect: Send + Sync + 'static {
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
     /// Maps the driver's errors to the port's, usually through [`classify`].
     fn map_err(e: sqlx::Error) -> StoreError;
-
-    /// Reads the access-token row of `$1` so that no other instance renews it meanwhile:
-    /// `… FOR UPDATE` on Postgres; on SQLite the write transaction's lock already does, and
-    /// `FOR UPDATE` is not SQLite's syntax.
-    const SELECT_ACCESS_TOKEN_LOCKED: &'static str;
 
     /// Taken (binding the unionid as `$1`) before a first login looks for another app's
     /// identity with its unionid, and held to the end of the transaction: a lock by unionid on

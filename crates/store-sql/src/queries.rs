@@ -8,9 +8,9 @@ use std::marker::PhantomData;
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 use wxlogin_domain::{
-    AccessToken, AppId, AvatarUrl, LoginRecord, NewLogin, NickName, PhoneChange, ProfileChange,
-    ProfileText, PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError,
-    StoredAccessToken, TokenDigest, User, UserId,
+    AccessToken, AccessTokenNeed, AppId, AvatarUrl, LoginRecord, NewLogin, NickName, PhoneChange,
+    ProfileChange, ProfileText, PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh,
+    StoreError, StoredAccessToken, TokenDigest, User, UserId,
 };
 
 use crate::rows::{AccessTokenRow, IdentityRow, SessionRow, UserRow};
@@ -437,52 +437,130 @@ where
         Ok(D::rows_affected(&purged))
     }
 
-    /// One round trip to the database.
-    /// The app's access token as stored, read locked (see
-    /// [`Dialect::SELECT_ACCESS_TOKEN_LOCKED`]); the row is created empty first if missing, so
-    /// there is always a row to lock.
-    pub async fn locked_access_token(
-        conn: &mut Conn<D>,
+    /// The app's access-token row, token and lease, if the app has one.
+    pub(crate) async fn access_token_row<'c, E>(
+        executor: E,
         app_id: &AppId,
-    ) -> Result<Option<StoredAccessToken>, StoreError> {
+    ) -> Result<Option<AccessTokenRow>, StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        sqlx::query_as(
+            "SELECT token, expires_at, fetched_at, lease_until FROM access_tokens \
+             WHERE app_id = $1",
+        )
+        .bind(app_id.as_str())
+        .fetch_optional(executor)
+        .await
+        .map_err(D::map_err)
+    }
+
+    /// Creates the app's row, empty and with its lease free, unless it exists.
+    pub(crate) async fn insert_access_token_row<'c, E>(
+        executor: E,
+        app_id: &AppId,
+    ) -> Result<(), StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
         sqlx::query(
             "INSERT INTO access_tokens (app_id) VALUES ($1) ON CONFLICT (app_id) DO NOTHING",
         )
         .bind(app_id.as_str())
-        .execute(&mut *conn)
+        .execute(executor)
         .await
         .map_err(D::map_err)?;
-        let row: AccessTokenRow = sqlx::query_as(D::SELECT_ACCESS_TOKEN_LOCKED)
-            .bind(app_id.as_str())
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(D::map_err)?;
-        Ok(match (row.token, row.expires_at) {
-            (Some(token), Some(expires_at)) => Some(StoredAccessToken {
-                token: AccessToken::new(token),
-                expires_at,
-            }),
-            _ => None,
-        })
-    }
-
-    /// Stores a freshly fetched access token on the app's (locked) row.
-    pub async fn save_access_token(
-        conn: &mut Conn<D>,
-        app_id: &AppId,
-        token: &StoredAccessToken,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE access_tokens SET token = $1, expires_at = $2 WHERE app_id = $3")
-            .bind(token.token.expose())
-            .bind(D::timestamp(token.expires_at))
-            .bind(app_id.as_str())
-            .execute(conn)
-            .await
-            .map_err(D::map_err)?;
         Ok(())
     }
 
-    /// Empties the app's row if it still holds `token`.
+    /// Takes the app's lease for `holder` until `until`, if at `at` it is free or has expired
+    /// and the stored token still will not do for `need` (so a caller that read the row just
+    /// before another stored a token does not fetch again): whether it was taken. One
+    /// statement; of concurrent takers exactly one wins (on Postgres the others wait for its
+    /// row lock, only for the statement, and then see the lease taken).
+    pub(crate) async fn take_access_token_lease<'c, E>(
+        executor: E,
+        app_id: &AppId,
+        holder: &str,
+        at: DateTime<Utc>,
+        until: DateTime<Utc>,
+        need: &AccessTokenNeed,
+    ) -> Result<bool, StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        // The token's test is StoredAccessToken::will_do, with NULLs (no token, or a fetch
+        // time from before migration 0004) counting as "will not do".
+        let taken = sqlx::query(
+            "UPDATE access_tokens SET lease_holder = $1, lease_until = $2 \
+             WHERE app_id = $3 \
+             AND (lease_until IS NULL OR lease_until <= $4) \
+             AND NOT COALESCE(expires_at > $5 OR (expires_at > $6 AND fetched_at > $7), FALSE)",
+        )
+        .bind(holder)
+        .bind(D::timestamp(until))
+        .bind(app_id.as_str())
+        .bind(D::timestamp(at))
+        .bind(D::timestamp(need.fresh_until))
+        .bind(D::timestamp(need.now))
+        .bind(D::timestamp(need.fetched_after))
+        .execute(executor)
+        .await
+        .map_err(D::map_err)?;
+        Ok(D::rows_affected(&taken) == 1)
+    }
+
+    /// Stores the token `holder` fetched and releases its lease, if `holder` still holds it
+    /// (an expired lease may have been taken over, and the new holder's token is as new):
+    /// whether it was stored.
+    pub(crate) async fn store_access_token<'c, E>(
+        executor: E,
+        app_id: &AppId,
+        holder: &str,
+        token: &StoredAccessToken,
+    ) -> Result<bool, StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        let stored = sqlx::query(
+            "UPDATE access_tokens \
+             SET token = $1, expires_at = $2, fetched_at = $3, \
+             lease_holder = NULL, lease_until = NULL \
+             WHERE app_id = $4 AND lease_holder = $5",
+        )
+        .bind(token.token.expose())
+        .bind(D::timestamp(token.expires_at))
+        .bind(D::timestamp(token.fetched_at))
+        .bind(app_id.as_str())
+        .bind(holder)
+        .execute(executor)
+        .await
+        .map_err(D::map_err)?;
+        Ok(D::rows_affected(&stored) == 1)
+    }
+
+    /// Releases `holder`'s lease (its fetch failed or was abandoned), leaving the token as it is.
+    pub(crate) async fn release_access_token_lease<'c, E>(
+        executor: E,
+        app_id: &AppId,
+        holder: &str,
+    ) -> Result<(), StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        sqlx::query(
+            "UPDATE access_tokens SET lease_holder = NULL, lease_until = NULL \
+             WHERE app_id = $1 AND lease_holder = $2",
+        )
+        .bind(app_id.as_str())
+        .bind(holder)
+        .execute(executor)
+        .await
+        .map_err(D::map_err)?;
+        Ok(())
+    }
+
+    /// Empties the app's row if it still holds `token`; the lease is left as it is.
     pub async fn forget_access_token<'c, E>(
         executor: E,
         app_id: &AppId,
@@ -492,7 +570,7 @@ where
         E: Executor<'c, Database = D::Db>,
     {
         sqlx::query(
-            "UPDATE access_tokens SET token = NULL, expires_at = NULL \
+            "UPDATE access_tokens SET token = NULL, expires_at = NULL, fetched_at = NULL \
              WHERE app_id = $1 AND token = $2",
         )
         .bind(app_id.as_str())
@@ -503,6 +581,7 @@ where
         Ok(())
     }
 
+    /// One round trip to the database.
     pub async fn ping<'c, E>(executor: E) -> Result<(), StoreError>
     where
         E: Executor<'c, Database = D::Db>,

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use wxlogin_domain::{
-    Session, SessionId, SessionKey, SessionRecord, StoreError, StoredUser, TokenDigest, User,
+    AccessToken, Session, SessionId, SessionKey, SessionRecord, StoreError, StoredAccessToken,
+    StoredUser, TokenDigest, User,
 };
 
 use crate::Dialect;
@@ -104,10 +105,32 @@ impl<D: Dialect> SessionRow<D> {
     }
 }
 
-/// An app's access-token row; empty until the first fetch, or after a rejected token was
-/// forgotten. No `Debug`: the token is a secret.
-#[derive(sqlx::FromRow)]
+/// An app's access-token row: the token (absent until the first fetch, or after a rejected
+/// token was forgotten) and the lease of the caller renewing it. No `Debug`: the token is a
+/// secret.
+#[derive(FromRow)]
 pub(crate) struct AccessTokenRow {
-    pub(crate) token: Option<String>,
-    pub(crate) expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    token: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    /// NULL on rows stored before migration 0004.
+    fetched_at: Option<DateTime<Utc>>,
+    lease_until: Option<DateTime<Utc>>,
+}
+
+impl AccessTokenRow {
+    /// The stored token, if there is one. A token stored before its fetch time was recorded
+    /// counts as fetched long ago: inside the margin it is fetched again, once.
+    pub(crate) fn token(&self) -> Option<StoredAccessToken> {
+        let (token, expires_at) = (self.token.as_ref()?, self.expires_at?);
+        Some(StoredAccessToken {
+            token: AccessToken::new(token.clone()),
+            expires_at,
+            fetched_at: self.fetched_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+        })
+    }
+
+    /// When the lease expires; `None` while nobody holds it.
+    pub(crate) fn lease_until(&self) -> Option<DateTime<Utc>> {
+        self.lease_until
+    }
 }

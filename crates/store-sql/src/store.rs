@@ -2,18 +2,28 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
 };
+use uuid::Uuid;
 use wxlogin_domain::{
-    AccessToken, AccessTokenError, AppId, FetchAccessToken, LoginRecord, NewLogin, PhoneChange,
-    ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError,
-    StoredAccessToken, TokenDigest, User, UserId, UserStore,
+    AccessToken, AccessTokenError, AccessTokenNeed, AppId, FetchAccessToken, LoginRecord, NewLogin,
+    PhoneChange, ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh,
+    StoreError, StoredAccessToken, TokenDigest, User, UserId, UserStore,
 };
 
+use crate::rows::AccessTokenRow;
 use crate::{Conn, Dialect, Queries};
+
+/// The first pause of a caller waiting for another's fetch of the access token; it doubles up
+/// to [`MAX_PAUSE`], and never passes the lease's expiry (but waits at least [`MIN_PAUSE`]).
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const MAX_PAUSE: Duration = Duration::from_millis(200);
+const MIN_PAUSE: Duration = Duration::from_millis(1);
 
 /// What differs between the stores beyond binding values: how they connect, how a write
 /// transaction begins, and how a first login creates its user. Implemented by a marker type
@@ -125,6 +135,72 @@ impl<B: Backend> Store<B> {
     }
 }
 
+impl<B: Backend> Store<B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'r> &'r str: ColumnIndex<<B::Db as Database>::Row>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<B::Gender>: Encode<'q, B::Db>,
+    for<'r> String: Decode<'r, B::Db> + Type<B::Db>,
+    for<'r> Vec<u8>: Decode<'r, B::Db> + Type<B::Db>,
+    for<'r> DateTime<Utc>: Decode<'r, B::Db> + Type<B::Db>,
+{
+    /// Runs `fetch` under `holder`'s lease, outside any transaction, then stores its token
+    /// and releases the lease in one statement; a failed fetch only releases it. A holder whose
+    /// lease was taken over meanwhile stores nothing (the new holder's token is as new) and
+    /// still answers with its token. An abandoned fetch (its caller cancelled) releases the
+    /// lease from a task of its own, so the others need not wait for it to expire.
+    async fn fetch_under_lease(
+        &self,
+        app_id: &AppId,
+        holder: &str,
+        fetch: FetchAccessToken,
+    ) -> Result<StoredAccessToken, AccessTokenError> {
+        let mut abandoned = ReleaseOnDrop(Some({
+            let (writer, app_id, holder) =
+                (self.pools.writer.clone(), app_id.clone(), holder.to_owned());
+            Box::pin(async move {
+                if let Err(e) =
+                    Queries::<B>::release_access_token_lease(&writer, &app_id, &holder).await
+                {
+                    tracing::warn!(error = %e, "could not release an abandoned access-token lease");
+                }
+            })
+        }));
+        let outcome = match fetch().await {
+            Ok(token) => {
+                Queries::<B>::store_access_token(&self.pools.writer, app_id, holder, &token)
+                    .await?;
+                Ok(token)
+            }
+            Err(e) => {
+                Queries::<B>::release_access_token_lease(&self.pools.writer, app_id, holder)
+                    .await?;
+                Err(e.into())
+            }
+        };
+        abandoned.0 = None;
+        outcome
+    }
+}
+
+/// Runs its release when dropped while still holding it: in a task of its own (a drop cannot
+/// wait), if there is a runtime to run it; else the lease expires by itself.
+struct ReleaseOnDrop(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            drop(runtime.spawn(release));
+        }
+    }
+}
+
 impl<B: Backend> UserStore for Store<B>
 where
     for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
@@ -219,27 +295,68 @@ where
         Ok(purged)
     }
 
-    /// One write transaction around the fetch: on Postgres the row lock makes the other
-    /// instances wait for this one's token; on SQLite the single writer is held for the fetch
-    /// (bounded by the WeChat client's timeout, once per token lifetime).
+    /// The lease, in short statements (see the port): read the row; take the lease when the
+    /// token will not do and the lease is free or expired; else use a still valid token, or
+    /// poll for the holder's with a growing pause. Time moves on from `need.now` by this
+    /// process's monotonic clock.
     async fn access_token(
         &self,
         app_id: &AppId,
-        fresh_until: DateTime<Utc>,
+        need: AccessTokenNeed,
         fetch: FetchAccessToken,
     ) -> Result<StoredAccessToken, AccessTokenError> {
-        let mut tx = self.begin_write().await?;
-        if let Some(stored) = Queries::<B>::locked_access_token(&mut tx, app_id).await?
-            && stored.expires_at > fresh_until
-        {
-            tx.commit().await.map_err(B::map_err)?;
-            return Ok(stored);
+        let started = Instant::now();
+        let now = || need.now + chrono::Duration::from_std(started.elapsed()).unwrap_or(need.lease);
+        // Bounds the loop: a lease still taken this long after we began was set by a clock far
+        // ahead of ours (or with a far longer lease), and we give up rather than wait on.
+        let patience = need.lease.to_std().unwrap_or_default() * 2;
+        let holder = Uuid::now_v7().hyphenated().to_string();
+        let mut pause = FIRST_PAUSE;
+        loop {
+            if started.elapsed() >= patience {
+                return Err(StoreError::Unavailable(
+                    "the access token's lease stayed taken past its lifetime".into(),
+                )
+                .into());
+            }
+            let row = Queries::<B>::access_token_row(&self.pools.reader, app_id).await?;
+            let stored = row.as_ref().and_then(AccessTokenRow::token);
+            if let Some(stored) = stored.as_ref().filter(|t| t.will_do(&need)) {
+                return Ok(stored.clone());
+            }
+            let at = now();
+            let lease_until = row.as_ref().and_then(AccessTokenRow::lease_until);
+            match lease_until {
+                Some(until) if until > at => {
+                    // Taken: a token that still works is better than waiting.
+                    if let Some(stored) = stored.filter(|t| t.is_valid_at(at)) {
+                        return Ok(stored);
+                    }
+                    let left = (until - at).to_std().unwrap_or_default();
+                    tokio::time::sleep(pause.min(left).max(MIN_PAUSE)).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+                _ => {
+                    if row.is_none() {
+                        Queries::<B>::insert_access_token_row(&self.pools.writer, app_id).await?;
+                    }
+                    let until = at + need.lease;
+                    if Queries::<B>::take_access_token_lease(
+                        &self.pools.writer,
+                        app_id,
+                        &holder,
+                        at,
+                        until,
+                        &need,
+                    )
+                    .await?
+                    {
+                        return self.fetch_under_lease(app_id, &holder, fetch).await;
+                    }
+                    // Another caller took the lease or stored a token since the read: look again.
+                }
+            }
         }
-        // A failed fetch drops the transaction: nothing is stored.
-        let fetched = fetch().await?;
-        Queries::<B>::save_access_token(&mut tx, app_id, &fetched).await?;
-        tx.commit().await.map_err(B::map_err)?;
-        Ok(fetched)
     }
 
     async fn forget_access_token(

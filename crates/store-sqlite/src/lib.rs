@@ -94,11 +94,6 @@ impl Dialect for SqliteBackend {
     /// `BEGIN IMMEDIATE` already runs one login at a time.
     const LOCK_UNION_ID: Option<&'static str> = None;
 
-    /// No `FOR UPDATE` (not SQLite's syntax): the write transaction's `BEGIN IMMEDIATE` lock
-    /// already keeps every other writer out while the token is renewed.
-    const SELECT_ACCESS_TOKEN_LOCKED: &'static str =
-        "SELECT token, expires_at FROM access_tokens WHERE app_id = $1";
-
     /// Fixed-width RFC 3339 in UTC with nanoseconds (see the crate docs).
     fn timestamp(t: DateTime<Utc>) -> String {
         t.to_rfc3339_opts(SecondsFormat::Nanos, true)

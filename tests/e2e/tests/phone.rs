@@ -142,6 +142,37 @@ async fn a_rejected_access_token_is_renewed_once_and_the_number_still_recorded()
     assert_eq!(app.mock.calls(Api::StableToken), 3);
 }
 
+/// `stable_token` hands out its current token with what is left of its life: a token with
+/// three minutes left, inside the five-minute renewal margin from the start, serves request
+/// after request instead of being fetched again for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_inside_the_renewal_margin_serves_many_requests_with_one_fetch() {
+    let app = spawn_app().await;
+    let _ = app
+        .mock
+        .clone()
+        .with_access_token_ttl(std::time::Duration::from_secs(180));
+    let token = token_of(&app.login_ok("o-margin").await);
+    for i in 0..10 {
+        let code = app.mock.mint_phone_code(
+            "o-margin",
+            Phone::new(&format!("1370013{i:04}"), CountryCode::default()),
+        );
+        let body = expect_status(
+            bind(&app, &token, json!({ "code": code })).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(body["user"]["phoneNumber"], format!("1370013{i:04}"));
+    }
+    assert_eq!(
+        app.mock.calls(Api::StableToken),
+        1,
+        "one fetch, not one per request"
+    );
+    assert_eq!(app.mock.calls(Api::GetUserPhoneNumber), 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_encrypted_phone_data_is_decrypted_with_the_sessions_key() {
     let app = spawn_app().await;
@@ -182,4 +213,58 @@ async fn legacy_encrypted_phone_data_is_decrypted_with_the_sessions_key() {
         "decrypt_failed",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_button_detail_or_legacy_data_with_a_fresh_login_code_both_bind() {
+    let app = spawn_app().await;
+    let token = token_of(&app.login_ok("o-detail").await);
+
+    // `e.detail` of today's button, forwarded whole: code, encryptedData and iv.
+    let phone_code = app.mock.mint_phone_code(
+        "o-detail",
+        Phone::new("13500135000", CountryCode::default()),
+    );
+    let payload = app
+        .mock
+        .encrypt_phone_number("o-detail", json!({"phoneNumber": "13500135000", "purePhoneNumber": "13500135000", "countryCode": "86"}))
+        .expect("the user logged in");
+    let body = expect_status(
+        bind(
+            &app,
+            &token,
+            json!({"code": phone_code, "encryptedData": payload.encrypted_data, "iv": payload.iv}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(body["user"]["phoneNumber"], "13500135000");
+    let exchanges = app.exchanges();
+
+    // The legacy flow: the client called wx.login again, which rotated the key the data is
+    // encrypted with, and sends that fresh code with the data. The phone API refuses it as a
+    // phone code, leaving it unspent; it is exchanged and its key decrypts the data (the
+    // session's own key no longer would).
+    let fresh = app.wx_login("o-detail");
+    let payload = app
+        .mock
+        .encrypt_phone_number("o-detail", json!({"phoneNumber": "13700137000", "purePhoneNumber": "13700137000", "countryCode": "86"}))
+        .expect("the user logged in");
+    let body = expect_status(
+        bind(
+            &app,
+            &token,
+            json!({"code": fresh, "encryptedData": payload.encrypted_data, "iv": payload.iv}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(body["user"]["phoneNumber"], "13700137000");
+    assert_eq!(
+        app.exchanges(),
+        exchanges + 1,
+        "the fresh code was exchanged once"
+    );
 }

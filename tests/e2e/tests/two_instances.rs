@@ -161,7 +161,8 @@ async fn a_logout_on_one_instance_is_honoured_by_the_other() {
 }
 
 /// Two instances and 200 concurrent phone-number requests over both: one access-token fetch
-/// in all (one instance fetches, the other waits on the shared row and reads its token).
+/// in all (one instance takes the shared row's lease and fetches, the other waits for its
+/// token).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_and_200_phone_requests_make_one_access_token_fetch() {
     use wxlogin_wechat_mock::{Api, CountryCode, Phone};

@@ -493,6 +493,10 @@ impl ErrorSet for PhoneError {
                 Failure::new(C::InvalidCode).with_message("the code belongs to another WeChat user")
             }
             Self::Store(s) => s.into(),
+            Self::NotRecorded(s) => Failure::from(s).with_message(
+                "the number could not be saved and its code is used up: tap the phone-number \
+                 button again (or call wx.login again) and send the new code",
+            ),
             Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
         }
     }
@@ -635,6 +639,7 @@ mod tests {
         let mut phone: Vec<PhoneError> = auth_errors().into_iter().map(Into::into).collect();
         phone.extend(wechat_errors().into_iter().map(PhoneError::WeChat));
         phone.extend(store_errors().into_iter().map(PhoneError::Store));
+        phone.extend(store_errors().into_iter().map(PhoneError::NotRecorded));
         phone.extend([
             PhoneError::InvalidPhoneCode,
             PhoneError::Cipher(CipherError::DecryptFailed),
@@ -724,6 +729,18 @@ mod tests {
             let f = Failure::from(err);
             assert_eq!((f.code.status().as_u16(), f.code.as_str()), (status, code));
         }
+    }
+
+    #[test]
+    fn a_spent_code_is_named_in_the_answer() {
+        let unavailable = || StoreError::Unavailable("pool timed out".into());
+        let spent = PhoneError::NotRecorded(unavailable()).failure();
+        assert_eq!(spent.code, C::DatabaseUnavailable);
+        assert!(spent.message().contains("used up"), "{}", spent.message());
+        let plain = PhoneError::Store(unavailable()).failure();
+        assert!(!plain.message().contains("used up"), "{}", plain.message());
+        let login = LoginError::Store(unavailable()).failure();
+        assert!(login.message().contains("wx.login"), "{}", login.message());
     }
 
     #[test]

@@ -5,13 +5,14 @@ pub use std::sync::{Arc, Mutex};
 pub use chrono::{DateTime, Duration, Utc};
 pub use uuid::Uuid;
 pub use wxlogin_domain::{
-    AccessToken, AppId, AuthError, AvatarUrl, CipherError, CodeSession, DecryptedUserInfo,
-    EncryptedData, EncryptedProfile, Gender, IssuedAccessToken, LoginCode, LoginError, LoginRecord,
-    LoginService, MockClock, MockTokenMinter, MockUserDataCipher, MockUserStore, MockWeChat,
-    NewLogin, NickName, OpenId, PLACEHOLDER_NICKNAME, PhoneCode, PhoneError, PhoneInfo,
-    PhoneNumber, PhoneRequest, Profile, ProfileChange, ProfileStatus, ProfileText, ProfileUpdate,
-    Service, ServiceConfig, Session, SessionId, SessionKey, SessionRecord, StoreError, Token,
-    TokenDigest, UnionId, UpdateProfileError, UpdateUserInfoError, User, UserId, WeChatError,
+    AccessToken, AccessTokenNeed, AppId, AuthError, AvatarUrl, CipherError, CodeSession,
+    DecryptedUserInfo, EncryptedData, EncryptedProfile, Gender, IssuedAccessToken, LoginCode,
+    LoginError, LoginRecord, LoginService, MockClock, MockTokenMinter, MockUserDataCipher,
+    MockUserStore, MockWeChat, NewLogin, NickName, OpenId, PLACEHOLDER_NICKNAME, PhoneCode,
+    PhoneError, PhoneInfo, PhoneNumber, PhoneRequest, Profile, ProfileChange, ProfileStatus,
+    ProfileText, ProfileUpdate, Service, ServiceConfig, Session, SessionId, SessionKey,
+    SessionRecord, StoreError, StoredAccessToken, Token, TokenDigest, UnionId, UpdateProfileError,
+    UpdateUserInfoError, User, UserId, WeChatError,
 };
 
 pub type TestService =

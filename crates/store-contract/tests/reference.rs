@@ -1143,5 +1143,5 @@ fn the_macro_runs_every_case() {
         .collect();
     listed.sort();
     assert_eq!(defined, listed);
-    assert_eq!(defined.len(), 35);
+    assert_eq!(defined.len(), 38);
 }

@@ -22,20 +22,22 @@ pub async fn limit_body<E: Endpoint>(
     if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
         return ep.call(req).await.map(IntoResponse::into_response);
     }
+    // Past the limit, keep reading (and discarding) up to a bound before answering 413: a
+    // client still sending its body would otherwise see the connection reset instead of the
+    // answer. Beyond the bound, stop reading: the connection is dropped.
+    let drain_bound = limit.saturating_mul(16);
     let declared = req
         .headers()
         .typed_get::<poem::web::headers::ContentLength>()
         .map(|l| l.0);
-    if declared.is_some_and(|len| len > limit as u64) {
+    // A declared length beyond the bound is refused unread; one within it is drained like a
+    // chunked body, so that the client reads the answer.
+    if declared.is_some_and(|len| len > drain_bound as u64) {
         return Err(Failure::new(ErrorCode::PayloadTooLarge).into());
     }
     let mut stream = req.take_body().into_bytes_stream();
     let mut body = Vec::new();
     let mut total = 0usize;
-    // Past the limit, keep reading (and discarding) up to a bound before answering 413: a
-    // client still sending its body would otherwise see the connection reset instead of the
-    // answer. Beyond the bound, stop reading: the connection is dropped.
-    let drain_bound = limit.saturating_mul(16);
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else {
             return Err(Failure::new(ErrorCode::InvalidRequest)

@@ -96,6 +96,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     registry
         .register(Box::new(active_sessions.clone()))
         .expect("registered once");
+    // A vector shows in a scrape only once it has a child: start these at zero, so the series
+    // exist (and alerts on them work) before the first rejection or refresh.
+    limiter_rejections.with_label_values(&["failed_attempts"]);
+    access_token_refreshes.with_label_values(&["ok"]);
     Metrics {
         registry,
         requests,

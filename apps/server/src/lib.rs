@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod http;
+pub mod metered;
+pub mod metrics;
 pub mod telemetry;
 pub mod wiring;
 

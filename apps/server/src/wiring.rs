@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wxlogin_crypto::{Argon2Verifier, OsTokens, WeChatCipher};
 use wxlogin_domain::{
-    Admin, AdminConfig, AdminService, AppId, Directory, LoginService, Service, ServiceConfig,
-    SystemClock, UserStore, WeChat,
+    ActiveAt, Admin, AdminConfig, AdminService, AppId, Directory, LoginService, Service,
+    ServiceConfig, StatsQuery, SystemClock, UserStore, WeChat,
 };
 use wxlogin_store_postgres::Postgres;
 use wxlogin_store_sqlite::Sqlite;
@@ -22,6 +22,7 @@ use wxlogin_wechat_mock::MockWeChat;
 
 use crate::config::{Config, ServerConfig, Settings, StoreConfig, WeChatConfig, WeChatMode};
 use crate::http::Apps;
+use crate::metered::Metered;
 
 /// The service with the adapters that never vary: the cipher, the token minter, the clock.
 pub type AppService<S, W> = Service<S, W, WeChatCipher, OsTokens, SystemClock>;
@@ -121,6 +122,10 @@ async fn with_wechat<S: UserStore + Directory>(
     mocks: Vec<MockWeChat>,
 ) -> anyhow::Result<RunningServer> {
     let admin = new_admin(store.clone(), &config)?;
+    let gauge = tokio::spawn(count_active_sessions(
+        store.clone(),
+        config.service.idle_timeout,
+    ));
     match config.wechat.clone() {
         WeChatConfig::Mock { apps, implicit } => {
             let mocks = if mocks.is_empty() {
@@ -155,6 +160,7 @@ async fn with_wechat<S: UserStore + Directory>(
                 apps_of(&store, services, &config.service),
                 admin,
                 controls,
+                gauge,
             )
             .await
         }
@@ -174,6 +180,7 @@ async fn with_wechat<S: UserStore + Directory>(
                 apps_of(&store, clients, &config.service),
                 admin,
                 none,
+                gauge,
             )
             .await
         }
@@ -186,14 +193,16 @@ fn apps_of<S: UserStore, W: WeChat>(
     store: &S,
     wechats: Vec<(AppId, W)>,
     config: &ServiceConfig,
-) -> Apps<AppService<S, W>> {
+) -> Apps<AppService<Metered<S>, Metered<W>>> {
+    // Every adapter call is measured for `/metrics` (crate::metered), outside the domain.
+    let service = |wechat| new_service(Metered(store.clone()), Metered(wechat), config);
     let mut wechats = wechats.into_iter();
     let (first_id, first) = wechats
         .next()
         .expect("the configuration holds at least one app");
-    let mut apps = Apps::single(first_id, new_service(store.clone(), first, config));
+    let mut apps = Apps::single(first_id, service(first));
     for (app_id, wechat) in wechats {
-        apps = apps.with(app_id, new_service(store.clone(), wechat, config));
+        apps = apps.with(app_id, service(wechat));
     }
     apps
 }
@@ -203,6 +212,7 @@ async fn serve<L, A, M>(
     apps: Apps<L>,
     admin: A,
     extra: Vec<(String, M)>,
+    gauge: JoinHandle<()>,
 ) -> anyhow::Result<RunningServer>
 where
     L: LoginService,
@@ -237,6 +247,7 @@ where
             )
             .await;
         purge.abort();
+        gauge.abort();
         served
     });
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "wxlogin listening");
@@ -245,6 +256,29 @@ where
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Refreshes the `wxlogin_active_sessions` gauge from the store every 15 s, for as long as the
+/// runtime lives (the count is one indexed statement; a failure keeps the last value).
+async fn count_active_sessions<S: Directory>(store: S, idle_timeout: chrono::Duration) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(15));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = chrono::Utc::now();
+        let query = StatsQuery {
+            active: ActiveAt {
+                now,
+                seen_after: now - idle_timeout,
+            },
+            hour_from: now,
+            day_from: now,
+        };
+        match store.stats(query).await {
+            Ok(stats) => crate::metrics::set_active_sessions(stats.active_sessions),
+            Err(e) => tracing::warn!(error = %e, "counting active sessions failed; will retry"),
+        }
+    }
 }
 
 /// Deletes ended sessions, with their session keys, every `interval` (the first run right at

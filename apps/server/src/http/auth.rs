@@ -3,6 +3,7 @@
 
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
+use wxlogin_domain::InvalidValue;
 
 /// The token from `/onLogin` or `/api/v1/login`, as `Authorization: Bearer <token>`.
 #[derive(SecurityScheme)]
@@ -16,11 +17,23 @@ impl BearerToken {
 }
 
 /// Takes the token from the body, or else from `Authorization: Bearer …` (the scheme word in
-/// any case, as RFC 9110 says and as the `/api/v1` security scheme reads it).
-pub fn pick_token(body: Option<String>, header: Option<&str>) -> Option<String> {
-    body.filter(|t| !t.trim().is_empty())
-        .map(|t| t.trim().to_owned())
-        .or_else(|| header.and_then(bearer).map(str::to_owned))
+/// any case, as RFC 9110 says and as the `/api/v1` security scheme reads it). An empty body
+/// field counts as absent; a body token and a *different* bearer token is a conflict (which of
+/// them did the client mean?), refused as `invalid_request`.
+pub fn pick_token(
+    body: Option<String>,
+    header: Option<&str>,
+) -> Result<Option<String>, InvalidValue> {
+    let body = body.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    let header = header.and_then(bearer);
+    match (body, header) {
+        (Some(body), Some(header)) if body != header => Err(InvalidValue::new(
+            "token",
+            "the body's token and the Authorization header's differ: send one",
+        )),
+        (Some(body), _) => Ok(Some(body)),
+        (None, header) => Ok(header.map(str::to_owned)),
+    }
 }
 
 fn bearer(header: &str) -> Option<&str> {
@@ -30,29 +43,45 @@ fn bearer(header: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::pick_token;
 
     #[test]
-    fn token_from_body_wins_then_bearer() {
+    fn token_from_body_or_bearer_in_any_case() {
+        let pick = |body: Option<&str>, header| pick_token(body.map(str::to_owned), header);
         assert_eq!(
-            pick_token(Some(" wxl_a ".into()), Some("Bearer wxl_b")).as_deref(),
+            pick(Some(" wxl_a "), Some("Bearer wxl_a"))
+                .unwrap()
+                .as_deref(),
             Some("wxl_a")
         );
         assert_eq!(
-            pick_token(Some("".into()), Some("Bearer wxl_b")).as_deref(),
+            pick(Some(" wxl_a "), None).unwrap().as_deref(),
+            Some("wxl_a")
+        );
+        assert_eq!(
+            pick(Some(""), Some("Bearer wxl_b")).unwrap().as_deref(),
             Some("wxl_b")
         );
-        assert_eq!(pick_token(None, Some("Basic abc")), None);
+        assert_eq!(pick(None, Some("Basic abc")).unwrap(), None);
         assert_eq!(
-            pick_token(None, Some("bearer wxl_c")).as_deref(),
+            pick(None, Some("bearer wxl_c")).unwrap().as_deref(),
             Some("wxl_c")
         );
         assert_eq!(
-            pick_token(None, Some("BEARER  wxl_d ")).as_deref(),
+            pick(None, Some("BEARER  wxl_d ")).unwrap().as_deref(),
             Some("wxl_d")
         );
-        assert_eq!(pick_token(None, Some("Bearer ")), None);
-        assert_eq!(pick_token(None, None), None);
+        assert_eq!(pick(None, Some("Bearer ")).unwrap(), None);
+        assert_eq!(pick(None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn a_body_token_and_a_different_header_token_conflict() {
+        let err = pick_token(Some("wxl_a".into()), Some("bearer wxl_b")).unwrap_err();
+        assert_eq!(err.field, "token");
+        // A non-bearer header names no token: no conflict.
+        assert!(pick_token(Some("wxl_a".into()), Some("Basic abc")).is_ok());
     }
 }

@@ -89,16 +89,19 @@ impl<L: LoginService> ClassicApi<L> {
     ) -> Reply<UserReply, UpdateUserInfoError> {
         let service = self.apps.pick(app.0.as_deref(), req)?;
         let body = body.into_inner();
-        let token = pick_token(body.token, authorization.0.as_deref()).ok_or_else(|| {
+        // An empty optional field (`rawData=&signature=`, as form encoders send unset values)
+        // counts as absent.
+        let given = |field: Option<String>| field.filter(|v| !v.is_empty());
+        let token = pick_token(body.token, authorization.0.as_deref())?.ok_or_else(|| {
             ApiError::from(UpdateUserInfoError::from(AuthError::InvalidToken))
                 .with_message("send the token from /onLogin (field `token` or a bearer header)")
         })?;
         let request = encrypted_profile(
             body.encrypted_data,
             body.iv,
-            body.raw_data,
-            body.signature,
-            body.code.as_deref(),
+            given(body.raw_data),
+            given(body.signature),
+            given(body.code).as_deref(),
         )?;
         let outcome = service.update_user_info(&token, request).await?;
         tracing::info!(user_id = %outcome.user.id, "profile updated from encrypted data");

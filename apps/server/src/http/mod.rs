@@ -8,7 +8,9 @@
 //! - [`admin`]: the operators' `/admin/v1` (HTTP Basic), over the inbound port
 //!   [`AdminService`], always mounted (with no operator configured, it refuses everyone);
 //! - [`dto`]: request and response bodies; [`error`]: the error codes and their mapping;
-//! - [`middleware`]: the body limit and the one place failures become answers.
+//! - [`middleware`]: the body limit and the one place failures become answers;
+//! - [`strict`]: request ids, strict JSON bodies, `Allow` and the security headers;
+//! - [`metrics`]: `GET /metrics` (Prometheus text; outside the OpenAPI document).
 
 pub mod admin;
 pub mod apps;
@@ -17,13 +19,16 @@ pub mod classic;
 pub mod dto;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod profile;
 pub mod session;
+pub mod strict;
 
 use std::sync::Arc;
 
-use poem::{Endpoint, EndpointExt, Route};
+use poem::http::Method;
+use poem::{Endpoint, EndpointExt, Route, get};
 use poem_openapi::payload::Json;
 use poem_openapi::types::{ToJSON, Type};
 use poem_openapi::{ApiResponse, OpenApiService, Tags};
@@ -144,15 +149,26 @@ where
     let api = openapi(Arc::new(apps), admin);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
+    let routes = Arc::new(strict::Routes::from_spec(
+        &api.spec(),
+        &[
+            ("/openapi.json", Method::GET, "openapiJson"),
+            ("/metrics", Method::GET, "metrics"),
+        ],
+    ));
     let mut route = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
+        .at("/metrics", get(metrics::scrape))
         .nest("/docs", docs);
     for (path, endpoint) in extra {
         route = route.nest(path, endpoint);
     }
     let limit = config.body_limit;
+    let json_routes = Arc::clone(&routes);
     route
+        .around(move |ep, req| strict::check_json(ep, req, Arc::clone(&json_routes)))
         .around(move |ep, req| middleware::limit_body(ep, req, limit))
         .around(middleware::answer)
+        .around(move |ep, req| strict::around(ep, req, Arc::clone(&routes)))
 }

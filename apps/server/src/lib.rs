@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http;
+pub mod listener;
 pub mod telemetry;
 pub mod wiring;
 

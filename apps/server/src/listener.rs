@@ -95,14 +95,11 @@ where
     }
     drop(listener);
     let _ = stop.send(true);
-    let open = connections.len();
-    if open > 0 {
-        tracing::info!(
-            open,
-            grace_secs = grace.as_secs_f32(),
-            "draining connections"
-        );
-    }
+    tracing::info!(
+        open = connections.len(),
+        grace_secs = grace.as_secs_f32(),
+        "graceful shutdown: draining connections"
+    );
     let drained = tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}
     })

@@ -22,6 +22,7 @@ use wxlogin_store_sqlite::{SqliteLocation, SqliteOptions};
 use wxlogin_wechat_http::{BaseUrl, WeChatHttpConfig, WeChatHttpError};
 
 use crate::http::HttpConfig;
+use crate::listener::ConnectionLimits;
 
 mod admin;
 pub use admin::{AdminSettings, OperatorSettings};
@@ -52,6 +53,14 @@ pub struct ServerSettings {
     pub body_limit_bytes: Option<usize>,
     /// How long SIGTERM/SIGINT waits for in-flight requests before exiting.
     pub shutdown_grace_secs: u64,
+    /// How long a client has to send a whole request head, from the moment the server waits
+    /// for it; unset: [`ConnectionLimits::default`].
+    pub header_read_timeout_ms: Option<u64>,
+    /// How long a client has to send a whole request body; unset: [`HttpConfig::default`].
+    pub body_read_timeout_ms: Option<u64>,
+    /// An idle keep-alive connection is closed after this long; unset:
+    /// [`ConnectionLimits::default`].
+    pub keep_alive_timeout_secs: Option<u64>,
 }
 
 impl Default for ServerSettings {
@@ -60,6 +69,9 @@ impl Default for ServerSettings {
             addr: "127.0.0.1:8080".into(),
             body_limit_bytes: None,
             shutdown_grace_secs: 10,
+            header_read_timeout_ms: None,
+            body_read_timeout_ms: None,
+            keep_alive_timeout_secs: None,
         }
     }
 }
@@ -125,6 +137,9 @@ pub struct WeChatSettings {
     pub app_secret: Option<SecretString>,
     pub connect_timeout_ms: Option<u64>,
     pub timeout_ms: Option<u64>,
+    /// The service's own bound on every WeChat call, whatever the adapter (the in-process
+    /// mock too); unset: [`ServiceConfig::default`].
+    pub service_timeout_ms: Option<u64>,
     /// Further mini-programs served by this backend (`[[wechat.apps]]`); they share
     /// `mode`, `base_url` and the timeouts.
     pub apps: Vec<WeChatAppSettings>,
@@ -199,6 +214,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub addr: SocketAddr,
     pub http: HttpConfig,
+    /// Bounds on reading request heads and on idle keep-alive connections.
+    pub connections: ConnectionLimits,
     pub shutdown_grace: Duration,
     /// How often the background task purges ended sessions.
     pub purge_interval: Duration,
@@ -319,6 +336,34 @@ impl Settings {
             }
             http.body_limit = limit;
         }
+        if let Some(ms) = self.server.body_read_timeout_ms {
+            if ms == 0 || ms > 3_600_000 {
+                return bad(
+                    "server.body_read_timeout_ms",
+                    "must be between 1 and 3600000",
+                );
+            }
+            http.body_read_timeout = Duration::from_millis(ms);
+        }
+        let mut connections = ConnectionLimits::default();
+        if let Some(ms) = self.server.header_read_timeout_ms {
+            if ms == 0 || ms > 3_600_000 {
+                return bad(
+                    "server.header_read_timeout_ms",
+                    "must be between 1 and 3600000",
+                );
+            }
+            connections.header_read_timeout = Duration::from_millis(ms);
+        }
+        if let Some(secs) = self.server.keep_alive_timeout_secs {
+            if secs == 0 || secs > 86_400 {
+                return bad(
+                    "server.keep_alive_timeout_secs",
+                    "must be between 1 and 86400",
+                );
+            }
+            connections.keep_alive_timeout = Duration::from_secs(secs);
+        }
         // Checked here, once: the subscriber would silently drop a directive it cannot read.
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return bad("log.filter", &e.to_string());
@@ -326,10 +371,12 @@ impl Settings {
         let server = ServerConfig {
             addr,
             http,
+            connections,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
             purge_interval: PURGE_INTERVAL,
         };
         let store = self.database.parse()?;
+        let service_timeout_ms = self.wechat.service_timeout_ms;
         let wechat = self.wechat.parse(addr)?;
         let mut server = server;
         if let Some(secs) = self.session.purge_interval_secs {
@@ -338,7 +385,23 @@ impl Settings {
             }
             server.purge_interval = Duration::from_secs(secs);
         }
-        let service = self.session.parse()?;
+        let mut service = self.session.parse()?;
+        if let Some(ms) = service_timeout_ms {
+            // The instance fetching the access token holds the store's lease on it for the
+            // call: a bound beyond the lease would let a second instance fetch meanwhile.
+            let lease = service.access_token_lease.to_std().unwrap_or(Duration::MAX);
+            let timeout = Duration::from_millis(ms);
+            if ms == 0 || timeout >= lease {
+                return bad(
+                    "wechat.service_timeout_ms",
+                    &format!(
+                        "must be at least 1 and below the access-token lease ({} ms)",
+                        lease.as_millis()
+                    ),
+                );
+            }
+            service.wechat_timeout = timeout;
+        }
         let operators = self.admin.parse()?;
         Ok(Config {
             server,
@@ -831,6 +894,50 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_are_typed_bounded_and_name_their_key() {
+        let mut s = Settings::default();
+        s.server.header_read_timeout_ms = Some(1500);
+        s.server.body_read_timeout_ms = Some(2500);
+        s.server.keep_alive_timeout_secs = Some(30);
+        s.wechat.service_timeout_ms = Some(700);
+        let c = s.clone().parse().expect("valid");
+        assert_eq!(
+            c.server.connections.header_read_timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            c.server.connections.keep_alive_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(c.server.http.body_read_timeout, Duration::from_millis(2500));
+        assert_eq!(c.service.wechat_timeout, Duration::from_millis(700));
+
+        for (key, adjust) in [
+            (
+                "server.header_read_timeout_ms",
+                (|s: &mut Settings| s.server.header_read_timeout_ms = Some(0)) as fn(&mut Settings),
+            ),
+            ("server.body_read_timeout_ms", |s| {
+                s.server.body_read_timeout_ms = Some(0);
+            }),
+            ("server.keep_alive_timeout_secs", |s| {
+                s.server.keep_alive_timeout_secs = Some(0);
+            }),
+            ("wechat.service_timeout_ms", |s| {
+                s.wechat.service_timeout_ms = Some(0);
+            }),
+            // Beyond the access-token lease.
+            ("wechat.service_timeout_ms", |s| {
+                s.wechat.service_timeout_ms = Some(60_000);
+            }),
+        ] {
+            let mut bad = Settings::default();
+            adjust(&mut bad);
+            assert!(err_of(bad).contains(key), "{key}");
+        }
+    }
+
+    #[test]
     fn store_options_are_typed_and_default_to_the_adapters() {
         let mut s = Settings::default();
         s.database.url = "postgresql://u@db.example.com/wx".into();
@@ -872,6 +979,12 @@ mod tests {
         assert_eq!(c.service.session_ttl, defaults.service.session_ttl);
         assert_eq!(c.service.idle_timeout, defaults.service.idle_timeout);
         assert_eq!(c.server.purge_interval, defaults.server.purge_interval);
+        assert_eq!(
+            c.server.http.body_read_timeout,
+            defaults.server.http.body_read_timeout
+        );
+        assert_eq!(c.server.connections, defaults.server.connections);
+        assert_eq!(c.service.wechat_timeout, defaults.service.wechat_timeout);
         assert!(c.operators.is_empty() && defaults.operators.is_empty());
         assert!(matches!(
             c.store,

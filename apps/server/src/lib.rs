@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http;
+pub mod listener;
 pub mod metered;
 pub mod metrics;
 pub mod telemetry;

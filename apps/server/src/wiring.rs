@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use poem::listener::{Acceptor, TcpAcceptor};
 use poem::{Endpoint, Route};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -228,24 +227,22 @@ where
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {} (server.addr)", config.addr))?;
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    let addr = acceptor
+    let addr = listener
         .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
         .context("listener has no socket address")?;
     let (tx, rx) = oneshot::channel::<()>();
-    let grace = config.shutdown_grace;
+    let (grace, limits) = (config.shutdown_grace, config.connections);
     let task = tokio::spawn(async move {
-        let served = poem::Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                async move {
-                    let _ = rx.await;
-                },
-                Some(grace),
-            )
-            .await;
+        let served = crate::listener::serve(
+            listener,
+            app,
+            limits,
+            async move {
+                let _ = rx.await;
+            },
+            grace,
+        )
+        .await;
         purge.abort();
         gauge.abort();
         served

@@ -281,3 +281,136 @@ fn hash_password_refuses_an_empty_password_and_any_argument() {
     assert_eq!(code, Some(2));
     assert!(!out.contains("$argon2id$"), "{out}");
 }
+
+/// SIGTERM with clients in every state: 20 logins in flight (WeChat slowed through the mock
+/// binary's control API) are all answered, and a client stalled halfway through its request
+/// head does not hold the exit beyond the grace period (its own bound is set far beyond it,
+/// so only the drain's end can close it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_requests_in_flight_and_does_not_wait_for_stalled_clients() {
+    use tokio::io::AsyncWriteExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mock_port, server_port) = (free_port(), free_port());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let _mock = Proc(
+        Command::new(BIN)
+            .args([
+                "mock-wechat",
+                "--addr",
+                &format!("127.0.0.1:{mock_port}"),
+                "--app-id",
+                "wxdrain0000000000",
+            ])
+            .env("WXLOGIN_MOCK_APP_SECRET", "drain-secret")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mock_url = format!("http://127.0.0.1:{mock_port}");
+    wait_until_up(&client, &mock_url).await;
+    let db = dir.path().join("drain.db");
+    let mut server = Proc(
+        Command::new(BIN)
+            .env("WXLOGIN__SERVER__ADDR", format!("127.0.0.1:{server_port}"))
+            .env("WXLOGIN__SERVER__SHUTDOWN_GRACE_SECS", "3")
+            .env("WXLOGIN__SERVER__HEADER_READ_TIMEOUT_MS", "600000")
+            .env(
+                "WXLOGIN__DATABASE__URL",
+                format!("sqlite://{}?mode=rwc", db.display()),
+            )
+            .env("WXLOGIN__WECHAT__MODE", "http")
+            .env("WXLOGIN__WECHAT__BASE_URL", &mock_url)
+            .env("WXLOGIN__WECHAT__APP_ID", "wxdrain0000000000")
+            .env("WXLOGIN__WECHAT__APP_SECRET", "drain-secret")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{server_port}");
+    wait_until_up(&client, &format!("{url}/healthz")).await;
+
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        let minted: serde_json::Value = client
+            .post(format!("{mock_url}/mock/codes"))
+            .json(&serde_json::json!({"openId": format!("o-drain-{i}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        codes.push(minted["code"].as_str().unwrap().to_owned());
+    }
+    // Slow enough that every login is still in flight when SIGTERM arrives, well inside the
+    // grace period and the WeChat bounds.
+    let resp = client
+        .post(format!("{mock_url}/mock/failures"))
+        .json(&serde_json::json!({"api": "jscode2session", "mode": "slow", "delayMs": 1000, "times": 20}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", server_port))
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"POST /onLogin HTTP/1.1\r\nHost: localhost\r\nContent-Le")
+        .await
+        .unwrap();
+
+    let logins: Vec<_> = codes
+        .into_iter()
+        .map(|code| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                client
+                    .post(format!("{url}/onLogin"))
+                    .form(&[("code", code)])
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        })
+        .collect();
+    // Until every login has reached the mock (so all 20 are in flight).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let calls: serde_json::Value = client
+            .get(format!("{mock_url}/mock/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if calls["calls"]["jscode2session"].as_u64() >= Some(20) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the logins never reached WeChat: {calls}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    sigterm(&server.0);
+    for login in logins {
+        let status = login.await.unwrap().expect("answered, not cut off");
+        assert_eq!(status, 200);
+    }
+    // The stalled client would hold the exit for 10 minutes; the grace period ends it.
+    let status = wait_exit(&mut server.0);
+    assert!(status.success(), "SIGTERM exits cleanly: {status}");
+    drop(stalled);
+}

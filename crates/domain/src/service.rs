@@ -2,9 +2,11 @@
 //! around the pure state machines in `state`: every decision about a login, a session or a
 //! profile is a transition there.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::Duration;
+use futures_util::future::{Either, select};
 
 use crate::model::{AccessToken, CodeSession, PhoneCode, PhoneInfo, User};
 use crate::model::{
@@ -41,6 +43,11 @@ pub struct ServiceConfig {
     /// than a WeChat call can take (the client's timeout), short enough that the others,
     /// should it die while fetching, do not wait long before taking over.
     pub access_token_lease: Duration,
+    /// Every WeChat call is given up after this long, whatever the adapter (the in-process
+    /// mock has no timeout of its own): `WeChatError::Unavailable`. A little longer than the
+    /// HTTP client's own total timeout, so that the client's more precise error comes first;
+    /// shorter than the access-token lease.
+    pub wechat_timeout: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -52,6 +59,7 @@ impl Default for ServiceConfig {
             access_token_margin: Duration::minutes(5),
             access_token_refetch_interval: Duration::minutes(1),
             access_token_lease: Duration::seconds(10),
+            wechat_timeout: std::time::Duration::from_secs(6),
         }
     }
 }
@@ -160,6 +168,7 @@ where
         let store = Arc::clone(&self.store);
         let wechat = Arc::clone(&self.wechat);
         let clock = Arc::clone(&self.clock);
+        let bound = self.config.wechat_timeout;
         let token = self
             .access_token_fetch
             .run(&format!("access_token/{rejections}"), move || async move {
@@ -169,7 +178,7 @@ where
                         // Read before the call: the token is thought to expire a little early,
                         // never late.
                         let fetched_at = clock.now();
-                        let issued = wechat.stable_access_token().await?;
+                        let issued = bounded(bound, wechat.stable_access_token()).await?;
                         Ok(StoredAccessToken {
                             token: issued.token,
                             expires_at: fetched_at + issued.expires_in,
@@ -191,7 +200,10 @@ where
     /// be rejected too.
     async fn phone_info(&self, code: &PhoneCode) -> Result<PhoneInfo, PhoneError> {
         let held = self.access_token().await?;
-        match self.wechat.phone_number(&held.token, code).await {
+        match self
+            .bounded(self.wechat.phone_number(&held.token, code))
+            .await
+        {
             Err(WeChatError::AccessTokenRejected(_)) => {
                 lock(&self.access_token).reject(&held.token);
                 self.store
@@ -203,8 +215,7 @@ where
                         "WeChat handed back the access token it had just rejected".into(),
                     )));
                 }
-                self.wechat
-                    .phone_number(&fresh.token, code)
+                self.bounded(self.wechat.phone_number(&fresh.token, code))
                     .await
                     .map_err(phone_error)
             }
@@ -230,11 +241,22 @@ where
     async fn exchange(&self, code: &LoginCode) -> Result<CodeSession, WeChatError> {
         let wechat = Arc::clone(&self.wechat);
         let owned = code.clone();
+        let bound = self.config.wechat_timeout;
+        // The bound is inside the shared call: a stalled exchange ends (and leaves the single
+        // flight) for every caller at once, and the next attempt starts a new call.
         self.exchanges
             .run(code.as_str(), move || async move {
-                wechat.code_to_session(&owned).await
+                bounded(bound, wechat.code_to_session(&owned)).await
             })
             .await
+    }
+
+    /// `call`, given up after the configured WeChat timeout.
+    async fn bounded<R>(
+        &self,
+        call: impl Future<Output = Result<R, WeChatError>>,
+    ) -> Result<R, WeChatError> {
+        bounded(self.config.wechat_timeout, call).await
     }
 
     /// The stored session of `token` and the state it is in now, whatever that state is.
@@ -563,6 +585,22 @@ where
 
     async fn ready(&self) -> Result<(), StoreError> {
         self.store.ping().await
+    }
+}
+
+/// `call`, or `Unavailable` once `limit` has passed (the call is dropped: cancelled). The
+/// timer runs on `futures-timer`'s own thread, so this works on any executor.
+pub(crate) async fn bounded<T>(
+    limit: std::time::Duration,
+    call: impl Future<Output = Result<T, WeChatError>>,
+) -> Result<T, WeChatError> {
+    let call = std::pin::pin!(call);
+    match select(call, futures_timer::Delay::new(limit)).await {
+        Either::Left((answer, _)) => answer,
+        Either::Right(((), _)) => Err(WeChatError::Unavailable(format!(
+            "timed out after {} ms",
+            limit.as_millis()
+        ))),
     }
 }
 

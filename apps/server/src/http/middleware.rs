@@ -2,7 +2,7 @@
 //! (an operation's, a parse error, a route miss) becomes an HTTP answer and a log line.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use poem::web::headers::HeaderMapExt as _;
@@ -11,12 +11,15 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use crate::http::error::{ErrorCode, Failure};
 
 /// Caps the body whether or not `Content-Length` is sent (poem's `SizeLimit` answers 411
-/// to chunked bodies, which some clients send). Only methods whose operations take a body are
-/// read: a body sent with `GET` or `DELETE` is never looked at, so it costs nothing.
+/// to chunked bodies, which some clients send), and bounds the time its reading may take: a
+/// client that stops sending is answered and its connection closed (the body is left unread,
+/// so the connection cannot be reused). Only methods whose operations take a body are read: a
+/// body sent with `GET` or `DELETE` is never looked at, so it costs nothing.
 pub async fn limit_body<E: Endpoint>(
     ep: Arc<E>,
     mut req: Request,
     limit: usize,
+    read_timeout: Duration,
 ) -> poem::Result<Response> {
     use poem::http::Method;
     if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
@@ -35,27 +38,47 @@ pub async fn limit_body<E: Endpoint>(
     if declared.is_some_and(|len| len > drain_bound as u64) {
         return Err(Failure::new(ErrorCode::PayloadTooLarge).into());
     }
-    let mut stream = req.take_body().into_bytes_stream();
+    let stream = req.take_body().into_bytes_stream();
+    let body =
+        match tokio::time::timeout(read_timeout, read_capped(stream, limit, drain_bound)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(failure)) => return Err(failure.into()),
+            Err(_) => {
+                return Err(Failure::new(ErrorCode::InvalidRequest)
+                    .with_message("the request body did not arrive in time")
+                    .into());
+            }
+        };
+    req.set_body(body);
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+/// The body, up to `limit` bytes; beyond it, read and discarded up to `drain_bound`.
+async fn read_capped<B: AsRef<[u8]>, X>(
+    stream: impl futures_util::Stream<Item = Result<B, X>>,
+    limit: usize,
+    drain_bound: usize,
+) -> Result<Vec<u8>, Failure> {
+    let mut stream = std::pin::pin!(stream);
     let mut body = Vec::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else {
             return Err(Failure::new(ErrorCode::InvalidRequest)
-                .with_message("could not read the request body")
-                .into());
+                .with_message("could not read the request body"));
         };
+        let chunk = chunk.as_ref();
         total = total.saturating_add(chunk.len());
         if total <= limit {
-            body.extend_from_slice(&chunk);
+            body.extend_from_slice(chunk);
         } else if total > drain_bound {
             break;
         }
     }
     if total > limit {
-        return Err(Failure::new(ErrorCode::PayloadTooLarge).into());
+        return Err(Failure::new(ErrorCode::PayloadTooLarge));
     }
-    req.set_body(body);
-    ep.call(req).await.map(IntoResponse::into_response)
+    Ok(body)
 }
 
 /// Turns every error into the JSON error answer and writes one log line per request: method,

@@ -90,12 +90,18 @@ pub enum NoContent {
 pub struct HttpConfig {
     /// Largest request body accepted, in bytes (also enforced without `Content-Length`).
     pub body_limit: usize,
+    /// How long a client has to send its whole body; one that stops sending is answered
+    /// 408 and its connection closed.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             body_limit: 64 * 1024,
+            // A 1 MiB avatar over a slow mobile link fits; a stalled upload does not hold a
+            // connection for long.
+            body_read_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -164,11 +170,11 @@ where
     for (path, endpoint) in extra {
         route = route.nest(path, endpoint);
     }
-    let limit = config.body_limit;
+    let (limit, read_timeout) = (config.body_limit, config.body_read_timeout);
     let json_routes = Arc::clone(&routes);
     route
         .around(move |ep, req| strict::check_json(ep, req, Arc::clone(&json_routes)))
-        .around(move |ep, req| middleware::limit_body(ep, req, limit))
+        .around(move |ep, req| middleware::limit_body(ep, req, limit, read_timeout))
         .around(middleware::answer)
         .around(move |ep, req| strict::around(ep, req, Arc::clone(&routes)))
 }

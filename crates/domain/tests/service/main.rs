@@ -10,5 +10,6 @@ mod phone;
 mod ready;
 mod refresh;
 mod support;
+mod timeouts;
 mod update_profile;
 mod update_user_info;

@@ -195,16 +195,20 @@ impl Mocks {
 
     // The configured mocks themselves go in: `Clone` on a mock gives a fresh, empty one.
     pub fn service(self) -> TestService {
+        self.service_with(ServiceConfig {
+            session_ttl: ttl(),
+            ..ServiceConfig::default()
+        })
+    }
+
+    pub fn service_with(self, config: ServiceConfig) -> TestService {
         Service::new(
             self.store,
             self.wechat,
             self.cipher,
             self.tokens,
             self.clock,
-            ServiceConfig {
-                session_ttl: ttl(),
-                ..ServiceConfig::default()
-            },
+            config,
         )
     }
 

@@ -25,6 +25,8 @@ use crate::http::HttpConfig;
 
 mod admin;
 pub use admin::{AdminSettings, OperatorSettings};
+mod limits;
+pub use limits::{LimitsSettings, TrustedProxies};
 
 /// The app id the in-process mock WeChat uses when none is configured.
 pub const MOCK_APP_ID: &str = "wx0000000000000000";
@@ -40,6 +42,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[[admin.users]]`: the operators of `/admin/v1`.
     pub admin: AdminSettings,
+    /// `[limits]`: budgets of failed attempts, the cap on concurrent WeChat calls.
+    pub limits: LimitsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +56,8 @@ pub struct ServerSettings {
     pub body_limit_bytes: Option<usize>,
     /// How long SIGTERM/SIGINT waits for in-flight requests before exiting.
     pub shutdown_grace_secs: u64,
+    /// Peers (CIDRs) whose `X-Forwarded-For` names the client; none by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ServerSettings {
@@ -60,6 +66,7 @@ impl Default for ServerSettings {
             addr: "127.0.0.1:8080".into(),
             body_limit_bytes: None,
             shutdown_grace_secs: 10,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -202,6 +209,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How often the background task purges ended sessions.
     pub purge_interval: Duration,
+    /// WeChat calls in flight at once, over every app (`limits.wechat_concurrency`).
+    pub wechat_concurrency: usize,
 }
 
 /// The server's own default for `session.purge_interval_secs`: hourly.
@@ -319,6 +328,8 @@ impl Settings {
             }
             http.body_limit = limit;
         }
+        let (limits, wechat_concurrency) = self.limits.parse(&self.server.trusted_proxies)?;
+        http.limits = limits;
         // Checked here, once: the subscriber would silently drop a directive it cannot read.
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return bad("log.filter", &e.to_string());
@@ -328,6 +339,7 @@ impl Settings {
             http,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
             purge_interval: PURGE_INTERVAL,
+            wechat_concurrency,
         };
         let store = self.database.parse()?;
         let wechat = self.wechat.parse(addr)?;

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod http;
 pub mod telemetry;
+pub mod wechat_cap;
 pub mod wiring;
 
 pub use config::{Config, Settings, WeChatAppSettings, WeChatMode};

@@ -8,7 +8,8 @@
 //! - [`admin`]: the operators' `/admin/v1` (HTTP Basic), over the inbound port
 //!   [`AdminService`], always mounted (with no operator configured, it refuses everyone);
 //! - [`dto`]: request and response bodies; [`error`]: the error codes and their mapping;
-//! - [`middleware`]: the body limit and the one place failures become answers.
+//! - [`middleware`]: the body limit and the one place failures become answers;
+//! - [`limits`]: the budgets of failed attempts (per client address, per token).
 
 pub mod admin;
 pub mod apps;
@@ -17,6 +18,7 @@ pub mod classic;
 pub mod dto;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod middleware;
 pub mod profile;
 pub mod session;
@@ -85,12 +87,15 @@ pub enum NoContent {
 pub struct HttpConfig {
     /// Largest request body accepted, in bytes (also enforced without `Content-Length`).
     pub body_limit: usize,
+    /// The budgets of failed attempts and the trusted proxies.
+    pub limits: limits::LimitsConfig,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             body_limit: 64 * 1024,
+            limits: limits::LimitsConfig::default(),
         }
     }
 }
@@ -129,7 +134,7 @@ pub fn openapi<L: LoginService, A: AdminService>(
 
 /// The whole HTTP app: the API, `/openapi.json`, Swagger UI at `/docs`, `extra` routes nested
 /// where the composition root says (the mock WeChat's control API in mock mode), the body
-/// limit, and the JSON error answers and request log of [`middleware::answer`].
+/// limit, the budgets of failed attempts ([`limits::limit`]), and the JSON error answers and request log of [`middleware::answer`].
 pub fn app<L, A, M>(
     apps: Apps<L>,
     admin: Arc<A>,
@@ -152,7 +157,9 @@ where
         route = route.nest(path, endpoint);
     }
     let limit = config.body_limit;
+    let budgets = Arc::new(limits::Limits::new(&config.limits));
     route
+        .around(move |ep, req| limits::limit(ep, req, Arc::clone(&budgets)))
         .around(move |ep, req| middleware::limit_body(ep, req, limit))
         .around(middleware::answer)
 }

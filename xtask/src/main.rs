@@ -63,7 +63,7 @@ impl WeChatArg {
 /// The test targets that run against Postgres: the store's contract and adapter tests
 /// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
 /// end-to-end target (each one touches the store).
-const POSTGRES_TARGETS: [&str; 15] = [
+const POSTGRES_TARGETS: [&str; 16] = [
     "contract",
     "postgres",
     "login",
@@ -79,6 +79,7 @@ const POSTGRES_TARGETS: [&str; 15] = [
     "load",
     "two_instances",
     "admin",
+    "limits",
 ];
 
 fn main() -> anyhow::Result<()> {

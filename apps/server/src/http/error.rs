@@ -802,10 +802,12 @@ mod tests {
     fn each_operation_documents_its_own_codes_by_status() {
         let meta = <ApiError<AuthError> as ApiResponse>::meta();
         let statuses: Vec<_> = meta.responses.iter().filter_map(|r| r.status).collect();
-        assert_eq!(statuses, [400, 401, 500, 503]);
+        // 429: an unknown token spends the address's budget, which can then refuse it.
+        assert_eq!(statuses, [400, 401, 429, 500, 503]);
         let unauthorized = &meta.responses[1];
         assert!(unauthorized.description.contains("`invalid_token`"));
         assert!(unauthorized.description.contains("`token_expired`"));
+        assert!(meta.responses[2].description.contains("`rate_limited`"));
         assert!(
             <ApiError<Infallible> as ApiResponse>::meta()
                 .responses

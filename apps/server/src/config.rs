@@ -843,6 +843,39 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_typed_and_name_their_keys() {
+        let c = Settings::default().parse().expect("defaults are valid");
+        assert_eq!(c.server.http.limits.failed_burst.get(), 50);
+        assert_eq!(c.server.http.limits.failed_per_second.get(), 10);
+        assert_eq!(c.server.wechat_concurrency, crate::wechat_cap::DEFAULT_CONCURRENCY);
+        for key in [
+            "failed_burst",
+            "failed_per_second",
+            "decrypt_failures_per_minute",
+            "wechat_concurrency",
+        ] {
+            let mut s = Settings::default();
+            let zero = Some(0);
+            match key {
+                "failed_burst" => s.limits.failed_burst = zero,
+                "failed_per_second" => s.limits.failed_per_second = zero,
+                "decrypt_failures_per_minute" => s.limits.decrypt_failures_per_minute = zero,
+                _ => s.limits.wechat_concurrency = zero,
+            }
+            assert!(err_of(s).contains(&format!("limits.{key}")), "{key}");
+        }
+        let mut s = Settings::default();
+        s.server.trusted_proxies =
+            TrustedProxies::List(vec!["10.0.0.0/8".into(), "not-a-net".into()]);
+        assert!(err_of(s).contains("server.trusted_proxies[1]"));
+        let mut s = Settings::default();
+        s.server.trusted_proxies = TrustedProxies::Text("10.0.0.0/8, 192.0.2.1".into());
+        let trusted = s.parse().expect("valid").server.http.limits.trusted_proxies;
+        assert_eq!(trusted.len(), 2);
+        assert!(trusted[1].contains(&"192.0.2.1".parse::<std::net::IpAddr>().unwrap()));
+    }
+
+    #[test]
     fn store_options_are_typed_and_default_to_the_adapters() {
         let mut s = Settings::default();
         s.database.url = "postgresql://u@db.example.com/wx".into();
@@ -884,6 +917,9 @@ mod tests {
         assert_eq!(c.service.session_ttl, defaults.service.session_ttl);
         assert_eq!(c.service.idle_timeout, defaults.service.idle_timeout);
         assert_eq!(c.server.purge_interval, defaults.server.purge_interval);
+        assert_eq!(c.server.http.limits, defaults.server.http.limits);
+        assert_eq!(c.server.http.limits, crate::http::limits::LimitsConfig::default());
+        assert_eq!(c.server.wechat_concurrency, defaults.server.wechat_concurrency);
         assert!(c.operators.is_empty() && defaults.operators.is_empty());
         assert!(matches!(
             c.store,

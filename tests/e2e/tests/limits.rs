@@ -118,6 +118,16 @@ async fn only_failures_spend_and_an_empty_budget_stops_code_exchanges() {
         "{reached} of 200 refused attempts reached WeChat"
     );
 
+    // A token sent along with a code exchange does not make it authenticated.
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/login", app.url))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"code": "never-minted-code"}))
+        .send()
+        .await
+        .expect("POST /api/v1/login");
+    expect_rate_limited(resp).await;
     // A valid token is never refused, however empty the address's budget.
     for _ in 0..20 {
         expect_status(me(&app, &token).await, StatusCode::OK).await;

@@ -310,10 +310,16 @@ pub async fn limit<E: Endpoint>(
 ) -> poem::Result<Response> {
     let path = req.uri().path().to_owned();
     let client = limits.client(&req);
-    let token = token_of(&mut req, &path)
-        .await
-        .map(|t| limits.token_key(&t));
     let attempt = CODE_EXCHANGES.contains(&path.as_str()) || path.starts_with(OPERATORS);
+    // A code exchange or an operator login never authenticates with a bearer token: one sent
+    // along (a stale token, or one added to dodge the budget) changes nothing.
+    let token = if attempt {
+        None
+    } else {
+        token_of(&mut req, &path)
+            .await
+            .map(|t| limits.token_key(&t))
+    };
     if let Some(client) = &client
         && token.is_none()
         && attempt

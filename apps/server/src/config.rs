@@ -847,7 +847,10 @@ mod tests {
         let c = Settings::default().parse().expect("defaults are valid");
         assert_eq!(c.server.http.limits.failed_burst.get(), 50);
         assert_eq!(c.server.http.limits.failed_per_second.get(), 10);
-        assert_eq!(c.server.wechat_concurrency, crate::wechat_cap::DEFAULT_CONCURRENCY);
+        assert_eq!(
+            c.server.wechat_concurrency,
+            crate::wechat_cap::DEFAULT_CONCURRENCY
+        );
         for key in [
             "failed_burst",
             "failed_per_second",
@@ -918,8 +921,14 @@ mod tests {
         assert_eq!(c.service.idle_timeout, defaults.service.idle_timeout);
         assert_eq!(c.server.purge_interval, defaults.server.purge_interval);
         assert_eq!(c.server.http.limits, defaults.server.http.limits);
-        assert_eq!(c.server.http.limits, crate::http::limits::LimitsConfig::default());
-        assert_eq!(c.server.wechat_concurrency, defaults.server.wechat_concurrency);
+        assert_eq!(
+            c.server.http.limits,
+            crate::http::limits::LimitsConfig::default()
+        );
+        assert_eq!(
+            c.server.wechat_concurrency,
+            defaults.server.wechat_concurrency
+        );
         assert!(c.operators.is_empty() && defaults.operators.is_empty());
         assert!(matches!(
             c.store,

@@ -153,7 +153,12 @@ async fn with_wechat<S: UserStore + Directory>(
                 .collect();
             serve(
                 &config.server,
-                apps_of(&store, services, &config.service, config.server.wechat_concurrency),
+                apps_of(
+                    &store,
+                    services,
+                    &config.service,
+                    config.server.wechat_concurrency,
+                ),
                 admin,
                 controls,
             )
@@ -172,7 +177,12 @@ async fn with_wechat<S: UserStore + Directory>(
             let none: Vec<(String, Route)> = Vec::new();
             serve(
                 &config.server,
-                apps_of(&store, clients, &config.service, config.server.wechat_concurrency),
+                apps_of(
+                    &store,
+                    clients,
+                    &config.service,
+                    config.server.wechat_concurrency,
+                ),
                 admin,
                 none,
             )

@@ -605,8 +605,16 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
     );
     // 400 everywhere: a request may name an app this server does not serve. 429 wherever a
     // failure spends the budget of failed attempts (which can then refuse).
-    expect("/api/v1/me", "get", &["200", "400", "401", "429", "500", "503"]);
-    expect("/api/v1/me", "delete", &["204", "400", "401", "429", "500", "503"]);
+    expect(
+        "/api/v1/me",
+        "get",
+        &["200", "400", "401", "429", "500", "503"],
+    );
+    expect(
+        "/api/v1/me",
+        "delete",
+        &["204", "400", "401", "429", "500", "503"],
+    );
     expect(
         "/api/v1/session/refresh",
         "post",
@@ -639,7 +647,11 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
     let one_user = ["200", "400", "401", "404", "429", "500", "503"];
     expect("/admin/v1/users/{id}", "get", &one_user);
     expect("/admin/v1/users/{id}/revoke-sessions", "post", &one_user);
-    expect("/admin/v1/stats", "get", &["200", "401", "429", "500", "503"]);
+    expect(
+        "/admin/v1/stats",
+        "get",
+        &["200", "401", "429", "500", "503"],
+    );
     // Each status names its codes.
     let described = |path: &str, method: &str, status: &str| {
         doc["paths"][path][method]["responses"][status]["description"]

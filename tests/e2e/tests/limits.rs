@@ -85,7 +85,12 @@ async fn only_failures_spend_and_an_empty_budget_stops_code_exchanges() {
     // A few failures, then far more successful logins than the burst from the same address
     // (a carrier NAT): none is refused, none spends.
     for _ in 0..burst - 2 {
-        expect_error(bad_code(&app, None).await, StatusCode::BAD_REQUEST, "invalid_code").await;
+        expect_error(
+            bad_code(&app, None).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_code",
+        )
+        .await;
     }
     for i in 0..40 {
         app.login_ok(&format!("o-nat-{i}")).await;
@@ -144,7 +149,10 @@ async fn only_failures_spend_and_an_empty_budget_stops_code_exchanges() {
             expect_error(resp, StatusCode::UNAUTHORIZED, "invalid_token").await;
         }
     }
-    assert!(unknown_refused, "unknown tokens are refused once the budget is empty");
+    assert!(
+        unknown_refused,
+        "unknown tokens are refused once the budget is empty"
+    );
     // Operator logins too (wrong credentials are failures; none configured here).
     let resp = app
         .client
@@ -239,8 +247,11 @@ async fn a_token_has_a_budget_of_failed_decryptions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_wechat_cap_a_login_is_503_at_once() {
     let app = spawn_app_with(|s| s.limits.wechat_concurrency = Some(1)).await;
-    app.mock
-        .fail_next(Api::Jscode2session, Failure::Slow(Duration::from_secs(2)), 1);
+    app.mock.fail_next(
+        Api::Jscode2session,
+        Failure::Slow(Duration::from_secs(2)),
+        1,
+    );
     let slow_code = app.wx_login("o-slow");
     let slow = {
         let client = app.client.clone();
@@ -260,12 +271,7 @@ async fn beyond_the_wechat_cap_a_login_is_503_at_once() {
     }
     let code = app.wx_login("o-capped");
     let resp = app.on_login(&code).await;
-    expect_error(
-        resp,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "wechat_unavailable",
-    )
-    .await;
+    expect_error(resp, StatusCode::SERVICE_UNAVAILABLE, "wechat_unavailable").await;
     // The refused login never reached WeChat, and its code still works afterwards.
     assert_eq!(app.exchanges(), 1);
     expect_status(slow.await.expect("the slow login"), StatusCode::OK).await;

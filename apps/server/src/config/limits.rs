@@ -103,7 +103,10 @@ impl LimitsSettings {
             Some(0) => return bad("limits.wechat_concurrency", "must be at least 1"),
             // A u32 always fits the semaphore (at most `usize::MAX >> 3` permits on 64 bits).
             Some(n) => usize::try_from(n).or_else(|_| {
-                bad("limits.wechat_concurrency", "is larger than this platform allows")
+                bad(
+                    "limits.wechat_concurrency",
+                    "is larger than this platform allows",
+                )
             })?,
         };
         Ok((limits, concurrency))

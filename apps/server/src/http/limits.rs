@@ -140,7 +140,10 @@ pub fn client_address(peer: IpAddr, forwarded: &[&str], trusted: &[IpNet]) -> Ip
         return peer;
     }
     let mut client = peer;
-    let hops = forwarded.iter().flat_map(|h| h.split(',')).collect::<Vec<_>>();
+    let hops = forwarded
+        .iter()
+        .flat_map(|h| h.split(','))
+        .collect::<Vec<_>>();
     for hop in hops.iter().rev() {
         let Some(ip) = parse_hop(hop) else {
             return client;
@@ -325,14 +328,20 @@ pub async fn limit<E: Endpoint>(
         && attempt
         && let Some(wait) = limits.failed.refused_for(client)
     {
-        return Err(refused(wait, "the address spent its budget of failed attempts"));
+        return Err(refused(
+            wait,
+            "the address spent its budget of failed attempts",
+        ));
     }
     let decrypting = DECRYPTING.contains(&path.as_str());
     if let Some(token) = &token
         && decrypting
         && let Some(wait) = limits.decrypt.refused_for(token)
     {
-        return Err(refused(wait, "the token spent its budget of failed decryptions"));
+        return Err(refused(
+            wait,
+            "the token spent its budget of failed decryptions",
+        ));
     }
 
     let result = ep.call(req).await.map(IntoResponse::into_response);
@@ -346,7 +355,10 @@ pub async fn limit<E: Endpoint>(
         return result;
     }
     if let Some(token) = &token
-        && matches!(code, ErrorCode::DecryptFailed | ErrorCode::SignatureMismatch)
+        && matches!(
+            code,
+            ErrorCode::DecryptFailed | ErrorCode::SignatureMismatch
+        )
     {
         let _ = limits.decrypt.spend(token);
     }
@@ -356,7 +368,10 @@ pub async fn limit<E: Endpoint>(
         && let Err(wait) = limits.failed.spend(client)
         && !authenticated
     {
-        return Err(refused(wait, "the address spent its budget of failed attempts"));
+        return Err(refused(
+            wait,
+            "the address spent its budget of failed attempts",
+        ));
     }
     result
 }
@@ -399,7 +414,10 @@ mod tests {
             client_address(ip("10.0.0.2"), &["198.51.100.7, nonsense"], &trusted),
             ip("10.0.0.2")
         );
-        assert_eq!(client_address(ip("10.0.0.2"), &[], &trusted), ip("10.0.0.2"));
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &[], &trusted),
+            ip("10.0.0.2")
+        );
         // Every hop trusted: the leftmost.
         assert_eq!(
             client_address(ip("10.0.0.2"), &["10.1.1.1, 10.0.0.3"], &trusted),

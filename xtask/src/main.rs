@@ -63,7 +63,7 @@ impl WeChatArg {
 /// The test targets that run against Postgres: the store's contract and adapter tests
 /// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
 /// end-to-end target (each one touches the store).
-const POSTGRES_TARGETS: [&str; 16] = [
+const POSTGRES_TARGETS: [&str; 18] = [
     "contract",
     "postgres",
     "login",
@@ -80,6 +80,8 @@ const POSTGRES_TARGETS: [&str; 16] = [
     "two_instances",
     "admin",
     "strict",
+    "limits",
+    "connection_timeouts",
 ];
 
 fn main() -> anyhow::Result<()> {

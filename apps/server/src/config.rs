@@ -26,6 +26,8 @@ use crate::listener::ConnectionLimits;
 
 mod admin;
 pub use admin::{AdminSettings, OperatorSettings};
+mod limits;
+pub use limits::{LimitsSettings, TrustedProxies};
 
 /// The app id the in-process mock WeChat uses when none is configured.
 pub const MOCK_APP_ID: &str = "wx0000000000000000";
@@ -41,6 +43,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[[admin.users]]`: the operators of `/admin/v1`.
     pub admin: AdminSettings,
+    /// `[limits]`: budgets of failed attempts, the cap on concurrent WeChat calls.
+    pub limits: LimitsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +65,8 @@ pub struct ServerSettings {
     /// An idle keep-alive connection is closed after this long; unset:
     /// [`ConnectionLimits::default`].
     pub keep_alive_timeout_secs: Option<u64>,
+    /// Peers (CIDRs) whose `X-Forwarded-For` names the client; none by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ServerSettings {
@@ -72,6 +78,7 @@ impl Default for ServerSettings {
             header_read_timeout_ms: None,
             body_read_timeout_ms: None,
             keep_alive_timeout_secs: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -219,6 +226,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How often the background task purges ended sessions.
     pub purge_interval: Duration,
+    /// WeChat calls in flight at once, over every app (`limits.wechat_concurrency`).
+    pub wechat_concurrency: usize,
 }
 
 /// The server's own default for `session.purge_interval_secs`: hourly.
@@ -364,6 +373,8 @@ impl Settings {
             }
             connections.keep_alive_timeout = Duration::from_secs(secs);
         }
+        let (limits, wechat_concurrency) = self.limits.parse(&self.server.trusted_proxies)?;
+        http.limits = limits;
         // Checked here, once: the subscriber would silently drop a directive it cannot read.
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return bad("log.filter", &e.to_string());
@@ -374,6 +385,7 @@ impl Settings {
             connections,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
             purge_interval: PURGE_INTERVAL,
+            wechat_concurrency,
         };
         let store = self.database.parse()?;
         let service_timeout_ms = self.wechat.service_timeout_ms;
@@ -938,6 +950,42 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_typed_and_name_their_keys() {
+        let c = Settings::default().parse().expect("defaults are valid");
+        assert_eq!(c.server.http.limits.failed_burst.get(), 50);
+        assert_eq!(c.server.http.limits.failed_per_second.get(), 10);
+        assert_eq!(
+            c.server.wechat_concurrency,
+            crate::wechat_cap::DEFAULT_CONCURRENCY
+        );
+        for key in [
+            "failed_burst",
+            "failed_per_second",
+            "decrypt_failures_per_minute",
+            "wechat_concurrency",
+        ] {
+            let mut s = Settings::default();
+            let zero = Some(0);
+            match key {
+                "failed_burst" => s.limits.failed_burst = zero,
+                "failed_per_second" => s.limits.failed_per_second = zero,
+                "decrypt_failures_per_minute" => s.limits.decrypt_failures_per_minute = zero,
+                _ => s.limits.wechat_concurrency = zero,
+            }
+            assert!(err_of(s).contains(&format!("limits.{key}")), "{key}");
+        }
+        let mut s = Settings::default();
+        s.server.trusted_proxies =
+            TrustedProxies::List(vec!["10.0.0.0/8".into(), "not-a-net".into()]);
+        assert!(err_of(s).contains("server.trusted_proxies[1]"));
+        let mut s = Settings::default();
+        s.server.trusted_proxies = TrustedProxies::Text("10.0.0.0/8, 192.0.2.1".into());
+        let trusted = s.parse().expect("valid").server.http.limits.trusted_proxies;
+        assert_eq!(trusted.len(), 2);
+        assert!(trusted[1].contains(&"192.0.2.1".parse::<std::net::IpAddr>().unwrap()));
+    }
+
+    #[test]
     fn store_options_are_typed_and_default_to_the_adapters() {
         let mut s = Settings::default();
         s.database.url = "postgresql://u@db.example.com/wx".into();
@@ -985,6 +1033,15 @@ mod tests {
         );
         assert_eq!(c.server.connections, defaults.server.connections);
         assert_eq!(c.service.wechat_timeout, defaults.service.wechat_timeout);
+        assert_eq!(c.server.http.limits, defaults.server.http.limits);
+        assert_eq!(
+            c.server.http.limits,
+            crate::http::limits::LimitsConfig::default()
+        );
+        assert_eq!(
+            c.server.wechat_concurrency,
+            defaults.server.wechat_concurrency
+        );
         assert!(c.operators.is_empty() && defaults.operators.is_empty());
         assert!(matches!(
             c.store,

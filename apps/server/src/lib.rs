@@ -9,6 +9,7 @@ pub mod listener;
 pub mod metered;
 pub mod metrics;
 pub mod telemetry;
+pub mod wechat_cap;
 pub mod wiring;
 
 pub use config::{Config, Settings, WeChatAppSettings, WeChatMode};

@@ -99,6 +99,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     // A vector shows in a scrape only once it has a child: start these at zero, so the series
     // exist (and alerts on them work) before the first rejection or refresh.
     limiter_rejections.with_label_values(&["failed_attempts"]);
+    limiter_rejections.with_label_values(&["decrypt_failures"]);
     access_token_refreshes.with_label_values(&["ok"]);
     Metrics {
         registry,

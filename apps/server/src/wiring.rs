@@ -22,6 +22,7 @@ use wxlogin_wechat_mock::MockWeChat;
 use crate::config::{Config, ServerConfig, Settings, StoreConfig, WeChatConfig, WeChatMode};
 use crate::http::Apps;
 use crate::metered::Metered;
+use crate::wechat_cap::Capped;
 
 /// The service with the adapters that never vary: the cipher, the token minter, the clock.
 pub type AppService<S, W> = Service<S, W, WeChatCipher, OsTokens, SystemClock>;
@@ -156,7 +157,12 @@ async fn with_wechat<S: UserStore + Directory>(
                 .collect();
             serve(
                 &config.server,
-                apps_of(&store, services, &config.service),
+                apps_of(
+                    &store,
+                    services,
+                    &config.service,
+                    config.server.wechat_concurrency,
+                ),
                 admin,
                 controls,
                 gauge,
@@ -176,7 +182,12 @@ async fn with_wechat<S: UserStore + Directory>(
             let none: Vec<(String, Route)> = Vec::new();
             serve(
                 &config.server,
-                apps_of(&store, clients, &config.service),
+                apps_of(
+                    &store,
+                    clients,
+                    &config.service,
+                    config.server.wechat_concurrency,
+                ),
                 admin,
                 none,
                 gauge,
@@ -187,15 +198,21 @@ async fn with_wechat<S: UserStore + Directory>(
 }
 
 /// One service per app, all over clones of one store (they share its pools), the first the
-/// default.
+/// default; every app's WeChat calls count against one cap of `wechat_concurrency`.
 fn apps_of<S: UserStore, W: WeChat>(
     store: &S,
     wechats: Vec<(AppId, W)>,
     config: &ServiceConfig,
-) -> Apps<AppService<Metered<S>, Metered<W>>> {
-    // Every adapter call is measured for `/metrics` (crate::metered), outside the domain.
+    wechat_concurrency: usize,
+) -> Apps<AppService<Metered<S>, Metered<Capped<W>>>> {
+    // One cap on concurrent WeChat calls for every app (crate::wechat_cap), and every adapter
+    // call measured for `/metrics` (crate::metered, outside the cap: refusals are counted too),
+    // both outside the domain.
+    let permits = Arc::new(tokio::sync::Semaphore::new(wechat_concurrency));
     let service = |wechat| new_service(Metered(store.clone()), Metered(wechat), config);
-    let mut wechats = wechats.into_iter();
+    let mut wechats = wechats
+        .into_iter()
+        .map(|(app_id, w)| (app_id, Capped::new(w, Arc::clone(&permits))));
     let (first_id, first) = wechats
         .next()
         .expect("the configuration holds at least one app");

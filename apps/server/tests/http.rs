@@ -603,18 +603,27 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
             "200", "400", "401", "403", "413", "415", "422", "429", "500", "502", "503",
         ],
     );
-    // 400 everywhere: a request may name an app this server does not serve.
-    expect("/api/v1/me", "get", &["200", "400", "401", "500", "503"]);
-    expect("/api/v1/me", "delete", &["204", "400", "401", "500", "503"]);
+    // 400 everywhere: a request may name an app this server does not serve. 429 wherever a
+    // failure spends the budget of failed attempts (which can then refuse).
+    expect(
+        "/api/v1/me",
+        "get",
+        &["200", "400", "401", "429", "500", "503"],
+    );
+    expect(
+        "/api/v1/me",
+        "delete",
+        &["204", "400", "401", "429", "500", "503"],
+    );
     expect(
         "/api/v1/session/refresh",
         "post",
-        &["200", "400", "401", "500", "503"],
+        &["200", "400", "401", "429", "500", "503"],
     );
     expect(
         "/api/v1/me/profile",
         "patch",
-        &["200", "400", "401", "413", "415", "500", "503"],
+        &["200", "400", "401", "413", "415", "429", "500", "503"],
     );
     expect(
         "/api/v1/me/profile/encrypted",
@@ -626,19 +635,23 @@ fn each_operation_lists_the_errors_it_can_give_and_no_others() {
     expect(
         "/api/v1/session",
         "delete",
-        &["204", "400", "401", "500", "503"],
+        &["204", "400", "401", "429", "500", "503"],
     );
     expect("/readyz", "get", &["200", "500", "503"]);
     expect("/healthz", "get", &["200"]);
     expect(
         "/admin/v1/users",
         "get",
-        &["200", "400", "401", "500", "503"],
+        &["200", "400", "401", "429", "500", "503"],
     );
-    let one_user = ["200", "400", "401", "404", "500", "503"];
+    let one_user = ["200", "400", "401", "404", "429", "500", "503"];
     expect("/admin/v1/users/{id}", "get", &one_user);
     expect("/admin/v1/users/{id}/revoke-sessions", "post", &one_user);
-    expect("/admin/v1/stats", "get", &["200", "401", "500", "503"]);
+    expect(
+        "/admin/v1/stats",
+        "get",
+        &["200", "401", "429", "500", "503"],
+    );
     // Each status names its codes.
     let described = |path: &str, method: &str, status: &str| {
         doc["paths"][path][method]["responses"][status]["description"]

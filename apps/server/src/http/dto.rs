@@ -16,6 +16,7 @@ use wxlogin_domain::{
 #[serde(rename_all = "camelCase")]
 pub struct LoginBody {
     /// The `code` that `wx.login` returned (single use, valid for 5 minutes).
+    #[oai(validator(max_length = 256))]
     pub code: String,
 }
 
@@ -64,17 +65,23 @@ impl LoginRequest {
 #[serde(rename_all = "camelCase")]
 pub struct UpdateUserInfoBody {
     /// The `encryptedData` (base64) WeChat gave the client.
+    #[oai(validator(max_length = 32768))]
     pub encrypted_data: String,
     /// The `iv` (base64 of 16 bytes) that came with it.
+    #[oai(validator(max_length = 64))]
     pub iv: String,
     /// The token from `/onLogin`; may instead come as `Authorization: Bearer <token>`.
+    #[oai(validator(max_length = 256))]
     pub token: Option<String>,
     /// `rawData` from `getUserInfo`; checked against `signature` when both are present.
+    #[oai(validator(max_length = 8192))]
     pub raw_data: Option<String>,
     /// `signature` = sha1(rawData + session_key), hex.
+    #[oai(validator(max_length = 64))]
     pub signature: Option<String>,
     /// A fresh `wx.login` code. Send it when the session key may have rotated since login:
     /// the server exchanges it first and decrypts with the new key.
+    #[oai(validator(max_length = 256))]
     pub code: Option<String>,
 }
 
@@ -209,19 +216,25 @@ impl UserReply {
 pub struct ProfilePatchBody {
     /// From `<input type="nickname">`: 1–64 characters, trimmed, no control characters.
     /// WeChat's placeholder "微信用户" is ignored.
+    #[oai(validator(max_length = 64))]
     pub nick_name: Option<String>,
     /// An `https` or `http` URL of at most 1024 characters (an uploaded avatar's URL).
     /// WeChat's grey default avatar is ignored.
+    #[oai(validator(max_length = 1024))]
     pub avatar_url: Option<String>,
     /// 0 unknown, 1 male, 2 female.
     pub gender: Option<i64>,
     /// At most 64 characters.
+    #[oai(validator(max_length = 64))]
     pub country: Option<String>,
     /// At most 64 characters.
+    #[oai(validator(max_length = 64))]
     pub province: Option<String>,
     /// At most 64 characters.
+    #[oai(validator(max_length = 64))]
     pub city: Option<String>,
     /// At most 16 characters, e.g. `zh_CN`.
+    #[oai(validator(max_length = 16))]
     pub language: Option<String>,
 }
 
@@ -252,15 +265,20 @@ impl ProfilePatchBody {
 #[oai(rename_all = "camelCase")]
 pub struct EncryptedProfileBody {
     /// The `encryptedData` (base64) WeChat gave the client.
+    #[oai(validator(max_length = 32768))]
     pub encrypted_data: String,
     /// The `iv` (base64 of 16 bytes) that came with it.
+    #[oai(validator(max_length = 64))]
     pub iv: String,
     /// `rawData`; checked against `signature` when both are present.
+    #[oai(validator(max_length = 8192))]
     pub raw_data: Option<String>,
     /// `signature` = sha1(rawData + session_key), hex.
+    #[oai(validator(max_length = 64))]
     pub signature: Option<String>,
     /// A fresh `wx.login` code, when the session key may have rotated since login: the server
     /// exchanges it first and decrypts with the new key.
+    #[oai(validator(max_length = 256))]
     pub code: Option<String>,
 }
 
@@ -300,10 +318,13 @@ pub fn encrypted_profile(
 pub struct PhoneBody {
     /// Alone: the code from `<button open-type="getPhoneNumber">` (not a `wx.login` code).
     /// With `encryptedData`: a fresh `wx.login` code whose session key decrypts it.
+    #[oai(validator(max_length = 256))]
     pub code: Option<String>,
     /// Legacy: the encrypted phone data.
+    #[oai(validator(max_length = 32768))]
     pub encrypted_data: Option<String>,
     /// Legacy: the `iv` that came with it.
+    #[oai(validator(max_length = 64))]
     pub iv: Option<String>,
 }
 

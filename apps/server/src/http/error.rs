@@ -113,6 +113,8 @@ pub struct Failure {
     pub code: ErrorCode,
     message: Cow<'static, str>,
     detail: Option<String>,
+    /// Seconds for `Retry-After` (`rate_limited`).
+    retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -121,7 +123,19 @@ impl Failure {
             code,
             message: Cow::Borrowed(code.default_message()),
             detail: None,
+            retry_after: None,
         }
+    }
+
+    /// Answers with `Retry-After: <secs>` (at least 1).
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// Replaces the default message with one that says more about this case.
@@ -161,10 +175,13 @@ impl Failure {
             "error": self.code.as_str(),
             "message": self.message,
         });
-        poem::Response::builder()
+        let mut response = poem::Response::builder()
             .status(self.code.status())
-            .content_type("application/json; charset=utf-8")
-            .body(body.to_string())
+            .content_type("application/json; charset=utf-8");
+        if let Some(secs) = self.retry_after {
+            response = response.header(poem::http::header::RETRY_AFTER, secs);
+        }
+        response.body(body.to_string())
     }
 
     /// Maps an error that poem or poem-openapi raised before an operation ran: a body or
@@ -277,7 +294,9 @@ impl<E> From<ApiError<E>> for poem::Error {
 impl<E: ErrorSet> ApiResponse for ApiError<E> {
     fn meta() -> MetaResponses {
         let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
-        for code in E::CODES {
+        // An operation whose failures spend the budgets can be refused by them.
+        let limited = crate::http::limits::refusable(E::CODES).then_some(&C::RateLimited);
+        for code in E::CODES.iter().chain(limited) {
             by_status
                 .entry(code.status().as_u16())
                 .or_default()
@@ -783,10 +802,12 @@ mod tests {
     fn each_operation_documents_its_own_codes_by_status() {
         let meta = <ApiError<AuthError> as ApiResponse>::meta();
         let statuses: Vec<_> = meta.responses.iter().filter_map(|r| r.status).collect();
-        assert_eq!(statuses, [400, 401, 500, 503]);
+        // 429: an unknown token spends the address's budget, which can then refuse it.
+        assert_eq!(statuses, [400, 401, 429, 500, 503]);
         let unauthorized = &meta.responses[1];
         assert!(unauthorized.description.contains("`invalid_token`"));
         assert!(unauthorized.description.contains("`token_expired`"));
+        assert!(meta.responses[2].description.contains("`rate_limited`"));
         assert!(
             <ApiError<Infallible> as ApiResponse>::meta()
                 .responses

@@ -11,6 +11,7 @@
 //! - [`middleware`]: the body limit and the one place failures become answers;
 //! - [`strict`]: request ids, strict JSON bodies, `Allow` and the security headers;
 //! - [`metrics`]: `GET /metrics` (Prometheus text; outside the OpenAPI document).
+//! - [`limits`]: the budgets of failed attempts (per client address, per token).
 
 pub mod admin;
 pub mod apps;
@@ -19,6 +20,7 @@ pub mod classic;
 pub mod dto;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod middleware;
 pub mod profile;
@@ -93,6 +95,8 @@ pub struct HttpConfig {
     /// How long a client has to send its whole body; one that stops sending is answered
     /// 408 and its connection closed.
     pub body_read_timeout: std::time::Duration,
+    /// The budgets of failed attempts and the trusted proxies.
+    pub limits: limits::LimitsConfig,
 }
 
 impl Default for HttpConfig {
@@ -102,6 +106,7 @@ impl Default for HttpConfig {
             // A 1 MiB avatar over a slow mobile link fits; a stalled upload does not hold a
             // connection for long.
             body_read_timeout: std::time::Duration::from_secs(30),
+            limits: limits::LimitsConfig::default(),
         }
     }
 }
@@ -140,7 +145,7 @@ pub fn openapi<L: LoginService, A: AdminService>(
 
 /// The whole HTTP app: the API, `/openapi.json`, Swagger UI at `/docs`, `extra` routes nested
 /// where the composition root says (the mock WeChat's control API in mock mode), the body
-/// limit, and the JSON error answers and request log of [`middleware::answer`].
+/// limit, the budgets of failed attempts ([`limits::limit`]), and the JSON error answers and request log of [`middleware::answer`].
 pub fn app<L, A, M>(
     apps: Apps<L>,
     admin: Arc<A>,
@@ -172,8 +177,10 @@ where
     }
     let (limit, read_timeout) = (config.body_limit, config.body_read_timeout);
     let json_routes = Arc::clone(&routes);
+    let budgets = Arc::new(limits::Limits::new(&config.limits));
     route
         .around(move |ep, req| strict::check_json(ep, req, Arc::clone(&json_routes)))
+        .around(move |ep, req| limits::limit(ep, req, Arc::clone(&budgets)))
         .around(move |ep, req| middleware::limit_body(ep, req, limit, read_timeout))
         .around(middleware::answer)
         .around(move |ep, req| strict::around(ep, req, Arc::clone(&routes)))

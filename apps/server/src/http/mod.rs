@@ -93,7 +93,7 @@ pub struct HttpConfig {
     /// Largest request body accepted, in bytes (also enforced without `Content-Length`).
     pub body_limit: usize,
     /// How long a client has to send its whole body; one that stops sending is answered
-    /// 408 and its connection closed.
+    /// 400 `invalid_request` and its connection closed (DESIGN §5 has no 408 code).
     pub body_read_timeout: std::time::Duration,
     /// The budgets of failed attempts and the trusted proxies.
     pub limits: limits::LimitsConfig,

@@ -1,7 +1,8 @@
 //! Security invariants, end to end (docs/security.md names them): after every flow a client
 //! can run, no secret a client or WeChat handed the server is anywhere in the database; and
 //! every decryption failure past the length checks is answered byte for byte alike, so the
-//! answer is no padding oracle. Runs with either WeChat adapter and either store.
+//! answer is no padding oracle; and a token in the URL authenticates nothing. Runs with either
+//! WeChat adapter and either store.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -394,4 +395,44 @@ async fn every_decrypt_failure_past_the_length_checks_is_answered_byte_for_byte_
     )
     .await;
     assert_eq!(body["user"]["nickName"], "After");
+}
+
+/// A token is taken from the `Authorization` header (and, for `/updateUserInfo`, its body
+/// field), never from the URL: a token in the query string authenticates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_in_the_url_is_never_accepted() {
+    let app = spawn_app().await;
+    let token = token_of(&app.login_ok("o-url").await);
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/v1/me"),
+        (reqwest::Method::POST, "/api/v1/session/refresh"),
+        (reqwest::Method::DELETE, "/api/v1/session"),
+    ] {
+        let resp = send(
+            app.client
+                .request(method.clone(), format!("{}{path}?token={token}", app.url))
+                .query(&[("access_token", &token)]),
+        )
+        .await;
+        expect_error(resp, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    let payload = app.encrypt("o-url", &wechat_user_info("Url"));
+    let resp = send(
+        app.client
+            .post(format!("{}/updateUserInfo?token={token}", app.url))
+            .form(&[
+                ("encryptedData", payload.encrypted_data.as_str()),
+                ("iv", payload.iv.as_str()),
+            ]),
+    )
+    .await;
+    expect_error(resp, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    // The token itself still works, from the header.
+    let resp = send(
+        app.client
+            .get(format!("{}/api/v1/me", app.url))
+            .bearer_auth(&token),
+    )
+    .await;
+    expect_status(resp, StatusCode::OK).await;
 }

@@ -323,7 +323,7 @@ async fn every_decrypt_failure_past_the_length_checks_is_answered_byte_for_byte_
     info["openId"] = "o-oracle".into();
     info["watermark"] = json!({"appid": APP_ID, "timestamp": 1_700_000_000});
     let mut text = info.to_string();
-    while text.len() % 16 != 0 {
+    while !text.len().is_multiple_of(16) {
         info["nickName"] = format!("{}x", info["nickName"].as_str().unwrap()).into();
         text = info.to_string();
     }

@@ -63,7 +63,7 @@ impl WeChatArg {
 /// The test targets that run against Postgres: the store's contract and adapter tests
 /// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
 /// end-to-end target (each one touches the store).
-const POSTGRES_TARGETS: [&str; 18] = [
+const POSTGRES_TARGETS: [&str; 19] = [
     "contract",
     "postgres",
     "login",
@@ -82,6 +82,7 @@ const POSTGRES_TARGETS: [&str; 18] = [
     "strict",
     "limits",
     "connection_timeouts",
+    "security",
 ];
 
 fn main() -> anyhow::Result<()> {

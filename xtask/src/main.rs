@@ -63,7 +63,7 @@ impl WeChatArg {
 /// The test targets that run against Postgres: the store's contract and adapter tests
 /// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
 /// end-to-end target (each one touches the store).
-const POSTGRES_TARGETS: [&str; 19] = [
+const POSTGRES_TARGETS: [&str; 20] = [
     "contract",
     "postgres",
     "login",
@@ -83,6 +83,7 @@ const POSTGRES_TARGETS: [&str; 19] = [
     "limits",
     "connection_timeouts",
     "security",
+    "database_faults",
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -195,4 +195,9 @@ impl<S: UserStore> UserStore for Metered<S> {
     async fn ping(&self) -> Result<(), StoreError> {
         store_call("ping", self.0.ping()).await
     }
+
+    /// Not measured: no IO, nothing to time.
+    fn available(&self) -> Result<(), StoreError> {
+        self.0.available()
+    }
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use wxlogin_crypto::{Argon2Verifier, OsTokens, WeChatCipher};
 use wxlogin_domain::{
     ActiveAt, Admin, AdminConfig, AdminService, AppId, Directory, LoginService, Service,
-    ServiceConfig, StatsQuery, SystemClock, UserStore, WeChat,
+    ServiceConfig, StatsQuery, StoreError, SystemClock, UserStore, WeChat,
 };
 use wxlogin_store_postgres::Postgres;
 use wxlogin_store_sqlite::Sqlite;
@@ -103,13 +103,14 @@ pub async fn start(config: Config, mocks: Vec<MockWeChat>) -> anyhow::Result<Run
             let store = Sqlite::open(&location, options)
                 .await
                 .context("cannot open the SQLite database (database.url)")?;
-            with_wechat(config, store, mocks).await
+            with_wechat(config, store, mocks, Vec::new()).await
         }
         StoreConfig::Postgres { location, options } => {
-            let store = Postgres::open(&location, options)
+            let store = Postgres::open_lazy(&location, options)
                 .await
-                .context("cannot connect to Postgres (database.url)")?;
-            with_wechat(config, store, mocks).await
+                .context("cannot set up the Postgres connection pool (database.url)")?;
+            let migrating = migrate_or_keep_trying(&store).await?;
+            with_wechat(config, store, mocks, migrating.into_iter().collect()).await
         }
     }
 }
@@ -120,12 +121,13 @@ async fn with_wechat<S: UserStore + Directory>(
     config: Config,
     store: S,
     mocks: Vec<MockWeChat>,
+    mut background: Vec<JoinHandle<()>>,
 ) -> anyhow::Result<RunningServer> {
     let admin = new_admin(store.clone(), &config)?;
-    let gauge = tokio::spawn(count_active_sessions(
+    background.push(tokio::spawn(count_active_sessions(
         store.clone(),
         config.service.idle_timeout,
-    ));
+    )));
     match config.wechat.clone() {
         WeChatConfig::Mock { apps, implicit } => {
             let mocks = if mocks.is_empty() {
@@ -165,7 +167,7 @@ async fn with_wechat<S: UserStore + Directory>(
                 ),
                 admin,
                 controls,
-                gauge,
+                background,
             )
             .await
         }
@@ -190,7 +192,7 @@ async fn with_wechat<S: UserStore + Directory>(
                 ),
                 admin,
                 none,
-                gauge,
+                background,
             )
             .await
         }
@@ -228,7 +230,7 @@ async fn serve<L, A, M>(
     apps: Apps<L>,
     admin: A,
     extra: Vec<(String, M)>,
-    gauge: JoinHandle<()>,
+    mut background: Vec<JoinHandle<()>>,
 ) -> anyhow::Result<RunningServer>
 where
     L: LoginService,
@@ -236,10 +238,10 @@ where
     M: Endpoint + 'static,
 {
     // The store is shared by every app: one purge covers them all.
-    let purge = tokio::spawn(purge_ended_sessions(
+    background.push(tokio::spawn(purge_ended_sessions(
         Arc::clone(apps.default_service()),
         config.purge_interval,
-    ));
+    )));
     let app = crate::http::app(apps, Arc::new(admin), extra, &config.http);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -260,8 +262,9 @@ where
             grace,
         )
         .await;
-        purge.abort();
-        gauge.abort();
+        for task in background {
+            task.abort();
+        }
         served
     });
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "wxlogin listening");
@@ -270,6 +273,49 @@ where
         shutdown: Some(tx),
         task,
     })
+}
+
+/// The longest pause between two attempts to reach a database that was down at start.
+const MIGRATE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Applies the migrations before serving. A database that cannot be reached does not stop the
+/// start: the server serves (`/readyz` and the API answer 503 `database_unavailable`) while the
+/// returned task keeps trying, and the store becomes ready the moment it succeeds. Any other
+/// failure (a refused password, a migration that fails) is a configuration error and stops
+/// the start.
+async fn migrate_or_keep_trying(store: &Postgres) -> anyhow::Result<Option<JoinHandle<()>>> {
+    match store.migrate().await {
+        Ok(()) => Ok(None),
+        Err(StoreError::Unavailable(detail)) => {
+            tracing::warn!(
+                error = %detail,
+                "the database cannot be reached: serving 503 database_unavailable until it can, \
+                 trying again in the background"
+            );
+            Ok(Some(tokio::spawn(keep_migrating(store.clone()))))
+        }
+        Err(e) => Err(e).context("cannot prepare the Postgres database (database.url)"),
+    }
+}
+
+/// Tries to reach and migrate the database until it succeeds, backing off from 250 ms to
+/// [`MIGRATE_RETRY_MAX`] (each attempt also waits up to the pool's acquire timeout).
+async fn keep_migrating(store: Postgres) {
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        tokio::time::sleep(pause).await;
+        match store.migrate().await {
+            Ok(()) => {
+                tracing::info!("the database is reachable and migrated: serving");
+                return;
+            }
+            Err(StoreError::Unavailable(detail)) => {
+                tracing::debug!(error = %detail, "the database is still unreachable");
+            }
+            Err(e) => tracing::error!(error = %e, "preparing the database failed; will retry"),
+        }
+        pause = (pause * 2).min(MIGRATE_RETRY_MAX);
+    }
 }
 
 /// Refreshes the `wxlogin_active_sessions` gauge from the store every 15 s, for as long as the

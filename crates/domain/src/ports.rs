@@ -257,6 +257,12 @@ pub trait UserStore: Clone + Send + Sync + 'static {
 
     /// Checks that the database answers (for `/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Says at once, without IO, whether the store is known to be unable to take work:
+    /// [`StoreError::Unavailable`] while it has not reached its database yet (a server that
+    /// started before its database). A login checks it before spending its one-use code with
+    /// WeChat. `Ok` promises nothing: the database may still fail the next call.
+    fn available(&self) -> Result<(), StoreError>;
 }
 
 /// WeChat failures, each mapped from an `errcode` or a transport failure. Texts never hold

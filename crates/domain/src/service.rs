@@ -293,6 +293,9 @@ where
     K: Clock,
 {
     async fn login(&self, code: &LoginCode) -> Result<LoginOutcome, LoginError> {
+        // A code is spent by its exchange: refuse before it while the store is known to be
+        // down, so the client may retry with the same code.
+        self.store.available().map_err(LoginError::Unavailable)?;
         let exchanged = self.exchange(code).await?;
         let state = LoginState::Anonymous
             .on(LoginEvent::CodeExchanged(exchanged.clone()))

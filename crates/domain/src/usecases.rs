@@ -86,8 +86,13 @@ pub struct LoginOutcome {
 pub enum LoginError {
     #[error(transparent)]
     WeChat(#[from] WeChatError),
+    /// The write after the code's exchange failed: the code is spent.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store was known to be down before the exchange, which was not attempted: the code
+    /// is still good.
+    #[error("store not available: {0}")]
+    Unavailable(StoreError),
     /// An invariant broke (the store bound another openid); details are for logs.
     #[error("unexpected: {0}")]
     Unexpected(String),

@@ -761,6 +761,11 @@ impl UserStore for MemStore {
         }
         Ok(())
     }
+
+    /// A memory store is there from the start.
+    fn available(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl Directory for MemStore {

@@ -200,9 +200,10 @@ impl Backend for PostgresBackend {
         PostgresLocation::parse(url)
     }
 
-    /// Connects and applies the migrations. sqlx holds a PostgreSQL advisory lock while it
-    /// migrates, so several instances starting at once apply each migration exactly once.
-    async fn open(
+    /// Builds the pool without connecting: connections are opened on first use, and again
+    /// after the database went away, so the pool outlives outages and a server may start
+    /// before its database.
+    async fn pools(
         location: &PostgresLocation,
         options: PostgresOptions,
     ) -> Result<Pools<sqlx::Postgres>, StoreError> {
@@ -221,21 +222,23 @@ impl Backend for PostgresBackend {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect_options)
-            .await
-            .map_err(Self::map_err)?;
-
-        MIGRATOR.run(&pool).await.map_err(map_migrate_err)?;
-
-        tracing::debug!(
-            max_connections = options.max_connections,
-            "Postgres store ready"
-        );
+            .connect_lazy_with(connect_options);
         // One pool serves reads and writes alike: PostgreSQL has no single-writer rule.
         Ok(Pools {
             reader: pool.clone(),
             writer: pool,
         })
+    }
+
+    /// Connects and applies the migrations. sqlx holds a PostgreSQL advisory lock while it
+    /// migrates, so several instances starting at once apply each migration exactly once.
+    async fn migrate(pools: &Pools<sqlx::Postgres>) -> Result<(), StoreError> {
+        MIGRATOR.run(&pools.writer).await.map_err(map_migrate_err)?;
+        tracing::debug!(
+            max_connections = pools.writer.options().get_max_connections(),
+            "Postgres store ready"
+        );
+        Ok(())
     }
 
     /// The insert half of the login upsert, race-free without retries: insert the user, then

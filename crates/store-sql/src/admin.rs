@@ -173,7 +173,7 @@ where
         }
         let rows = query
             .bind(i64::from(search.limit))
-            .fetch_all(&self.pools.reader)
+            .fetch_all(self.reader()?)
             .await
             .map_err(B::map_err)?;
         rows.into_iter().map(UserRow::into_user).collect()
@@ -199,7 +199,7 @@ where
         .bind(B::Id::from(*user_id.as_uuid()))
         .bind(B::timestamp(active.now))
         .bind(B::timestamp(active.seen_after))
-        .fetch_optional(&self.pools.reader)
+        .fetch_optional(self.reader()?)
         .await
         .map_err(B::map_err)?;
         row.map(|r| {
@@ -253,7 +253,7 @@ where
         .bind(B::timestamp(query.active.seen_after))
         .bind(B::timestamp(query.hour_from))
         .bind(B::timestamp(query.day_from))
-        .fetch_one(&self.pools.reader)
+        .fetch_one(self.reader()?)
         .await
         .map_err(B::map_err)?;
         Ok(Stats {

@@ -3,6 +3,8 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -25,6 +27,9 @@ const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_millis(200);
 const MIN_PAUSE: Duration = Duration::from_millis(1);
 
+/// What a store that is not ready yet answers (see [`Store::open_lazy`]).
+const NOT_READY: &str = "the database has not been reached yet (connecting and migrating)";
+
 /// What differs between the stores beyond binding values: how they connect, how a write
 /// transaction begins, and how a first login creates its user. Implemented by a marker type
 /// of each store crate.
@@ -38,11 +43,18 @@ pub trait Backend: Dialect {
     /// Parses a database URL. The error text never echoes the URL (it may hold a password).
     fn locate(url: &str) -> Result<Self::Location, StoreError>;
 
-    /// Connects with `options` (checking them first) and applies the migrations.
-    fn open(
+    /// Builds the pools with `options` (checking them first). A backend may connect at once
+    /// (SQLite opens its file) or on first use (Postgres, so that a server can start before
+    /// its database is up); either way nothing is migrated yet.
+    fn pools(
         location: &Self::Location,
         options: Self::Options,
     ) -> impl Future<Output = Result<Pools<Self::Db>, StoreError>> + Send;
+
+    /// Applies the migrations that have not been applied yet. A database that cannot be
+    /// reached is [`StoreError::Unavailable`]; a migration that fails is
+    /// [`StoreError::Unexpected`].
+    fn migrate(pools: &Pools<Self::Db>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The statement that begins the transaction of a login, a profile or phone change, or a
     /// refresh.
@@ -67,9 +79,16 @@ pub struct Pools<DB: Database> {
 }
 
 /// A store over the database of backend `B`: each port method is one transaction (writes
-/// that touch several rows) or one statement. Cheap to clone: clones share the pools.
+/// that touch several rows) or one statement. Cheap to clone: clones share the pools and the
+/// readiness.
+///
+/// A store opened with [`Store::open_lazy`] is not *ready* until [`Store::migrate`] has
+/// succeeded: until then every method answers [`StoreError::Unavailable`] at once, without
+/// touching the database, whose schema may not exist yet.
 pub struct Store<B: Backend> {
-    pub(crate) pools: Pools<B::Db>,
+    pools: Pools<B::Db>,
+    /// Set once the migrations have been applied; never cleared.
+    ready: Arc<AtomicBool>,
 }
 
 // Written out: derived, they would require the database type itself to be `Clone`.
@@ -86,6 +105,7 @@ impl<B: Backend> Clone for Store<B> {
     fn clone(&self) -> Self {
         Self {
             pools: self.pools.clone(),
+            ready: Arc::clone(&self.ready),
         }
     }
 }
@@ -95,6 +115,7 @@ impl<B: Backend> Debug for Store<B> {
         f.debug_struct("Store")
             .field("database", &<B::Db as Database>::NAME)
             .field("pools", &self.pools)
+            .field("ready", &self.is_ready())
             .finish()
     }
 }
@@ -115,14 +136,63 @@ impl<B: Backend> Store<B> {
     /// Opens the database at an already parsed location (the server parses its configuration
     /// once, at start), and applies the migrations.
     pub async fn open(location: &B::Location, options: B::Options) -> Result<Self, StoreError> {
-        let pools = B::open(location, options).await?;
-        Ok(Self { pools })
+        let store = Self::open_lazy(location, options).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Builds the store without migrating: it is not ready, and answers
+    /// [`StoreError::Unavailable`], until [`Store::migrate`] succeeds. On Postgres this
+    /// connects on first use, so it succeeds while the database is still down; the server
+    /// starts this way and migrates in the background until the database appears.
+    pub async fn open_lazy(
+        location: &B::Location,
+        options: B::Options,
+    ) -> Result<Self, StoreError> {
+        let pools = B::pools(location, options).await?;
+        Ok(Self {
+            pools,
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Applies the pending migrations (several instances may do so at once: each migration
+    /// runs exactly once) and makes the store ready. Idempotent.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        if self.is_ready() {
+            return Ok(());
+        }
+        B::migrate(&self.pools).await?;
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether the migrations have been applied (see [`Store::open_lazy`]).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The pool for single-statement reads, once the store is ready.
+    pub(crate) fn reader(&self) -> Result<&Pool<B::Db>, StoreError> {
+        self.check_ready().map(|()| &self.pools.reader)
+    }
+
+    /// The pool for transactions and single-statement writes, once the store is ready.
+    pub(crate) fn writer(&self) -> Result<&Pool<B::Db>, StoreError> {
+        self.check_ready().map(|()| &self.pools.writer)
+    }
+
+    fn check_ready(&self) -> Result<(), StoreError> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(NOT_READY.into()))
+        }
     }
 
     /// Begins a write transaction the backend's way.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, B::Db>, StoreError> {
-        self.pools
-            .writer
+        self.writer()?
             .begin_with(B::BEGIN_WRITE)
             .await
             .map_err(B::map_err)
@@ -161,7 +231,7 @@ where
     ) -> Result<StoredAccessToken, AccessTokenError> {
         let mut abandoned = ReleaseOnDrop(Some({
             let (writer, app_id, holder) =
-                (self.pools.writer.clone(), app_id.clone(), holder.to_owned());
+                (self.writer()?.clone(), app_id.clone(), holder.to_owned());
             Box::pin(async move {
                 if let Err(e) =
                     Queries::<B>::release_access_token_lease(&writer, &app_id, &holder).await
@@ -172,13 +242,11 @@ where
         }));
         let outcome = match fetch().await {
             Ok(token) => {
-                Queries::<B>::store_access_token(&self.pools.writer, app_id, holder, &token)
-                    .await?;
+                Queries::<B>::store_access_token(self.writer()?, app_id, holder, &token).await?;
                 Ok(token)
             }
             Err(e) => {
-                Queries::<B>::release_access_token_lease(&self.pools.writer, app_id, holder)
-                    .await?;
+                Queries::<B>::release_access_token_lease(self.writer()?, app_id, holder).await?;
                 Err(e.into())
             }
         };
@@ -233,7 +301,7 @@ where
         app_id: &AppId,
         digest: &TokenDigest,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        Queries::<B>::find_session(&self.pools.reader, app_id, digest).await
+        Queries::<B>::find_session(self.reader()?, app_id, digest).await
     }
 
     async fn update_profile(&self, change: ProfileChange) -> Result<User, StoreError> {
@@ -248,7 +316,7 @@ where
         session_id: SessionId,
         key: SessionKey,
     ) -> Result<(), StoreError> {
-        Queries::<B>::rotate_session_key(&self.pools.writer, session_id, &key).await
+        Queries::<B>::rotate_session_key(self.writer()?, session_id, &key).await
     }
 
     async fn revoke_session(
@@ -256,7 +324,7 @@ where
         session_id: SessionId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        Queries::<B>::revoke_session(&self.pools.writer, session_id, now).await
+        Queries::<B>::revoke_session(self.writer()?, session_id, now).await
     }
 
     async fn refresh_session(&self, refresh: SessionRefresh) -> Result<(), StoreError> {
@@ -270,7 +338,7 @@ where
         session_id: SessionId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        Queries::<B>::touch_session(&self.pools.writer, session_id, now).await
+        Queries::<B>::touch_session(self.writer()?, session_id, now).await
     }
 
     async fn set_phone_number(&self, change: PhoneChange) -> Result<User, StoreError> {
@@ -281,14 +349,14 @@ where
     }
 
     async fn erase_user(&self, user_id: UserId) -> Result<(), StoreError> {
-        Queries::<B>::erase_user(&self.pools.writer, user_id).await
+        Queries::<B>::erase_user(self.writer()?, user_id).await
     }
 
     async fn purge_sessions(&self, before: PurgeBefore) -> Result<u64, StoreError> {
-        let purged = Queries::<B>::purge_sessions(&self.pools.writer, before).await?;
+        let purged = Queries::<B>::purge_sessions(self.writer()?, before).await?;
         // The statistics' login events go after a day (their longest window).
         crate::admin::purge_login_events::<B, _>(
-            &self.pools.writer,
+            self.writer()?,
             before.now - wxlogin_domain::LOGIN_EVENTS_KEPT,
         )
         .await?;
@@ -319,7 +387,7 @@ where
                 )
                 .into());
             }
-            let row = Queries::<B>::access_token_row(&self.pools.reader, app_id).await?;
+            let row = Queries::<B>::access_token_row(self.reader()?, app_id).await?;
             let stored = row.as_ref().and_then(AccessTokenRow::token);
             if let Some(stored) = stored.as_ref().filter(|t| t.will_do(&need)) {
                 return Ok(stored.clone());
@@ -338,11 +406,11 @@ where
                 }
                 _ => {
                     if row.is_none() {
-                        Queries::<B>::insert_access_token_row(&self.pools.writer, app_id).await?;
+                        Queries::<B>::insert_access_token_row(self.writer()?, app_id).await?;
                     }
                     let until = at + need.lease;
                     if Queries::<B>::take_access_token_lease(
-                        &self.pools.writer,
+                        self.writer()?,
                         app_id,
                         &holder,
                         at,
@@ -364,10 +432,14 @@ where
         app_id: &AppId,
         token: &AccessToken,
     ) -> Result<(), StoreError> {
-        Queries::<B>::forget_access_token(&self.pools.writer, app_id, token).await
+        Queries::<B>::forget_access_token(self.writer()?, app_id, token).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        Queries::<B>::ping(&self.pools.reader).await
+        Queries::<B>::ping(self.reader()?).await
+    }
+
+    fn available(&self) -> Result<(), StoreError> {
+        self.check_ready()
     }
 }

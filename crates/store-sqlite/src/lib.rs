@@ -163,12 +163,13 @@ impl Backend for SqliteBackend {
     /// sharing the file and then fail to upgrade its lock.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
-    /// Opens (creating if missing) the database and applies the migrations. The writer pool
+    /// Opens (creating if missing) the database, at once: a file that cannot be opened is a
+    /// configuration error the server reports at start. The writer pool
     /// has exactly one connection: SQLite allows one writer at a time, so writers wait there,
     /// in order, for at most [`SqliteOptions::acquire_timeout`], instead of racing for the
     /// file lock. Readers are `query_only` connections (the writer pool itself for in-memory
     /// databases).
-    async fn open(
+    async fn pools(
         location: &SqliteLocation,
         options: SqliteOptions,
     ) -> Result<Pools<sqlx::Sqlite>, StoreError> {
@@ -205,11 +206,6 @@ impl Backend for SqliteBackend {
             .await
             .map_err(Self::map_err)?;
 
-        MIGRATOR
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Unexpected(format!("SQLite migration failed: {e}")))?;
-
         let reader = if in_memory {
             // Separate connections to a shared-cache memory database lock each other at the
             // table level (no WAL), so reads share the writer's connection instead.
@@ -225,8 +221,16 @@ impl Backend for SqliteBackend {
                 .map_err(Self::map_err)?
         };
 
-        tracing::debug!(in_memory, "SQLite store ready");
+        tracing::debug!(in_memory, "SQLite store open");
         Ok(Pools { reader, writer })
+    }
+
+    /// Applies the migrations through the writer, the one connection that may write.
+    async fn migrate(pools: &Pools<sqlx::Sqlite>) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&pools.writer)
+            .await
+            .map_err(|e| StoreError::Unexpected(format!("SQLite migration failed: {e}")))
     }
 
     /// Race-free find-then-insert: the write lock is held from `BEGIN IMMEDIATE` on, so no

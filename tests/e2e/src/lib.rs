@@ -13,6 +13,8 @@
 //!
 //! Test code only: it may panic (`expect`) wherever a test would fail anyway.
 
+pub mod proxy;
+
 use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
@@ -213,10 +215,20 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 /// [`spawn_app_with`] on a WeChat adapter named by the test, whatever the environment says:
 /// for behaviour that only one adapter has.
 pub async fn spawn_app_on(wechat: WeChatUnderTest, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on_db(TestDb::fresh().await, wechat, adjust).await
+}
+
+/// [`spawn_app_on`] on a database the test chose (a store the test is about, whatever the
+/// environment says). `adjust` may point `database.url` elsewhere (through a proxy); `db`
+/// stays the database itself.
+pub async fn spawn_app_on_db(
+    db: TestDb,
+    wechat: WeChatUnderTest,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let app_id = AppId::parse(APP_ID).expect("valid app id");
     let mock = MockWeChat::new(app_id, Some(APP_SECRET.into()));
     let mock_server = MockServer::start(mock.clone()).await;
-    let db = TestDb::fresh().await;
     let mut settings = http_settings(&db.url(), &mock_server.url);
     adjust(&mut settings);
     let server = spawn_server(settings.clone(), &mock, wechat).await;

@@ -412,6 +412,8 @@ impl ErrorSet for LoginError {
             // The store is only reached once WeChat has exchanged the code, which is then
             // spent: retrying with it would answer code_used (DESIGN §5).
             Self::Store(s) => Failure::from(s).with_message(CODE_SPENT),
+            // Refused before the exchange: the same code may be sent again.
+            Self::Unavailable(s) => Failure::from(s),
             Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
         }
     }
@@ -638,6 +640,7 @@ mod tests {
     fn every_use_case_error_maps_inside_its_documented_codes() {
         let mut login: Vec<LoginError> = wechat_errors().into_iter().map(Into::into).collect();
         login.extend(store_errors().into_iter().map(LoginError::Store));
+        login.extend(store_errors().into_iter().map(LoginError::Unavailable));
         login.push(LoginError::Unexpected("x".into()));
         assert_within(login);
         assert_within(auth_errors());
@@ -760,6 +763,13 @@ mod tests {
         assert!(!plain.message().contains("used up"), "{}", plain.message());
         let login = LoginError::Store(unavailable()).failure();
         assert!(login.message().contains("wx.login"), "{}", login.message());
+        let before = LoginError::Unavailable(unavailable()).failure();
+        assert_eq!(before.code, C::DatabaseUnavailable);
+        assert!(
+            !before.message().contains("wx.login"),
+            "{}",
+            before.message()
+        );
     }
 
     #[test]

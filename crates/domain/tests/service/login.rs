@@ -157,6 +157,24 @@ async fn store_errors_propagate_from_login() {
 }
 
 #[tokio::test]
+async fn a_store_known_to_be_down_refuses_the_login_before_the_code_is_spent() {
+    let mut m = Mocks::new();
+    let down = StoreError::Unavailable("not migrated yet".into());
+    m.store = MockUserStore::new();
+    let answer = down.clone();
+    m.store
+        .expect_available()
+        .times(1)
+        .returning(move || Err(answer.clone()));
+    m.wechat.expect_code_to_session().never();
+    m.login_never();
+    m.tokens.expect_mint().never();
+
+    let result = m.service().login(&code("the-code")).await;
+    assert_eq!(result.err(), Some(LoginError::Unavailable(down)));
+}
+
+#[tokio::test]
 async fn a_store_that_binds_another_openid_is_an_unexpected_error() {
     let exchanged = CodeSession {
         open_id: open_id("oAsked"),

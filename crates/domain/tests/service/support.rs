@@ -170,8 +170,10 @@ impl Mocks {
         clock.expect_now().return_const(now());
         let mut tokens = MockTokenMinter::new();
         tokens.expect_digest().returning(fake_digest);
+        let mut store = MockUserStore::new();
+        store.expect_available().returning(|| Ok(()));
         Self {
-            store: MockUserStore::new(),
+            store,
             wechat,
             cipher: MockUserDataCipher::new(),
             tokens,

@@ -651,3 +651,68 @@ async fn throwaway_databases_are_dropped_explicitly_or_on_drop() {
     drop(implicit);
     assert!(!database_exists(&name).await);
 }
+
+/// A store opened lazily against a port where nothing listens is built at once, answers
+/// `Unavailable` everywhere (without touching a database whose schema may not exist yet),
+/// fails to migrate as `Unavailable`; the same kind of store on the real database migrates and
+/// is ready.
+#[tokio::test]
+async fn a_lazy_store_is_unavailable_until_it_has_migrated() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("reserve a port");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let options = PostgresOptions {
+        acquire_timeout: Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let nowhere = wxlogin_store_postgres::PostgresLocation::parse(&format!(
+        "postgres://postgres@127.0.0.1:{port}/nothing"
+    ))
+    .expect("a valid URL");
+    let store = Postgres::open_lazy(&nowhere, options.clone())
+        .await
+        .expect("a lazy store is built without a database");
+    assert!(!store.is_ready());
+    assert!(matches!(store.available(), Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.login(login_for("o-lazy", 1, KEY_A)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let started = Instant::now();
+    assert!(matches!(
+        store.migrate().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(!store.is_ready());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let db = fresh().await;
+    let location = wxlogin_store_postgres::PostgresLocation::parse(db.url()).expect("a valid URL");
+    let store = Postgres::open_lazy(&location, options)
+        .await
+        .expect("lazy store");
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    store.migrate().await.expect("migrate the fresh database");
+    assert!(store.is_ready() && store.available().is_ok());
+    store.ping().await.expect("ready");
+    let record = store
+        .login(login_for("o-lazy", 1, KEY_A))
+        .await
+        .expect("a login once migrated");
+    assert!(record.is_new_user);
+    // Idempotent: a second call changes nothing.
+    store.migrate().await.expect("migrate again");
+    store.close().await;
+    db.drop_database().await.expect("drop the database");
+}

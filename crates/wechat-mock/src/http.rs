@@ -323,6 +323,10 @@ fn render<T>(answer: Answer<T>, ok: impl FnOnce(T) -> Value) -> Response {
             .status(StatusCode::OK)
             .content_type("text/html; charset=utf-8")
             .body("<html><body>upstream connect error or disconnect/reset before headers"),
+        Answer::Truncated => Response::builder()
+            .status(StatusCode::OK)
+            .content_type("application/json; charset=utf-8")
+            .body(r#"{"session_key":"tiihtNczf5v6AKRyjwEUhQ==","openid":"oTrunc"#),
     }
 }
 

@@ -47,7 +47,8 @@ const MAX_SLOW: Duration = Duration::from_secs(600);
 /// A failure to inject into the next calls of one [`Api`].
 ///
 /// Deserializes from the control API's shape: `{"mode": "busy"}`, `{"mode": "slow",
-/// "delayMs": 3000}`; modes are `busy`, `rate_limited`, `risky`, `http500`, `garbage`, `slow`.
+/// "delayMs": 3000}`; modes are `busy`, `rate_limited`, `risky`, `http500`, `garbage`,
+/// `truncated`, `slow`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "FailureSpec")]
 pub enum Failure {
@@ -61,6 +62,9 @@ pub enum Failure {
     Http500,
     /// HTTP 200 with a body that is not JSON.
     Garbage,
+    /// HTTP 200, `application/json`, with the body cut off in the middle of the object (a
+    /// connection reset after part of the answer).
+    Truncated,
     /// Stall this long, then answer normally: the code *is* consumed after the stall, as a
     /// slow WeChat would, unless the caller hung up first (the answer is then never computed).
     Slow(Duration),
@@ -74,6 +78,7 @@ pub(crate) enum FailureMode {
     Risky,
     Http500,
     Garbage,
+    Truncated,
     Slow,
 }
 
@@ -100,6 +105,7 @@ impl Failure {
             FailureMode::Risky => Self::Risky,
             FailureMode::Http500 => Self::Http500,
             FailureMode::Garbage => Self::Garbage,
+            FailureMode::Truncated => Self::Truncated,
             FailureMode::Slow => {
                 let ms = delay_ms.ok_or("mode slow needs delayMs")?;
                 let delay = Duration::from_millis(ms);
@@ -204,6 +210,7 @@ pub(crate) enum Answer<T> {
     Refused(Refusal),
     Http500,
     Garbage,
+    Truncated,
 }
 
 /// `jscode2session`'s success.
@@ -679,6 +686,7 @@ impl MockWeChat {
             ))),
             Some(Failure::Http500) => Err(Answer::Http500),
             Some(Failure::Garbage) => Err(Answer::Garbage),
+            Some(Failure::Truncated) => Err(Answer::Truncated),
         }
     }
 
@@ -932,6 +940,7 @@ fn to_result<T, R>(
         }),
         Answer::Http500 => Err(WeChatError::Unavailable("HTTP 500".into())),
         Answer::Garbage => Err(WeChatError::Unexpected("response is not JSON".into())),
+        Answer::Truncated => Err(WeChatError::Unexpected("response JSON is cut off".into())),
     }
 }
 

@@ -1,5 +1,5 @@
 //! WeChat failing: every failure the mock can be told to give (busy, rate limit, risky user,
-//! HTTP 500, garbage) maps to its documented error, is never retried, and creates nothing.
+//! HTTP 500, garbage, JSON cut off) maps to its documented error, is never retried, and creates nothing.
 //! Runs with either WeChat adapter; failures only a network can produce are in
 //! `wechat_network.rs`.
 
@@ -29,6 +29,7 @@ async fn injected_wechat_failures_map_to_errors_and_create_nothing() {
             "wechat_unavailable",
         ),
         (Failure::Garbage, StatusCode::BAD_GATEWAY, "wechat_error"),
+        (Failure::Truncated, StatusCode::BAD_GATEWAY, "wechat_error"),
     ];
     for (i, (failure, status, error)) in cases.into_iter().enumerate() {
         let open_id = format!("o-fail-{i}");

@@ -115,6 +115,9 @@ impl Dialect for PostgresBackend {
     /// only makes two unrelated first logins wait for each other).
     const LOCK_UNION_ID: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))");
+    const RETURNING_IDENTITY: &'static str = "SELECT i.user_id, i.union_id \
+         FROM wechat_identities i JOIN users u ON u.id = i.user_id \
+         WHERE i.app_id = $1 AND i.open_id = $2 FOR KEY SHARE OF u";
     type Id = Uuid;
     type Timestamp = DateTime<Utc>;
     /// The schema's `smallint`.

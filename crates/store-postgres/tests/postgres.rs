@@ -716,3 +716,52 @@ async fn a_lazy_store_is_unavailable_until_it_has_migrated() {
     store.close().await;
     db.drop_database().await.expect("drop the database");
 }
+
+/// An erasure that has deleted the user but not yet committed, racing a returning login of
+/// the same openid: the login waits for it and then, the identity gone, creates a new user. It
+/// never fails on the session's foreign key (which answered 500 before the user row was locked
+/// by the login's look-up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_racing_an_erasure_of_its_user_creates_a_new_user() {
+    let db = fresh().await;
+    let store = open(&db).await;
+    let first = store
+        .login(login_for("o-erased", 1, KEY_A))
+        .await
+        .expect("first login");
+
+    let mut eraser = side(db.url()).await;
+    sqlx::query("BEGIN")
+        .execute(&mut eraser)
+        .await
+        .expect("begin");
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(*first.user.id.as_uuid())
+        .execute(&mut eraser)
+        .await
+        .expect("delete, uncommitted");
+
+    let racing = tokio::spawn({
+        let store = store.clone();
+        async move { store.login(login_for("o-erased", 2, KEY_B)).await }
+    });
+    // Long enough for the login to reach the rows the erasure holds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !racing.is_finished(),
+        "the login did not wait for the erasure"
+    );
+    sqlx::query("COMMIT")
+        .execute(&mut eraser)
+        .await
+        .expect("commit");
+
+    let second = racing
+        .await
+        .expect("the login task")
+        .expect("a login after the erasure succeeds");
+    assert!(second.is_new_user);
+    assert_ne!(second.user.id, first.user.id);
+    store.close().await;
+    db.drop_database().await.expect("drop the database");
+}

@@ -59,7 +59,18 @@ pub trait Dialect: Send + Sync + 'static {
     /// Postgres (`pg_advisory_xact_lock`), where transactions run concurrently; `None` on
     /// SQLite, whose write transactions already run one at a time.
     const LOCK_UNION_ID: Option<&'static str>;
+
+    /// The identity of a returning login (`user_id, union_id` of `app_id = $1, open_id = $2`).
+    /// On Postgres it also locks the user row against deletion until the login commits
+    /// (`FOR KEY SHARE`), so an erasure racing the login either waits for it or, having
+    /// committed first, makes the identity vanish (the login then creates a new user) instead
+    /// of failing the session's foreign key. SQLite's writers run one at a time.
+    const RETURNING_IDENTITY: &'static str;
 }
+
+/// [`Dialect::RETURNING_IDENTITY`] without a lock.
+pub const RETURNING_IDENTITY: &str =
+    "SELECT user_id, union_id FROM wechat_identities WHERE app_id = $1 AND open_id = $2";
 
 /// A small value that the shared queries bind and read back as it is.
 pub trait Column<DB: Database>:

@@ -49,14 +49,12 @@ where
         conn: &mut Conn<D>,
         login: &NewLogin,
     ) -> Result<Option<D::Id>, StoreError> {
-        let identity: Option<IdentityRow<D>> = sqlx::query_as(
-            "SELECT user_id, union_id FROM wechat_identities WHERE app_id = $1 AND open_id = $2",
-        )
-        .bind(login.app_id.as_str())
-        .bind(login.open_id.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(D::map_err)?;
+        let identity: Option<IdentityRow<D>> = sqlx::query_as(D::RETURNING_IDENTITY)
+            .bind(login.app_id.as_str())
+            .bind(login.open_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(D::map_err)?;
         let Some(identity) = identity else {
             return Ok(None);
         };

@@ -93,6 +93,20 @@ fn fits(value: &Value, ty: &str) -> bool {
     }
 }
 
+/// `value` with every non-integer number replaced by `0.5`.
+fn floats_masked(value: Value) -> Value {
+    match value {
+        Value::Number(n) if n.is_f64() => Value::from(0.5),
+        Value::Array(items) => Value::Array(items.into_iter().map(floats_masked).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, floats_masked(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 fn json(body: &[u8], fields: &FieldTypes) {
     let checked = check_json(body, Some(fields));
     // Duplicates are refused whatever the operation.
@@ -119,12 +133,12 @@ fn json(body: &[u8], fields: &FieldTypes) {
                 }
             }
             // No duplicate, so serde_json kept every key: the re-encoding says the same.
+            // (Floats compare by kind only: serde_json without `float_roundtrip` parses some
+            // long decimals one bit off, and no field of ours is a float.)
             let again = serde_json::to_vec(value).expect("a Value encodes");
             assert_eq!(check_json(&again, Some(fields)), Ok(()));
-            assert_eq!(
-                serde_json::from_slice::<Value>(&again).ok().as_ref(),
-                Some(value)
-            );
+            let reparsed: Value = serde_json::from_slice(&again).expect("re-encoded JSON parses");
+            assert_eq!(floats_masked(reparsed), floats_masked(value.clone()));
         }
         (Ok(()), None) => {}
     }

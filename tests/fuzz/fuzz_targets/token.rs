@@ -81,7 +81,7 @@ fuzz_target!(|bytes: &[u8]| {
 
     // The digest: SHA-256 of the exact text, so another text (one more byte) differs.
     let digest = tokens.digest(header);
-    assert_eq!(digest, tokens.digest(&header.to_owned()));
+    assert_eq!(digest, tokens.digest(header));
     assert_ne!(digest, tokens.digest(&format!("{header} ")));
 
     // wxlogin's own format parses and re-formats to itself.

@@ -1,6 +1,7 @@
 //! `cargo xtask …`: project automation in Rust (matklad's cargo-xtask pattern). Few
 //! dependencies; shells out to the `cargo` that invoked it.
 
+mod fuzz;
 mod postgres;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,16 @@ enum Cmd {
     },
     /// Regenerate docs/openapi.json from the code (a test checks it stays current).
     Openapi,
+    /// Run the cargo-fuzz targets of tests/fuzz (installs cargo-fuzz when missing); fails on
+    /// any crash, naming the saved input.
+    Fuzz {
+        /// How long each target runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Run only this target (user_data, phone_data, token, request).
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!("xtask: wrote docs/openapi.json");
             Ok(())
         }
+        Cmd::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
     }
 }
 

@@ -2,6 +2,8 @@
 //! their own password, configured hashes of other kinds are refused, and the async verifier
 //! agrees with the plain functions (its dummy hash matching no password tried).
 
+#![cfg(feature = "passwords")]
+
 use wxlogin_crypto::{
     Argon2Verifier, PasswordHashError, check_password_hash, hash_password, verify_password,
 };

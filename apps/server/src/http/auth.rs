@@ -24,22 +24,8 @@ pub fn pick_token(
     body: Option<String>,
     header: Option<&str>,
 ) -> Result<Option<String>, InvalidValue> {
-    let body = body.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-    let header = header.and_then(bearer);
-    match (body, header) {
-        (Some(body), Some(header)) if body != header => Err(InvalidValue::new(
-            "token",
-            "the body's token and the Authorization header's differ: send one",
-        )),
-        (Some(body), _) => Ok(Some(body)),
-        (None, header) => Ok(header.map(str::to_owned)),
-    }
-}
-
-fn bearer(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    wxlogin_input::pick_token(body, header)
+        .map_err(|_| InvalidValue::new("token", wxlogin_input::TokenConflict::MESSAGE))
 }
 
 #[cfg(test)]

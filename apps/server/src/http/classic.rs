@@ -91,7 +91,7 @@ impl<L: LoginService> ClassicApi<L> {
         let body = body.into_inner();
         // An empty optional field (`rawData=&signature=`, as form encoders send unset values)
         // counts as absent.
-        let given = |field: Option<String>| field.filter(|v| !v.is_empty());
+        let given = wxlogin_input::present;
         let token = pick_token(body.token, authorization.0.as_deref())?.ok_or_else(|| {
             ApiError::from(UpdateUserInfoError::from(AuthError::InvalidToken))
                 .with_message("send the token from /onLogin (field `token` or a bearer header)")

@@ -285,7 +285,7 @@ async fn token_of(req: &mut Request, path: &str) -> Option<String> {
         .map(str::to_owned);
     let body = if path == BODY_TOKEN && req.method() == poem::http::Method::POST {
         let bytes = req.take_body().into_bytes().await.ok()?;
-        let token = body_token(req.content_type(), &bytes);
+        let token = wxlogin_input::body_token(req.content_type(), &bytes);
         req.set_body(bytes);
         token
     } else {
@@ -293,18 +293,6 @@ async fn token_of(req: &mut Request, path: &str) -> Option<String> {
     };
     // Two different tokens are the handler's 400; for the budget, the request carries a token.
     pick_token(body.clone(), header.as_deref()).unwrap_or(body)
-}
-
-fn body_token(content_type: Option<&str>, body: &[u8]) -> Option<String> {
-    let json = content_type.is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-    if json {
-        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-        value.get("token")?.as_str().map(str::to_owned)
-    } else {
-        url::form_urlencoded::parse(body)
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    }
 }
 
 /// The limits around one request (see the module documentation).
@@ -384,6 +372,7 @@ pub async fn limit<E: Endpoint>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wxlogin_input::body_token;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

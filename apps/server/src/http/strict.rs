@@ -8,19 +8,19 @@
 //! - [`check_json`] (innermost, after the body limit): a JSON body with a duplicate key, or a
 //!   top-level field whose JSON type is not its schema's, is a 400 `invalid_request` naming the
 //!   field, before any operation (so before any WeChat call). poem-openapi would keep the last
-//!   duplicate, and its type errors name neither the field nor hide the value.
+//!   duplicate, and its type errors name neither the field nor hide the value. The checks
+//!   themselves are `wxlogin_input::check_json` (pure, and fuzzed there).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
 use poem::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use poem::http::{HeaderName, HeaderValue, Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use tracing::Instrument as _;
+use wxlogin_input::FieldTypes;
 
 use crate::http::error::{ErrorCode, Failure};
 
@@ -40,7 +40,7 @@ struct PathEntry {
 struct Operation {
     id: String,
     /// Field name → JSON type (`string`, `integer`, …) of a JSON body's top-level fields.
-    fields: BTreeMap<String, String>,
+    fields: FieldTypes,
 }
 
 /// The routes of the API as its OpenAPI document lists them, plus the plain routes around it.
@@ -265,117 +265,8 @@ pub async fn check_json<E: Endpoint>(
 }
 
 fn check_body(body: &[u8], op: Option<&Operation>) -> Result<(), Failure> {
-    let invalid = |message: String| Failure::new(ErrorCode::InvalidRequest).with_message(message);
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = match Unique
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v))
-    {
-        Ok(value) => value,
-        Err(e) => {
-            let text = e.to_string();
-            return Err(match text.strip_prefix(DUPLICATE) {
-                Some(rest) => invalid(format!(
-                    "duplicate key `{}` in the JSON body",
-                    rest.split('`').next().unwrap_or_default()
-                )),
-                // Broken JSON: poem-openapi's own answer says so.
-                None => return Ok(()),
-            });
-        }
-    };
-    let (Some(op), Some(object)) = (op, value.as_object()) else {
-        return Ok(());
-    };
-    for (name, value) in object {
-        let Some(expected) = op.fields.get(name) else {
-            continue;
-        };
-        let fits = match expected.as_str() {
-            _ if value.is_null() => true, // absent, or required: poem-openapi says which
-            "string" => value.is_string(),
-            "integer" => value.is_i64() || value.is_u64(),
-            "number" => value.is_number(),
-            "boolean" => value.is_boolean(),
-            "array" => value.is_array(),
-            "object" => value.is_object(),
-            _ => true,
-        };
-        if !fits {
-            return Err(invalid(format!(
-                "field `{name}` must be {} {expected}",
-                if expected == "integer" { "an" } else { "a" }
-            )));
-        }
-    }
-    Ok(())
-}
-
-const DUPLICATE: &str = "duplicate key `";
-
-/// Deserializes any JSON value, refusing an object with a key twice (at any depth).
-struct Unique;
-
-impl<'de> DeserializeSeed<'de> for Unique {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
-        de.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Unique {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Unique)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                // The key is the client's own text, but only its first 64 characters.
-                let shown: String = key.chars().take(64).collect();
-                return Err(de::Error::custom(format_args!("{DUPLICATE}{shown}`")));
-            }
-            let value = map.next_value_seed(Unique)?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
-    }
+    wxlogin_input::check_json(body, op.map(|op| &op.fields))
+        .map_err(|e| Failure::new(ErrorCode::InvalidRequest).with_message(e.to_string()))
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 What a fuzzer cannot know from the document alone, and what would make the run dishonest if
 left to chance (docs/security.md, "API fuzzing (schemathesis)"):
 
-- Bearer tokens. Every operation with the `BearerToken` scheme gets a real token of the user
-  `o-fuzz`, logged in once. The three operations that end the token they are sent with
+- Bearer tokens. Every operation with the `BearerToken` scheme gets the real token of the user
+  `o-fuzz` that the xtask minted (a mock `wx.login` code exchanged at `/api/v1/login`). The three operations that end the token they are sent with
   (`POST /api/v1/session/refresh`, `DELETE /api/v1/session`, `DELETE /api/v1/me`) get a fresh
   token of another user (`o-fuzz-spare`) on every call instead, so they run as often as the
   others and cannot end the token the rest of the run uses.
@@ -38,7 +38,7 @@ CODE_EXCHANGES = {("POST", "/onLogin"), ("POST", "/api/v1/login")}
 
 _session = requests.Session()
 _lock = threading.Lock()
-_shared_token = None
+_shared_token = os.environ.get("WXLOGIN_FUZZ_TOKEN")
 
 
 def _mint_code(open_id):

@@ -16,7 +16,7 @@ use wxlogin_domain::{
     MockLoginService, OpenId, Profile, ProfileOutcome, ProfileStatus, Session, SessionId,
     SessionKey, StoreError, Token, TokenDigest, UpdateUserInfoError, User, UserId, WeChatError,
 };
-use wxlogin_server::http::{Apps, HttpConfig, app, openapi};
+use wxlogin_server::http::{Apps, HttpConfig, app};
 
 const TOKEN: &str = "wxl_handler-test-token";
 
@@ -41,11 +41,10 @@ fn clients(apps: Apps<MockLoginService>) -> TestClient<impl poem::Endpoint> {
 }
 
 fn spec_of_one_app() -> String {
-    openapi(
+    wxlogin_server::http::document(
         Arc::new(Apps::single(app_id(APP), MockLoginService::new())),
         Arc::new(MockAdminService::new()),
     )
-    .spec()
 }
 
 async fn json_of(resp: TestResponse) -> Value {
@@ -515,6 +514,49 @@ async fn a_failure_is_logged_once_with_its_detail_where_it_becomes_an_answer() {
 
 fn spec() -> Value {
     serde_json::from_str(&spec_of_one_app()).unwrap()
+}
+
+/// What schemathesis found (`cargo xtask fuzz-api`): the answers hold `null` for unknown
+/// values, and the document must say so; a header naming an unknown app is a 400, so the
+/// document lists the apps served; an admin user id is a UUID.
+#[tokio::test]
+async fn the_served_document_says_what_is_nullable_and_which_apps_and_ids_are_accepted() {
+    let cli = client(MockLoginService::new());
+    let resp = cli.get("/openapi.json").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_content_type("application/json; charset=utf-8");
+    let doc = json_of(resp).await;
+    let user = &doc["components"]["schemas"]["UserDto"]["properties"];
+    for field in [
+        "unionId",
+        "nickName",
+        "avatarUrl",
+        "gender",
+        "country",
+        "province",
+        "city",
+        "language",
+        "phoneNumber",
+    ] {
+        assert_eq!(user[field]["nullable"], json!(true), "{field}");
+    }
+    assert_eq!(user["id"].get("nullable"), None);
+    let page = &doc["components"]["schemas"]["UserPageReply"]["properties"];
+    assert_eq!(page["nextCursor"]["nullable"], json!(true));
+    let header = doc["paths"]["/api/v1/me"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "X-WX-AppId")
+        .unwrap();
+    assert_eq!(header["schema"]["enum"], json!(["", APP]));
+    let id = &doc["paths"]["/admin/v1/users/{id}"]["get"]["parameters"][0];
+    assert_eq!(
+        (&id["name"], &id["schema"]["format"]),
+        (&json!("id"), &json!("uuid"))
+    );
+    // The served document is the checked-in one.
+    assert_eq!(doc, spec());
 }
 
 fn statuses(doc: &Value, path: &str, method: &str) -> Vec<String> {

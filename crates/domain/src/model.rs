@@ -287,7 +287,8 @@ impl NickName {
     }
 }
 
-/// A validated avatar URL: `http` or `https`, at most 1024 bytes.
+/// A validated avatar URL: `http` or `https`, at most 1024 bytes of printable ASCII (a URL on
+/// the wire; anything else is percent-encoded first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvatarUrl(String);
 
@@ -305,7 +306,7 @@ impl AvatarUrl {
                 "avatarUrl",
                 "must be an http or https URL",
             ))?;
-        if rest.is_empty() || rest.starts_with('/') || t.chars().any(char::is_whitespace) {
+        if rest.is_empty() || rest.starts_with('/') || !t.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(InvalidValue::new(
                 "avatarUrl",
                 "must be an http or https URL",

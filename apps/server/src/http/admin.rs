@@ -71,6 +71,7 @@ pub struct UserPageReply {
     /// The users of this page, in id order (creation order: ids are UUID v7).
     pub users: Vec<UserDto>,
     /// Send it as `cursor` for the next page; `null` on the last page. Opaque.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 

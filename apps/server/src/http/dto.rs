@@ -72,16 +72,20 @@ pub struct UpdateUserInfoBody {
     pub iv: String,
     /// The token from `/onLogin`; may instead come as `Authorization: Bearer <token>`.
     #[oai(validator(max_length = 256))]
+    #[oai(nullable)]
     pub token: Option<String>,
     /// `rawData` from `getUserInfo`; checked against `signature` when both are present.
     #[oai(validator(max_length = 8192))]
+    #[oai(nullable)]
     pub raw_data: Option<String>,
     /// `signature` = sha1(rawData + session_key), hex.
     #[oai(validator(max_length = 64))]
+    #[oai(nullable)]
     pub signature: Option<String>,
     /// A fresh `wx.login` code. Send it when the session key may have rotated since login:
     /// the server exchanges it first and decrypts with the new key.
     #[oai(validator(max_length = 256))]
+    #[oai(nullable)]
     pub code: Option<String>,
 }
 
@@ -109,23 +113,32 @@ pub struct UserDto {
     /// The user's openid in this mini-program.
     pub open_id: String,
     /// The user's unionid, when the mini-program is bound to an Open Platform account.
+    #[oai(nullable)]
     pub union_id: Option<String>,
     /// The nickname (1–64 characters). WeChat's placeholder "微信用户" is never stored over a
     /// real one.
+    #[oai(nullable)]
     pub nick_name: Option<String>,
     /// The avatar URL (http or https).
+    #[oai(nullable)]
     pub avatar_url: Option<String>,
     /// 0 unknown, 1 male, 2 female.
+    #[oai(nullable)]
     pub gender: Option<i64>,
     /// Country, as WeChat names it.
+    #[oai(nullable)]
     pub country: Option<String>,
     /// Province, as WeChat names it.
+    #[oai(nullable)]
     pub province: Option<String>,
     /// City, as WeChat names it.
+    #[oai(nullable)]
     pub city: Option<String>,
     /// The client's language, e.g. `zh_CN`.
+    #[oai(nullable)]
     pub language: Option<String>,
     /// The phone number, once captured.
+    #[oai(nullable)]
     pub phone_number: Option<String>,
     /// When the user first logged in.
     pub created_at: DateTime<Utc>,
@@ -217,24 +230,31 @@ pub struct ProfilePatchBody {
     /// From `<input type="nickname">`: 1–64 characters, trimmed, no control characters.
     /// WeChat's placeholder "微信用户" is ignored.
     #[oai(validator(max_length = 64))]
+    #[oai(nullable)]
     pub nick_name: Option<String>,
     /// An `https` or `http` URL of at most 1024 characters (an uploaded avatar's URL).
     /// WeChat's grey default avatar is ignored.
     #[oai(validator(max_length = 1024))]
+    #[oai(nullable)]
     pub avatar_url: Option<String>,
     /// 0 unknown, 1 male, 2 female.
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "2")))]
     pub gender: Option<i64>,
     /// At most 64 characters.
     #[oai(validator(max_length = 64))]
+    #[oai(nullable)]
     pub country: Option<String>,
     /// At most 64 characters.
     #[oai(validator(max_length = 64))]
+    #[oai(nullable)]
     pub province: Option<String>,
     /// At most 64 characters.
     #[oai(validator(max_length = 64))]
+    #[oai(nullable)]
     pub city: Option<String>,
     /// At most 16 characters, e.g. `zh_CN`.
     #[oai(validator(max_length = 16))]
+    #[oai(nullable)]
     pub language: Option<String>,
 }
 
@@ -272,13 +292,16 @@ pub struct EncryptedProfileBody {
     pub iv: String,
     /// `rawData`; checked against `signature` when both are present.
     #[oai(validator(max_length = 8192))]
+    #[oai(nullable)]
     pub raw_data: Option<String>,
     /// `signature` = sha1(rawData + session_key), hex.
     #[oai(validator(max_length = 64))]
+    #[oai(nullable)]
     pub signature: Option<String>,
     /// A fresh `wx.login` code, when the session key may have rotated since login: the server
     /// exchanges it first and decrypts with the new key.
     #[oai(validator(max_length = 256))]
+    #[oai(nullable)]
     pub code: Option<String>,
 }
 
@@ -319,12 +342,15 @@ pub struct PhoneBody {
     /// Alone: the code from `<button open-type="getPhoneNumber">` (not a `wx.login` code).
     /// With `encryptedData`: a fresh `wx.login` code whose session key decrypts it.
     #[oai(validator(max_length = 256))]
+    #[oai(nullable)]
     pub code: Option<String>,
     /// Legacy: the encrypted phone data.
     #[oai(validator(max_length = 32768))]
+    #[oai(nullable)]
     pub encrypted_data: Option<String>,
     /// Legacy: the `iv` that came with it.
     #[oai(validator(max_length = 64))]
+    #[oai(nullable)]
     pub iv: Option<String>,
 }
 

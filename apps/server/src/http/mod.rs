@@ -7,6 +7,7 @@
 //! - [`health`]: `/healthz`, `/readyz`;
 //! - [`admin`]: the operators' `/admin/v1` (HTTP Basic), over the inbound port
 //!   [`AdminService`], always mounted (with no operator configured, it refuses everyone);
+//! - [`document`]: the served OpenAPI document (poem-openapi's, refined);
 //! - [`dto`]: request and response bodies; [`error`]: the error codes and their mapping;
 //! - [`middleware`]: the body limit and the one place failures become answers;
 //! - [`strict`]: request ids, strict JSON bodies, `Allow` and the security headers;
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod classic;
+pub mod document;
 pub mod dto;
 pub mod error;
 pub mod health;
@@ -143,6 +145,14 @@ pub fn openapi<L: LoginService, A: AdminService>(
     )
 }
 
+/// The OpenAPI document served at `/openapi.json` (and checked in as `docs/openapi.json`):
+/// poem-openapi's, refined by [`document::refine`] for the apps `apps` serves.
+pub fn document<L: LoginService, A: AdminService>(apps: Arc<Apps<L>>, admin: Arc<A>) -> String {
+    let app_ids: Vec<String> = apps.app_ids().map(|id| id.as_str().to_owned()).collect();
+    let ids: Vec<&str> = app_ids.iter().map(String::as_str).collect();
+    document::refine(&openapi(apps, admin).spec(), &ids)
+}
+
 /// The whole HTTP app: the API, `/openapi.json`, Swagger UI at `/docs`, `extra` routes nested
 /// where the composition root says (the mock WeChat's control API in mock mode), the body
 /// limit, the budgets of failed attempts ([`limits::limit`]), and the JSON error answers and request log of [`middleware::answer`].
@@ -157,8 +167,14 @@ where
     A: AdminService,
     M: Endpoint + 'static,
 {
-    let api = openapi(Arc::new(apps), admin);
-    let spec = api.spec_endpoint();
+    let apps = Arc::new(apps);
+    let served = document(Arc::clone(&apps), Arc::clone(&admin));
+    let api = openapi(apps, admin);
+    let spec = get(poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(served.clone())
+    }));
     let docs = api.swagger_ui();
     let routes = Arc::new(strict::Routes::from_spec(
         &api.spec(),

@@ -87,13 +87,6 @@ const POSTGRES_TARGETS: [&str; 20] = [
     "database_faults",
 ];
 
-/// End-to-end targets that do not run per store, each with the reason.
-const NOT_PER_STORE: [(&str, &str); 1] = [(
-    "browser",
-    "Swagger UI in headless Chromium: it proves the page, not the store, so it runs once (on \
-     SQLite) in its own step when Chromium and chromedriver are installed",
-)];
-
 /// What the browser test needs, as Debian's `chromium` and `chromium-driver` install them.
 const BROWSER_TOOLS: [&str; 2] = ["chromium", "chromedriver"];
 
@@ -285,6 +278,13 @@ fn test(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// End-to-end targets that do not run per store, each with the reason.
+    const NOT_PER_STORE: [(&str, &str); 1] = [(
+        "browser",
+        "Swagger UI in headless Chromium: it proves the page, not the store, so it runs once (on \
+         SQLite) in its own step when Chromium and chromedriver are installed",
+    )];
 
     /// A new end-to-end target must not silently skip Postgres.
     #[test]

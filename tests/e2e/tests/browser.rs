@@ -335,7 +335,7 @@ impl Drop for ChromeDriver {
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = &self.profile;
+        // `profile` is removed after this, when the fields drop.
     }
 }
 

@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the unit, contract and end-to-end suites against the chosen adapters.
+    /// Run the unit, contract and end-to-end suites against the chosen adapters, and the
+    /// browser test (Swagger UI in headless Chromium) when chromium and chromedriver are found.
     Test {
         /// Which store the contract and end-to-end suites run against.
         #[arg(long, value_enum, default_value_t = StoreArg::All)]
@@ -119,6 +120,9 @@ const POSTGRES_TARGETS: [&str; 20] = [
     "database_faults",
 ];
 
+/// What the browser test needs, as Debian's `chromium` and `chromium-driver` install them.
+const BROWSER_TOOLS: [&str; 2] = ["chromium", "chromedriver"];
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Test {
@@ -198,6 +202,16 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// `name` on PATH, else in /usr/bin (where Debian puts chromium and chromedriver).
+fn find_tool(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
 fn with_rest(mut cmd: Command, rest: &[String]) -> Command {
     if !rest.is_empty() {
         cmd.arg("--").args(rest);
@@ -270,6 +284,36 @@ fn test(
         }
     }
 
+    // Swagger UI in a real browser, once, whatever the store. `--all-features` as the Postgres
+    // pass has it, so after that pass only this one test binary is compiled.
+    let missing: Vec<&str> = BROWSER_TOOLS
+        .into_iter()
+        .filter(|tool| find_tool(tool).is_none())
+        .collect();
+    if missing.is_empty() {
+        let mut cmd = cargo();
+        cmd.args([
+            "test",
+            "--workspace",
+            "--all-features",
+            "--locked",
+            "--test",
+            "browser",
+        ])
+        .env("WXLOGIN_TEST_STORE", "sqlite");
+        step("browser test", with_rest(cmd, rest))?;
+    } else {
+        let msg = format!(
+            "browser test SKIPPED: {} not found (PATH or /usr/bin). Install them with \
+             `apt-get install chromium chromium-driver` to run Swagger UI in headless Chromium.",
+            missing.join(" and ")
+        );
+        if in_ci() {
+            bail!("{msg} (CI=true: a missing browser fails the run)");
+        }
+        eprintln!("\n!!!!! xtask: {msg}\n");
+    }
+
     if failures.is_empty() {
         Ok(())
     } else {
@@ -281,6 +325,13 @@ fn test(
 mod tests {
     use super::*;
 
+    /// End-to-end targets that do not run per store, each with the reason.
+    const NOT_PER_STORE: [(&str, &str); 1] = [(
+        "browser",
+        "Swagger UI in headless Chromium: it proves the page, not the store, so it runs once (on \
+         SQLite) in its own step when Chromium and chromedriver are installed",
+    )];
+
     /// A new end-to-end target must not silently skip Postgres.
     #[test]
     fn every_end_to_end_target_runs_on_postgres() {
@@ -290,6 +341,9 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rs") {
                 let target = path.file_stem().unwrap().to_str().unwrap().to_owned();
+                if NOT_PER_STORE.iter().any(|(name, _)| *name == target) {
+                    continue;
+                }
                 assert!(
                     POSTGRES_TARGETS.contains(&target.as_str()),
                     "tests/e2e/tests/{target}.rs is not in POSTGRES_TARGETS"
@@ -298,5 +352,19 @@ mod tests {
             }
         }
         assert!(seen > 0, "no end-to-end targets found in {}", dir.display());
+    }
+
+    /// An exception names a target that exists and does not also run per store.
+    #[test]
+    fn every_exception_from_the_postgres_pass_is_a_real_target() {
+        for (target, reason) in NOT_PER_STORE {
+            let path = project_root().join(format!("tests/e2e/tests/{target}.rs"));
+            assert!(path.is_file(), "{} does not exist", path.display());
+            assert!(
+                !POSTGRES_TARGETS.contains(&target),
+                "{target} is listed twice"
+            );
+            assert!(!reason.is_empty(), "{target} needs its reason");
+        }
     }
 }

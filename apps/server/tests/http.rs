@@ -624,7 +624,21 @@ async fn the_openapi_document_describes_every_operation_field_and_error() {
             assert!(described, "{name}.{field} is described");
         }
     }
-    assert!(cli.get("/docs").send().await.0.status().is_success());
+    let page = cli.get("/docs").send().await.0;
+    assert!(page.status().is_success());
+    let html = page.into_body().into_string().await.unwrap();
+    let served = cli
+        .get("/openapi.json")
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_string()
+        .await
+        .unwrap();
+    // Swagger UI shows the served (refined) document, not poem-openapi's own.
+    assert!(served.contains("pattern"), "the served document is the refined one");
+    assert!(html.contains(&served), "Swagger UI embeds the served document");
 }
 
 #[test]

@@ -170,12 +170,23 @@ where
     let apps = Arc::new(apps);
     let served = document(Arc::clone(&apps), Arc::clone(&admin));
     let api = openapi(apps, admin);
-    let spec = get(poem::endpoint::make_sync(move |_| {
-        poem::Response::builder()
-            .content_type("application/json; charset=utf-8")
-            .body(served.clone())
-    }));
-    let docs = api.swagger_ui();
+    let spec = {
+        let served = served.clone();
+        get(poem::endpoint::make_sync(move |_| {
+            poem::Response::builder()
+                .content_type("application/json; charset=utf-8")
+                .body(served.clone())
+        }))
+    };
+    // Swagger UI shows the document `/openapi.json` serves: poem-openapi's page embeds its
+    // own (unrefined) document verbatim, which is swapped for the served one.
+    let docs_html = api.swagger_ui_html().replacen(&api.spec(), &served, 1);
+    let docs = Route::new().at(
+        "/",
+        get(poem::endpoint::make_sync(move |_| {
+            poem::web::Html(docs_html.clone())
+        })),
+    );
     let routes = Arc::new(strict::Routes::from_spec(
         &api.spec(),
         &[

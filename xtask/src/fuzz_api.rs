@@ -31,9 +31,16 @@ pub fn fuzz_api(opts: &Options) -> anyhow::Result<()> {
     let venv = target.join("schemathesis/venv");
     let st = install(&venv)?;
 
-    // The debug build `cargo xtask test` made (no release build).
+    // The debug build `cargo xtask test` made (no release build), with the same targets and
+    // features as its Postgres pass, so that after it nothing is compiled again.
     let mut build = cargo();
-    build.args(["build", "--workspace", "--locked"]);
+    build.args([
+        "build",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+    ]);
     run(build)?;
     let bin = target.join("debug/wxlogin");
 

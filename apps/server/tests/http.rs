@@ -637,8 +637,14 @@ async fn the_openapi_document_describes_every_operation_field_and_error() {
         .await
         .unwrap();
     // Swagger UI shows the served (refined) document, not poem-openapi's own.
-    assert!(served.contains("pattern"), "the served document is the refined one");
-    assert!(html.contains(&served), "Swagger UI embeds the served document");
+    assert!(
+        served.contains("pattern"),
+        "the served document is the refined one"
+    );
+    assert!(
+        html.contains(&served),
+        "Swagger UI embeds the served document"
+    );
 }
 
 #[test]

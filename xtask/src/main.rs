@@ -1,6 +1,7 @@
 //! `cargo xtask …`: project automation in Rust (matklad's cargo-xtask pattern). Few
 //! dependencies; shells out to the `cargo` that invoked it.
 
+mod bench;
 mod postgres;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,30 @@ enum Cmd {
     },
     /// Regenerate docs/openapi.json from the code (a test checks it stays current).
     Openapi,
+    /// Load-test the release binary on SQLite and Postgres (wrk, 64 connections, loopback),
+    /// count instructions per request under callgrind, and write docs/benchmarks.md and
+    /// docs/benchmarks.svg.
+    Bench {
+        /// Short runs (2 s per endpoint, fewer users, smaller callgrind runs): under a
+        /// minute; docs/benchmarks.svg is left alone unless --svg.
+        #[arg(long)]
+        quick: bool,
+        /// Seconds per endpoint (default 8, or 2 with --quick).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+        /// Which store the server runs on.
+        #[arg(long, value_enum, default_value_t = StoreArg::All)]
+        store: StoreArg,
+        /// Skip the instruction counts under valgrind.
+        #[arg(long)]
+        no_callgrind: bool,
+        /// Print the tables only; leave docs/ alone.
+        #[arg(long)]
+        no_write: bool,
+        /// Redraw docs/benchmarks.svg with --quick too.
+        #[arg(long)]
+        svg: bool,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,6 +136,26 @@ fn main() -> anyhow::Result<()> {
             eprintln!("xtask: wrote docs/openapi.json");
             Ok(())
         }
+        Cmd::Bench {
+            quick,
+            duration,
+            store,
+            no_callgrind,
+            no_write,
+            svg,
+        } => bench::run(&bench::Options {
+            quick,
+            duration,
+            sqlite: matches!(store, StoreArg::Sqlite | StoreArg::All),
+            postgres: matches!(store, StoreArg::Postgres | StoreArg::All),
+            callgrind: !no_callgrind,
+            write: !no_write,
+            svg,
+            command: std::iter::once("cargo xtask".to_owned())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }),
     }
 }
 

@@ -215,9 +215,11 @@ struct RunInfo {
 
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     let started = Instant::now();
-    let secs = opts
-        .duration
-        .unwrap_or(if opts.quick { QUICK_SECS } else { DURATION_SECS });
+    let secs = opts.duration.unwrap_or(if opts.quick {
+        QUICK_SECS
+    } else {
+        DURATION_SECS
+    });
     if secs == 0 {
         bail!("--duration must be at least 1 second");
     }
@@ -431,9 +433,9 @@ fn bench_store(env: &Env<'_>, store: Store, db_url: &str) -> anyhow::Result<Stor
                     Some(codes.iter().map(|c| format!("\tcode={c}")).collect())
                 }
                 Endpoint::Phone => {
-                    let codes = env
-                        .rt
-                        .block_on(mint(env, "phone-codes", "o-tok-", count, users))?;
+                    let codes =
+                        env.rt
+                            .block_on(mint(env, "phone-codes", "o-tok-", count, users))?;
                     Some(
                         codes
                             .iter()
@@ -546,7 +548,12 @@ fn clean_env(cmd: &mut Command, tmp: &Path) {
 }
 
 /// Runs wrk on one endpoint and returns the last line of its script (see wrk.lua).
-fn wrk(env: &Env<'_>, base: &str, endpoint: Endpoint, file: Option<&Path>) -> anyhow::Result<Value> {
+fn wrk(
+    env: &Env<'_>,
+    base: &str,
+    endpoint: Endpoint,
+    file: Option<&Path>,
+) -> anyhow::Result<Value> {
     let (method, path, content_type) = endpoint.request();
     let script = crate::project_root().join("xtask/bench/wrk.lua");
     let mut cmd = Command::new("wrk");
@@ -557,7 +564,10 @@ fn wrk(env: &Env<'_>, base: &str, endpoint: Endpoint, file: Option<&Path>) -> an
         .env("WXBENCH_METHOD", method)
         .env("WXBENCH_PATH", path)
         .env("WXBENCH_TYPE", content_type)
-        .env("WXBENCH_ONCE", if endpoint.single_use() { "1" } else { "0" })
+        .env(
+            "WXBENCH_ONCE",
+            if endpoint.single_use() { "1" } else { "0" },
+        )
         .env("WXBENCH_THREADS", THREADS.to_string())
         .env_remove("WXBENCH_FILE");
     if let Some(file) = file {
@@ -724,7 +734,11 @@ async fn wait_up(client: &reqwest::Client, url: &str, secs: u64) -> anyhow::Resu
 /// Instructions per login and per `/me` under callgrind, on SQLite (in process, so the
 /// database's work is counted; Postgres would do its share in another process).
 fn callgrind(env: &Env<'_>, quick: bool) -> anyhow::Result<CallgrindResult> {
-    let (n1, n2) = if quick { QUICK_CALLGRIND_N } else { CALLGRIND_N };
+    let (n1, n2) = if quick {
+        QUICK_CALLGRIND_N
+    } else {
+        CALLGRIND_N
+    };
     eprintln!("\nxtask: callgrind ({n1} and {n2} requests, the server under valgrind)");
     // Three runs: the difference of the first two is N2 - N1 logins, of the first and third
     // N2 - N1 /me requests; start-up and shutdown cancel out.
@@ -796,7 +810,10 @@ fn callgrind_run(env: &Env<'_>, run: u32, logins: u64, mes: u64) -> anyhow::Resu
         .with_context(|| format!("callgrind wrote no {}", out_file.display()))?;
     let total = text
         .lines()
-        .find_map(|l| l.strip_prefix("summary:").or_else(|| l.strip_prefix("totals:")))
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| anyhow!("no instruction total in {}", out_file.display()))?;
@@ -834,7 +851,11 @@ fn store_section(result: &StoreResult, info: &RunInfo, quick: bool) -> String {
     let ceiling = result.rows.first().map_or(0.0, |r| r.rps);
     let mut data = serde_json::Map::new();
     for row in &result.rows {
-        let ratio = if ceiling > 0.0 { row.rps / ceiling } else { 0.0 };
+        let ratio = if ceiling > 0.0 {
+            row.rps / ceiling
+        } else {
+            0.0
+        };
         let target = row.endpoint.ratio_target(store);
         let mut missed = Vec::new();
         if target.is_some_and(|t| ratio < t) {
@@ -866,13 +887,20 @@ fn store_section(result: &StoreResult, info: &RunInfo, quick: bool) -> String {
             if row.errors == 0 {
                 "0".to_owned()
             } else {
-                format!("{} of {}", thousands(row.errors as f64), thousands(row.requests as f64))
+                format!(
+                    "{} of {}",
+                    thousands(row.errors as f64),
+                    thousands(row.requests as f64)
+                )
             },
             row.peak_rss_mib
                 .map_or_else(|| "?".to_owned(), |m| format!("{m:.1} MiB")),
             met,
         );
-        data.insert(row.endpoint.key().to_owned(), json!((ratio * 1000.0).round() / 1000.0));
+        data.insert(
+            row.endpoint.key().to_owned(),
+            json!((ratio * 1000.0).round() / 1000.0),
+        );
     }
     let _ = writeln!(
         s,
@@ -1020,7 +1048,10 @@ fn chart(path: &Path, data: &[(Store, BTreeMap<String, f64>)]) -> anyhow::Result
             .collect();
         chart
             .draw_series(bars.iter().map(|&(i, v)| {
-                Rectangle::new([(left(i), 0.0), (left(i) + width * 0.9, v)], colour.filled())
+                Rectangle::new(
+                    [(left(i), 0.0), (left(i) + width * 0.9, v)],
+                    colour.filled(),
+                )
             }))
             .map_err(draw)?
             .label(store.name())
@@ -1050,9 +1081,9 @@ fn chart(path: &Path, data: &[(Store, BTreeMap<String, f64>)]) -> anyhow::Result
             }))
             .map_err(draw)?;
         if s == 0 {
-            series
-                .label("target")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], BLACK.stroke_width(3)));
+            series.label("target").legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 12, y)], BLACK.stroke_width(3))
+            });
         }
     }
     chart
@@ -1062,7 +1093,8 @@ fn chart(path: &Path, data: &[(Store, BTreeMap<String, f64>)]) -> anyhow::Result
         .border_style(BLACK)
         .draw()
         .map_err(draw)?;
-    let below = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+    let below =
+        TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (i, e) in endpoints.iter().enumerate() {
         let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
         root.draw(&Text::new(e.short(), (x, y + 8), below.clone()))
@@ -1176,7 +1208,10 @@ impl Drop for PgDatabase {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         if let Err(e) = postgres::psql(&self.admin_url, &sql) {
-            eprintln!("xtask: could not drop the bench database {}: {e:#}", self.name);
+            eprintln!(
+                "xtask: could not drop the bench database {}: {e:#}",
+                self.name
+            );
         }
     }
 }
@@ -1204,9 +1239,8 @@ fn build_release() -> anyhow::Result<PathBuf> {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
 /// Installs Debian's `package` when `tool` is missing: apt-get, non-interactive, with
@@ -1248,7 +1282,11 @@ fn ensure_tool(tool: &str, package: &str) -> anyhow::Result<()> {
         bail!(
             "{tool} is missing and `apt-get install -y {package}` failed{}: install it and \
              run again",
-            if root { "" } else { " (sudo -n: is a password needed?)" }
+            if root {
+                ""
+            } else {
+                " (sudo -n: is a password needed?)"
+            }
         );
     }
     Ok(())
@@ -1299,7 +1337,11 @@ fn refusals(log: &Path) -> BTreeMap<String, u64> {
             let kind = line
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("error="))
-                .unwrap_or(if line.contains(" ERROR ") { "ERROR" } else { "WARN" });
+                .unwrap_or(if line.contains(" ERROR ") {
+                    "ERROR"
+                } else {
+                    "WARN"
+                });
             *kinds.entry(kind.to_owned()).or_insert(0) += 1;
         }
     }
@@ -1389,7 +1431,10 @@ fn machine() -> String {
                 .find_map(|l| l.strip_prefix("MemTotal:"))
                 .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         })
-        .map_or_else(|| "?".to_owned(), |kib| format!("{:.0}", kib / 1024.0 / 1024.0));
+        .map_or_else(
+            || "?".to_owned(),
+            |kib| format!("{:.0}", kib / 1024.0 / 1024.0),
+        );
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "?".to_owned());
@@ -1413,7 +1458,7 @@ mod tests {
         let doc = replace_section(doc, "sqlite", "first\n");
         let doc = replace_section(&doc, "postgres", "pg\n");
         assert!(doc.starts_with("# Benchmarks\n\nHand-written.\n\n"));
-        let edited = doc.replace("pg\n", "pg\n") + "\nMore hand-written text.\n";
+        let edited = doc + "\nMore hand-written text.\n";
         let again = replace_section(&edited, "sqlite", "second\n");
         assert!(again.contains("second\n") && !again.contains("first\n"));
         assert!(again.contains("pg\n"));
@@ -1436,7 +1481,10 @@ mod tests {
         let svg = dir.0.join("chart.svg");
         chart(&svg, &data).unwrap();
         let text = fs::read_to_string(&svg).unwrap();
-        assert!(text.starts_with("<svg") && text.contains("GET /me"), "{text}");
+        assert!(
+            text.starts_with("<svg") && text.contains("GET /me"),
+            "{text}"
+        );
     }
 
     #[test]

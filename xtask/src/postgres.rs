@@ -105,8 +105,18 @@ fn psql_path() -> PathBuf {
 /// (the benchmark's throwaway database).
 pub fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
     let mut cmd = Command::new(psql_path());
-    cmd.args(["-w", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql, "-d", url])
-        .env("PGCONNECT_TIMEOUT", "5");
+    cmd.args([
+        "-w",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
+        "-d",
+        url,
+    ])
+    .env("PGCONNECT_TIMEOUT", "5");
     check(cmd, "psql")
 }
 

@@ -41,7 +41,7 @@ const MAX_CODES: f64 = 1_000_000.0;
 /// Requests per callgrind run, (N1, N2); instructions per request are
 /// (Ir(N2) - Ir(N1)) / (N2 - N1).
 const CALLGRIND_N: (u64, u64) = (100, 500);
-const QUICK_CALLGRIND_N: (u64, u64) = (20, 100);
+const QUICK_CALLGRIND_N: (u64, u64) = (20, 220);
 /// The targets, everywhere at 64 connections.
 const P99_TARGET_MS: f64 = 25.0;
 const RSS_TARGET_MIB: f64 = 64.0;
@@ -58,7 +58,7 @@ pub struct Options {
     pub command: String,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Store {
     Sqlite,
     Postgres,
@@ -734,6 +734,7 @@ async fn wait_up(client: &reqwest::Client, url: &str, secs: u64) -> anyhow::Resu
 /// Instructions per login and per `/me` under callgrind, on SQLite (in process, so the
 /// database's work is counted; Postgres would do its share in another process).
 fn callgrind(env: &Env<'_>, quick: bool) -> anyhow::Result<CallgrindResult> {
+    let started = Instant::now();
     let (n1, n2) = if quick {
         QUICK_CALLGRIND_N
     } else {
@@ -741,43 +742,84 @@ fn callgrind(env: &Env<'_>, quick: bool) -> anyhow::Result<CallgrindResult> {
     };
     eprintln!("\nxtask: callgrind ({n1} and {n2} requests, the server under valgrind)");
     // Three runs: the difference of the first two is N2 - N1 logins, of the first and third
-    // N2 - N1 /me requests; start-up and shutdown cancel out.
-    let base = callgrind_run(env, 0, n1, n1)?;
-    let logins = callgrind_run(env, 1, n2, n1)?;
-    let mes = callgrind_run(env, 2, n1, n2)?;
+    // N2 - N1 /me requests; start-up and shutdown cancel out. They run side by side (an
+    // instruction count does not depend on how fast the machine is).
+    let plan = [(n1, n1), (n2, n1), (n1, n2)];
+    let mut runs = Vec::new();
+    for run in 0..plan.len() {
+        runs.push(CallgrindRun::start(env, run)?);
+    }
+    env.rt.block_on(async {
+        tokio::try_join!(
+            runs[0].drive(env, plan[0]),
+            runs[1].drive(env, plan[1]),
+            runs[2].drive(env, plan[2]),
+        )
+    })?;
+    for run in &mut runs {
+        run.server.signal_term()?;
+    }
+    let mut totals = Vec::new();
+    for (run, (logins, mes)) in runs.iter_mut().zip(plan) {
+        let total = run.finish()?;
+        eprintln!(
+            "xtask: callgrind: {logins} logins and {mes} /me: {} instructions",
+            thousands(total as f64)
+        );
+        totals.push(total as f64);
+    }
     let span = (n2 - n1) as f64;
+    eprintln!(
+        "xtask: callgrind took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(CallgrindResult {
         n: (n1, n2),
-        login: (logins as f64 - base as f64) / span,
-        me: (mes as f64 - base as f64) / span,
+        login: (totals[1] - totals[0]) / span,
+        me: (totals[2] - totals[0]) / span,
     })
 }
 
-/// One server under callgrind on a fresh SQLite file: `logins` new-user logins, then `mes`
-/// `GET /api/v1/me`, one at a time; its total instruction count.
-fn callgrind_run(env: &Env<'_>, run: u32, logins: u64, mes: u64) -> anyhow::Result<u64> {
-    let started = Instant::now();
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let out_file = env.tmp.join(format!("callgrind.{run}.out"));
-    let db = env.tmp.join(format!("callgrind-{run}.db"));
-    let mut cmd = server_command(
-        env,
-        std::ffi::OsStr::new("valgrind"),
-        port,
-        &format!("sqlite://{}?mode=rwc", db.display()),
-    );
-    cmd.args(["--tool=callgrind", "-q"])
-        .arg(format!("--callgrind-out-file={}", out_file.display()))
-        .arg(env.binary);
-    let mut server = Proc::spawn(
-        "server under callgrind",
-        &mut cmd,
-        &env.tmp.join(format!("callgrind-{run}.log")),
-    )?;
-    env.rt.block_on(async {
+/// One server under callgrind on a fresh SQLite file.
+struct CallgrindRun {
+    run: usize,
+    server: Proc,
+    base: String,
+    out_file: PathBuf,
+}
+
+impl CallgrindRun {
+    fn start(env: &Env<'_>, run: usize) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let out_file = env.tmp.join(format!("callgrind.{run}.out"));
+        let db = env.tmp.join(format!("callgrind-{run}.db"));
+        let mut cmd = server_command(
+            env,
+            std::ffi::OsStr::new("valgrind"),
+            port,
+            &format!("sqlite://{}?mode=rwc", db.display()),
+        );
+        cmd.args(["--tool=callgrind", "-q"])
+            .arg(format!("--callgrind-out-file={}", out_file.display()))
+            .arg(env.binary);
+        let server = Proc::spawn(
+            "server under callgrind",
+            &mut cmd,
+            &env.tmp.join(format!("callgrind-{run}.log")),
+        )?;
+        Ok(Self {
+            run,
+            server,
+            base: format!("http://127.0.0.1:{port}"),
+            out_file,
+        })
+    }
+
+    /// `logins` new-user logins, then `mes` `GET /api/v1/me`, one at a time.
+    async fn drive(&self, env: &Env<'_>, (logins, mes): (u64, u64)) -> anyhow::Result<()> {
+        let base = &self.base;
         wait_up(env.client, &format!("{base}/readyz"), 180).await?;
-        let prefix = format!("o-cg-{run}-");
+        let prefix = format!("o-cg-{}-", self.run);
         let codes = mint(env, "codes", &prefix, logins as usize, logins as usize).await?;
         let mut token = None;
         for code in codes {
@@ -803,27 +845,25 @@ fn callgrind_run(env: &Env<'_>, run: u32, logins: u64, mes: u64) -> anyhow::Resu
                 .and_then(reqwest::Response::error_for_status)
                 .context("GET /api/v1/me under callgrind")?;
         }
-        anyhow::Ok(())
-    })?;
-    server.stop()?;
-    let text = fs::read_to_string(&out_file)
-        .with_context(|| format!("callgrind wrote no {}", out_file.display()))?;
-    let total = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))
-        })
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| anyhow!("no instruction total in {}", out_file.display()))?;
-    eprintln!(
-        "xtask: callgrind run {}: {logins} logins, {mes} /me: {} instructions ({:.0} s)",
-        run + 1,
-        thousands(total as f64),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(total)
+        Ok(())
+    }
+
+    /// Waits for the server to exit (callgrind writes its counts on the way out) and returns
+    /// its total instruction count.
+    fn finish(&mut self) -> anyhow::Result<u64> {
+        self.server.wait_exit()?;
+        let out_file = &self.out_file;
+        let text = fs::read_to_string(out_file)
+            .with_context(|| format!("callgrind wrote no {}", out_file.display()))?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("summary:")
+                    .or_else(|| l.strip_prefix("totals:"))
+            })
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| anyhow!("no instruction total in {}", out_file.display()))
+    }
 }
 
 // ---- the report ----
@@ -914,7 +954,7 @@ fn store_section(result: &StoreResult, info: &RunInfo, quick: bool) -> String {
     );
     let _ = writeln!(
         s,
-        "<!-- xtask bench data {} -->",
+        "<!-- xtask bench data {} -->\n",
         json!({"store": store.key(), "ratios": data})
     );
     s
@@ -994,7 +1034,7 @@ fn chart_data(doc: &str) -> Vec<(Store, BTreeMap<String, f64>)> {
             .unwrap_or_default();
         out.push((store, ratios));
     }
-    out.sort_by_key(|(store, _)| store.key());
+    out.sort_by_key(|(store, _)| *store);
     out
 }
 
@@ -1080,7 +1120,7 @@ fn chart(path: &Path, data: &[(Store, BTreeMap<String, f64>)]) -> anyhow::Result
                 )
             }))
             .map_err(draw)?;
-        if s == 0 {
+        if s + 1 == data.len() {
             series.label("target").legend(|(x, y)| {
                 PathElement::new(vec![(x, y), (x + 12, y)], BLACK.stroke_width(3))
             });
@@ -1135,8 +1175,8 @@ impl Proc {
         self.child.id()
     }
 
-    /// SIGTERM, then waits for a clean exit (callgrind writes its counts on the way out).
-    fn stop(&mut self) -> anyhow::Result<()> {
+    /// Asks the process to stop (SIGTERM: the server drains and exits cleanly).
+    fn signal_term(&self) -> anyhow::Result<()> {
         let status = Command::new("kill")
             .args(["-TERM", &self.id().to_string()])
             .status()
@@ -1144,6 +1184,11 @@ impl Proc {
         if !status.success() {
             bail!("kill -TERM {} failed", self.name);
         }
+        Ok(())
+    }
+
+    /// Waits up to two minutes for a successful exit.
+    fn wait_exit(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
@@ -1475,8 +1520,8 @@ mod tests {
         );
         let data = chart_data(&doc);
         assert_eq!(data.len(), 2);
-        assert_eq!(data[0].0, Store::Postgres);
-        assert_eq!(data[1].1.get("login_new"), Some(&0.03));
+        assert_eq!(data[0].0, Store::Sqlite);
+        assert_eq!(data[0].1.get("login_new"), Some(&0.03));
         let dir = TempDir::new().unwrap();
         let svg = dir.0.join("chart.svg");
         chart(&svg, &data).unwrap();

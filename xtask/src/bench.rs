@@ -799,7 +799,11 @@ impl CallgrindRun {
             port,
             &format!("sqlite://{}?mode=rwc", db.display()),
         );
-        cmd.args(["--tool=callgrind", "-q"])
+        // One worker thread and valgrind's fair scheduling: threads that spin-wait for one
+        // another (idle workers searching for work, the SQLite worker's channel) otherwise
+        // spin for as long as valgrind's time slice lets them, and the count follows timing.
+        cmd.env("TOKIO_WORKER_THREADS", "1")
+            .args(["--tool=callgrind", "--fair-sched=yes", "-q"])
             .arg(format!("--callgrind-out-file={}", out_file.display()))
             .arg(env.binary);
         let server = Proc::spawn(
@@ -964,8 +968,8 @@ fn callgrind_section(cg: &CallgrindResult, info: &RunInfo) -> String {
     let (n1, n2) = cg.n;
     format!(
         "### Instructions per request (callgrind)\n\n\
-         The release binary on SQLite under `valgrind --tool=callgrind`, requests sent one at \
-         a time over one keep-alive connection; each figure is (Ir(N2) − Ir(N1)) / (N2 − N1) \
+         The release binary on SQLite under `valgrind --tool=callgrind --fair-sched=yes` with \
+         one tokio worker, requests sent one at a time over one keep-alive connection; each figure is (Ir(N2) − Ir(N1)) / (N2 − N1) \
          with N1 = {n1} and N2 = {n2}, so start-up and shutdown cancel out. Only the server's \
          instructions count (SQLite runs in it; the mock WeChat runs outside valgrind). \
          Measured {} at commit {} with `{}`.\n\n\

@@ -1453,8 +1453,20 @@ fn date() -> String {
 fn commit() -> String {
     let hash = command_output("git", &["rev-parse", "--short=12", "HEAD"])
         .unwrap_or_else(|| "unknown".to_owned());
-    let dirty = command_output("git", &["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
+    // The bench's own outputs do not count as changes to what was measured.
+    let dirty = command_output(
+        "git",
+        &[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!docs/benchmarks.md",
+            ":!docs/benchmarks.svg",
+        ],
+    )
+    .is_some_and(|s| !s.is_empty());
     if dirty {
         format!("`{hash}` plus uncommitted changes")
     } else {

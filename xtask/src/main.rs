@@ -1,6 +1,7 @@
 //! `cargo xtask …`: project automation in Rust (matklad's cargo-xtask pattern). Few
 //! dependencies; shells out to the `cargo` that invoked it.
 
+mod bench;
 mod fuzz;
 mod fuzz_api;
 mod postgres;
@@ -69,6 +70,30 @@ enum Cmd {
         /// Extra arguments passed to `schemathesis run` (after `--`).
         #[arg(last = true)]
         rest: Vec<String>,
+    },
+    /// Load-test the release binary on SQLite and Postgres (wrk, 64 connections, loopback),
+    /// count instructions per request under callgrind, and write docs/benchmarks.md and
+    /// docs/benchmarks.svg.
+    Bench {
+        /// Short runs (2 s per endpoint, fewer users, smaller callgrind runs): under a
+        /// minute; docs/benchmarks.svg is left alone unless --svg.
+        #[arg(long)]
+        quick: bool,
+        /// Seconds per endpoint (default 8, or 2 with --quick).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+        /// Which store the server runs on.
+        #[arg(long, value_enum, default_value_t = StoreArg::All)]
+        store: StoreArg,
+        /// Skip the instruction counts under valgrind.
+        #[arg(long)]
+        no_callgrind: bool,
+        /// Print the tables only; leave docs/ alone.
+        #[arg(long)]
+        no_write: bool,
+        /// Redraw docs/benchmarks.svg with --quick too.
+        #[arg(long)]
+        svg: bool,
     },
 }
 
@@ -161,6 +186,26 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
+        Cmd::Bench {
+            quick,
+            duration,
+            store,
+            no_callgrind,
+            no_write,
+            svg,
+        } => bench::run(&bench::Options {
+            quick,
+            duration,
+            sqlite: matches!(store, StoreArg::Sqlite | StoreArg::All),
+            postgres: matches!(store, StoreArg::Postgres | StoreArg::All),
+            callgrind: !no_callgrind,
+            write: !no_write,
+            svg,
+            command: std::iter::once("cargo xtask".to_owned())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }),
     }
 }
 

@@ -83,17 +83,57 @@ pub fn acquire() -> anyhow::Result<Option<Pg>> {
 /// Whether `url` lets us in without a password, asked with `psql -w` when psql is installed.
 /// Without psql there is no cheap way to ask, so the server is taken as it is.
 fn accepts(url: &str) -> bool {
-    let psql = find_bin_dir()
-        .map(|dir| dir.join("psql"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("psql"));
-    match Command::new(&psql)
+    match Command::new(psql_path())
         .args(["-w", "-X", "-A", "-t", "-c", "SELECT 1", "-d", url])
         .env("PGCONNECT_TIMEOUT", "3")
         .output()
     {
         Ok(out) => out.status.success(),
         Err(_) => true,
+    }
+}
+
+/// The local psql: beside `initdb` when there is one, else from PATH.
+fn psql_path() -> PathBuf {
+    find_bin_dir()
+        .map(|dir| dir.join("psql"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("psql"))
+}
+
+/// Runs one SQL statement on `url` with psql, without a password prompt, stopping on error
+/// (the benchmark's throwaway database).
+pub fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let mut cmd = Command::new(psql_path());
+    cmd.args([
+        "-w",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
+        "-d",
+        url,
+    ])
+    .env("PGCONNECT_TIMEOUT", "5");
+    check(cmd, "psql")
+}
+
+/// `url` naming the database `name` instead of its own (user, host and query kept).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_at = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_at..].find('/') {
+        Some(slash) => &base[..authority_at + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
     }
 }
 
@@ -206,4 +246,25 @@ fn start_throwaway(bin: &Path) -> anyhow::Result<Pg> {
         admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
         _cluster: Some(cluster),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_database_replaces_only_the_database() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "b"),
+            "postgres://postgres@127.0.0.1:5432/b"
+        );
+        assert_eq!(
+            with_database("postgresql://u:p@db:5433/app?sslmode=disable", "b"),
+            "postgresql://u:p@db:5433/b?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@localhost", "b"),
+            "postgres://u@localhost/b"
+        );
+    }
 }

@@ -15,6 +15,12 @@
 //!   `{"code"}`: a `getPhoneNumber` code. `countryCode` is `"86"` or `86` (default `"86"`) and
 //!   `getuserphonenumber` answers it in the same form; `purePhoneNumber` defaults to
 //!   `phoneNumber` without a leading `+{countryCode}`
+//! - `POST /codes/batch` `{"openIdPrefix", "count", "users"?}` → 200 `{"codes": [...]}`: `count`
+//!   login codes at once (at most [`MAX_BATCH`]), code `i` for the openid `{openIdPrefix}{i %
+//!   users}`; `users` defaults to `count` (a new openid per code). For load generators, which
+//!   cannot ask for a code per request
+//! - `POST /phone-codes/batch` `{"openIdPrefix", "count", "users"?, "phoneNumber",
+//!   "purePhoneNumber"?, "countryCode"?}` → 200 `{"codes": [...]}`: the same for phone codes
 //! - `POST /encrypt` `{"openId", "userInfo": {…}}` or `{"openId", "phoneInfo": {…}}` → 200
 //!   `{"encryptedData", "iv"}`: user info or legacy phone data encrypted with the user's
 //!   current session key (404 `unknown_user` before their first login code)
@@ -44,6 +50,9 @@ use crate::mock::{
     Answer, Caller, CountryCode, Failure, FailureMode, IssuedToken, MockError, MockWeChat, Phone,
     PhoneAnswer, Refusal, Session,
 };
+
+/// The most codes one batch call of the control API mints.
+pub const MAX_BATCH: u32 = 1_000_000;
 
 /// How long `serve` lets in-flight requests (a `slow` stall, say) finish after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -81,6 +90,8 @@ pub fn control_routes(mock: MockWeChat) -> impl Endpoint<Output = Response> {
     Route::new()
         .at("/codes", post(mint_code))
         .at("/phone-codes", post(mint_phone_code))
+        .at("/codes/batch", post(mint_code_batch))
+        .at("/phone-codes/batch", post(mint_phone_code_batch))
         .at("/encrypt", post(encrypt))
         .at("/access-token/expire", post(expire_access_token))
         .at("/access-token/invalidate", post(invalidate_access_token))
@@ -372,19 +383,33 @@ async fn mint_phone_code(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
     let Ok(open_id) = OpenId::parse(&body.open_id) else {
         return bad_request("openId must be 1-128 printable ASCII characters");
     };
-    let mut phone = Phone::new(
-        body.phone_number.trim(),
-        body.country_code.unwrap_or_default(),
-    );
-    if let Some(pure) = body.pure_phone_number {
+    let phone = match phone_of(
+        &body.phone_number,
+        body.pure_phone_number,
+        body.country_code,
+    ) {
+        Ok(phone) => phone,
+        Err(message) => return bad_request(message),
+    };
+    let code = mock.mint_phone_code(open_id.as_str(), phone);
+    json_response(StatusCode::OK, &json!({ "code": code }))
+}
+
+/// The phone number a phone code is minted for, checked. The Rust API takes anything (a test
+/// may want a malformed number); the control API is for people, who want to hear about a typo.
+fn phone_of(
+    phone_number: &str,
+    pure_phone_number: Option<String>,
+    country_code: Option<CountryCode>,
+) -> Result<Phone, &'static str> {
+    let mut phone = Phone::new(phone_number.trim(), country_code.unwrap_or_default());
+    if let Some(pure) = pure_phone_number {
         phone.pure_phone_number = pure;
     }
-    // The Rust API takes anything (a test may want a malformed number); the control API is
-    // for people, who want to hear about a typo.
     if PhoneNumber::parse(&phone.phone_number).is_err()
         || PhoneNumber::parse(&phone.pure_phone_number).is_err()
     {
-        return bad_request(
+        return Err(
             "phoneNumber and purePhoneNumber must be 3-20 digits with an optional leading +",
         );
     }
@@ -393,10 +418,93 @@ async fn mint_phone_code(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
         || country_code.len() > 4
         || !country_code.bytes().all(|b| b.is_ascii_digit())
     {
-        return bad_request("countryCode must be 1-4 digits, as a string or a number");
+        return Err("countryCode must be 1-4 digits, as a string or a number");
     }
-    let code = mock.mint_phone_code(open_id.as_str(), phone);
-    json_response(StatusCode::OK, &json!({ "code": code }))
+    Ok(phone)
+}
+
+/// Every openid of a batch of `count` codes, `{prefix}{i % users}` for code `i`, all checked
+/// before anything is minted.
+fn batch_open_ids(prefix: &str, count: u32, users: Option<u32>) -> Result<Vec<OpenId>, String> {
+    if count == 0 || count > MAX_BATCH {
+        return Err(format!("count must be 1-{MAX_BATCH}"));
+    }
+    let users = users.unwrap_or(count);
+    if users == 0 || users > count {
+        return Err("users must be 1-count (the openids the codes cycle over)".to_owned());
+    }
+    let names: Result<Vec<OpenId>, _> = (0..users)
+        .map(|i| OpenId::parse(&format!("{prefix}{i}")))
+        .collect();
+    let names = names.map_err(|_| {
+        "openIdPrefix followed by a number must be 1-128 printable ASCII characters".to_owned()
+    })?;
+    Ok((0..count as usize)
+        .map(|i| names[i % names.len()].clone())
+        .collect())
+}
+
+// Serde cannot deny unknown fields through `flatten`, so the two batch bodies repeat the
+// batch's three fields.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MintCodeBatchBody {
+    open_id_prefix: String,
+    count: u32,
+    users: Option<u32>,
+}
+
+#[handler]
+async fn mint_code_batch(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
+    let body: MintCodeBatchBody = match parse_body(&body) {
+        Ok(body) => body,
+        Err(message) => return bad_request(message),
+    };
+    let open_ids = match batch_open_ids(&body.open_id_prefix, body.count, body.users) {
+        Ok(open_ids) => open_ids,
+        Err(message) => return bad_request(message),
+    };
+    let codes: Vec<String> = open_ids
+        .iter()
+        .map(|open_id| mock.mint_code(open_id.as_str(), None))
+        .collect();
+    json_response(StatusCode::OK, &json!({ "codes": codes }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MintPhoneCodeBatchBody {
+    open_id_prefix: String,
+    count: u32,
+    users: Option<u32>,
+    phone_number: String,
+    pure_phone_number: Option<String>,
+    country_code: Option<CountryCode>,
+}
+
+#[handler]
+async fn mint_phone_code_batch(mock: Data<&MockWeChat>, body: Vec<u8>) -> Response {
+    let body: MintPhoneCodeBatchBody = match parse_body(&body) {
+        Ok(body) => body,
+        Err(message) => return bad_request(message),
+    };
+    let open_ids = match batch_open_ids(&body.open_id_prefix, body.count, body.users) {
+        Ok(open_ids) => open_ids,
+        Err(message) => return bad_request(message),
+    };
+    let phone = match phone_of(
+        &body.phone_number,
+        body.pure_phone_number,
+        body.country_code,
+    ) {
+        Ok(phone) => phone,
+        Err(message) => return bad_request(message),
+    };
+    let codes: Vec<String> = open_ids
+        .iter()
+        .map(|open_id| mock.mint_phone_code(open_id.as_str(), phone.clone()))
+        .collect();
+    json_response(StatusCode::OK, &json!({ "codes": codes }))
 }
 
 #[derive(Deserialize)]

@@ -4,10 +4,11 @@
 //! and [`wechat_routes`] serves the same behaviour over HTTP with WeChat's paths and bodies
 //! (`jscode2session`, `cgi-bin/stable_token`, `cgi-bin/token`, `getuserphonenumber`,
 //! `checksession`), so the real reqwest client can be tested against it. [`control_routes`]
-//! lets tests and local development mint login and phone codes, encrypt user info and legacy
-//! phone data with a user's current session key, expire or invalidate the access token, inject
-//! failures into the next calls of one [`Api`], and count each API's calls (the shapes are in
-//! the `http` module's docs; each is a method of [`MockWeChat`] too).
+//! lets tests and local development mint login and phone codes (one at a time, or in batches
+//! for load generators), encrypt user info and legacy phone data with a user's current session
+//! key, expire or invalidate the access token, inject failures into the next calls of one
+//! [`Api`], and count each API's calls (the shapes are in the `http` module's docs; each is a
+//! method of [`MockWeChat`] too, a batch being a loop over one).
 //!
 //! What it is faithful to: single-use codes valid for five minutes, a new random 16-byte session
 //! key on every `wx.login` (minting a code rotates the key at once, and exchanging that code
@@ -33,7 +34,7 @@ mod mock;
 
 pub use api::Api;
 pub use http::{
-    control_path, control_routes, routes, routes_for, serve, serve_apps, wechat_routes,
+    MAX_BATCH, control_path, control_routes, routes, routes_for, serve, serve_apps, wechat_routes,
 };
 pub use mock::{
     CountryCode, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_CODE_TTL, EncryptedPayload, Failure, MockError,

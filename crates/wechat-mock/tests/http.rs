@@ -793,3 +793,116 @@ async fn phone_control_api() {
         .await;
     assert_eq!(status, 405);
 }
+
+#[tokio::test]
+async fn codes_in_batches() {
+    let app = start(None).await;
+    let post = reqwest::Method::POST;
+    // One new openid per code.
+    let (status, reply) = app
+        .control(
+            post.clone(),
+            "/codes/batch",
+            Some(json!({"openIdPrefix": "o-new-", "count": 3})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let codes: Vec<String> = serde_json::from_value(reply["codes"].clone()).unwrap();
+    assert_eq!(codes.len(), 3);
+    for (i, code) in codes.iter().enumerate() {
+        let (status, body) = app.exchange("wxapp", "s", code).await;
+        assert_eq!(status, 200);
+        assert_eq!(json_of(&body)["openid"], format!("o-new-{i}"), "code {i}");
+        // Single use, as any code.
+        let (_, again) = app.exchange("wxapp", "s", code).await;
+        assert_eq!(json_of(&again)["errcode"], 40163);
+    }
+
+    // Codes cycling over a fixed set of users; each one hands out the key its mint made
+    // current, so the last code's key is the user's current one.
+    let (status, reply) = app
+        .control(
+            post.clone(),
+            "/codes/batch",
+            Some(json!({"openIdPrefix": "o-ret-", "count": 5, "users": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let codes: Vec<String> = serde_json::from_value(reply["codes"].clone()).unwrap();
+    let mut keys = Vec::new();
+    for (i, code) in codes.iter().enumerate() {
+        let (_, body) = app.exchange("wxapp", "s", code).await;
+        let body = json_of(&body);
+        assert_eq!(body["openid"], format!("o-ret-{}", i % 2), "code {i}");
+        keys.push(body["session_key"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        app.mock.current_session_key("o-ret-0").as_deref(),
+        Some(keys[4].as_str())
+    );
+    assert_eq!(
+        app.mock.current_session_key("o-ret-1").as_deref(),
+        Some(keys[3].as_str())
+    );
+
+    // Refusals name the problem, and mint nothing.
+    let long = "o".repeat(127);
+    for body in [
+        json!({"openIdPrefix": "o-", "count": 0}),
+        json!({"openIdPrefix": "o-", "count": wxlogin_wechat_mock::MAX_BATCH + 1}),
+        json!({"openIdPrefix": "o-", "count": 2, "users": 0}),
+        json!({"openIdPrefix": "o-", "count": 2, "users": 3}),
+        json!({"openIdPrefix": long, "count": 11}),
+        json!({"openIdPrefix": "o-", "count": -1}),
+        json!({"count": 1}),
+        json!({"openIdPrefix": "o-", "count": 1, "extra": 1}),
+    ] {
+        let (status, err) = app
+            .control(post.clone(), "/codes/batch", Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_eq!(err["error"], "bad_request", "{body}");
+    }
+    assert_eq!(app.mock.current_session_key(&format!("{long}0")), None);
+}
+
+#[tokio::test]
+async fn phone_codes_in_batches() {
+    let app = start(None).await;
+    let post = reqwest::Method::POST;
+    let token = app.access_token().await;
+    let (status, reply) = app
+        .control(
+            post.clone(),
+            "/phone-codes/batch",
+            Some(json!({
+                "openIdPrefix": "o-", "count": 4, "users": 2,
+                "phoneNumber": "+85261234567", "purePhoneNumber": "61234567", "countryCode": 852,
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let codes: Vec<String> = serde_json::from_value(reply["codes"].clone()).unwrap();
+    assert_eq!(codes.len(), 4);
+    for code in &codes {
+        let info = app.phone_number(&token, code).await["phone_info"].clone();
+        assert_eq!(info["phoneNumber"], "+85261234567");
+        assert_eq!(info["purePhoneNumber"], "61234567");
+        assert_eq!(info["countryCode"], 852);
+        // Single use.
+        assert_eq!(app.phone_number(&token, code).await["errcode"], 40029);
+    }
+    for body in [
+        json!({"openIdPrefix": "o-", "count": 1}),
+        json!({"openIdPrefix": "o-", "count": 1, "phoneNumber": "call me"}),
+        json!({"openIdPrefix": "o-", "count": 0, "phoneNumber": "13800138000"}),
+        json!({"openIdPrefix": "", "count": 1, "users": 2, "phoneNumber": "13800138000"}),
+        json!({"openIdPrefix": "o-", "count": 1, "phoneNumber": "13800138000", "countryCode": "+86"}),
+    ] {
+        let (status, err) = app
+            .control(post.clone(), "/phone-codes/batch", Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_eq!(err["error"], "bad_request", "{body}");
+    }
+}

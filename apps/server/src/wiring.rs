@@ -103,14 +103,17 @@ pub async fn start(config: Config, mocks: Vec<MockWeChat>) -> anyhow::Result<Run
             let store = Sqlite::open(&location, options)
                 .await
                 .context("cannot open the SQLite database (database.url)")?;
-            with_wechat(config, store, mocks, Vec::new()).await
+            with_wechat(config, store, mocks, Background::default()).await
         }
         StoreConfig::Postgres { location, options } => {
             let store = Postgres::open_lazy(&location, options)
                 .await
                 .context("cannot set up the Postgres connection pool (database.url)")?;
-            let migrating = migrate_or_keep_trying(&store).await?;
-            with_wechat(config, store, mocks, migrating.into_iter().collect()).await
+            let mut background = Background::default();
+            if let Some(migrating) = migrate_or_keep_trying(&store).await? {
+                background.0.push(migrating);
+            }
+            with_wechat(config, store, mocks, background).await
         }
     }
 }
@@ -121,10 +124,10 @@ async fn with_wechat<S: UserStore + Directory>(
     config: Config,
     store: S,
     mocks: Vec<MockWeChat>,
-    mut background: Vec<JoinHandle<()>>,
+    mut background: Background,
 ) -> anyhow::Result<RunningServer> {
     let admin = new_admin(store.clone(), &config)?;
-    background.push(tokio::spawn(count_active_sessions(
+    background.0.push(tokio::spawn(count_active_sessions(
         store.clone(),
         config.service.idle_timeout,
     )));
@@ -230,7 +233,7 @@ async fn serve<L, A, M>(
     apps: Apps<L>,
     admin: A,
     extra: Vec<(String, M)>,
-    mut background: Vec<JoinHandle<()>>,
+    mut background: Background,
 ) -> anyhow::Result<RunningServer>
 where
     L: LoginService,
@@ -238,7 +241,7 @@ where
     M: Endpoint + 'static,
 {
     // The store is shared by every app: one purge covers them all.
-    background.push(tokio::spawn(purge_ended_sessions(
+    background.0.push(tokio::spawn(purge_ended_sessions(
         Arc::clone(apps.default_service()),
         config.purge_interval,
     )));
@@ -262,9 +265,7 @@ where
             grace,
         )
         .await;
-        for task in background {
-            task.abort();
-        }
+        drop(background);
         served
     });
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "wxlogin listening");
@@ -274,6 +275,24 @@ where
         task,
     })
 }
+
+/// The server's background tasks (the purge, the sessions gauge, the migration retries): they
+/// end with the server, and with a start that fails halfway, since dropping a tokio task's
+/// handle would only detach it.
+#[derive(Default)]
+struct Background(Vec<JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// How often a database that stays unreachable is reported at `warn` (each attempt in between
+/// is logged at `debug`).
+const UNREACHABLE_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The longest pause between two attempts to reach a database that was down at start.
 const MIGRATE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
@@ -302,6 +321,7 @@ async fn migrate_or_keep_trying(store: &Postgres) -> anyhow::Result<Option<JoinH
 /// [`MIGRATE_RETRY_MAX`] (each attempt also waits up to the pool's acquire timeout).
 async fn keep_migrating(store: Postgres) {
     let mut pause = std::time::Duration::from_millis(250);
+    let mut reported = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(pause).await;
         match store.migrate().await {
@@ -309,9 +329,18 @@ async fn keep_migrating(store: Postgres) {
                 tracing::info!("the database is reachable and migrated: serving");
                 return;
             }
+            Err(StoreError::Unavailable(detail))
+                if reported.elapsed() >= UNREACHABLE_REPORT_EVERY =>
+            {
+                reported = tokio::time::Instant::now();
+                tracing::warn!(error = %detail, "the database is still unreachable; serving 503");
+            }
             Err(StoreError::Unavailable(detail)) => {
                 tracing::debug!(error = %detail, "the database is still unreachable");
             }
+            // A database that appeared with a refused password or a failing migration: the
+            // server keeps answering 503 and keeps trying, since an operator may fix either
+            // without restarting it.
             Err(e) => tracing::error!(error = %e, "preparing the database failed; will retry"),
         }
         pause = (pause * 2).min(MIGRATE_RETRY_MAX);

@@ -118,6 +118,9 @@ impl Dialect for PostgresBackend {
     const RETURNING_IDENTITY: &'static str = "SELECT i.user_id, i.union_id \
          FROM wechat_identities i JOIN users u ON u.id = i.user_id \
          WHERE i.app_id = $1 AND i.open_id = $2 FOR KEY SHARE OF u";
+    const LINKED_IDENTITY: &'static str = "SELECT i.user_id, i.union_id \
+         FROM wechat_identities i JOIN users u ON u.id = i.user_id \
+         WHERE i.union_id = $1 ORDER BY i.created_at, i.app_id LIMIT 1 FOR KEY SHARE OF u";
     type Id = Uuid;
     type Timestamp = DateTime<Utc>;
     /// The schema's `smallint`.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::Barrier;
 use wxlogin_domain::{NewLogin, SessionId, StoreError, UserId, UserStore};
-use wxlogin_store_contract::fixtures::{KEY_A, KEY_B, app, digest, login_at};
+use wxlogin_store_contract::fixtures::{KEY_A, KEY_B, app, digest, login_at, other_app};
 use wxlogin_store_postgres::testing::{FreshDatabase, fresh_database, require_admin_url};
 use wxlogin_store_postgres::{Postgres, PostgresOptions};
 
@@ -760,6 +760,56 @@ async fn a_login_racing_an_erasure_of_its_user_creates_a_new_user() {
         .await
         .expect("the login task")
         .expect("a login after the erasure succeeds");
+    assert!(second.is_new_user);
+    assert_ne!(second.user.id, first.user.id);
+    store.close().await;
+    db.drop_database().await.expect("drop the database");
+}
+
+/// The same race for a first login in another app that joins its user through the unionid:
+/// it waits for the erasure of that user and then creates a user of its own, instead of
+/// failing the new identity's foreign key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_login_racing_an_erasure_of_its_user_creates_a_new_user() {
+    let db = fresh().await;
+    let store = open(&db).await;
+    let union_id = wxlogin_domain::UnionId::parse("u-erased").expect("valid unionid");
+    let mut first_login = login_for("o-erased-a", 1, KEY_A);
+    first_login.union_id = Some(union_id.clone());
+    let first = store.login(first_login).await.expect("first login");
+
+    let mut eraser = side(db.url()).await;
+    sqlx::query("BEGIN")
+        .execute(&mut eraser)
+        .await
+        .expect("begin");
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(*first.user.id.as_uuid())
+        .execute(&mut eraser)
+        .await
+        .expect("delete, uncommitted");
+
+    let mut linked = login_for("o-erased-b", 2, KEY_B);
+    linked.app_id = other_app();
+    linked.union_id = Some(union_id);
+    let racing = tokio::spawn({
+        let store = store.clone();
+        async move { store.login(linked).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !racing.is_finished(),
+        "the login did not wait for the erasure"
+    );
+    sqlx::query("COMMIT")
+        .execute(&mut eraser)
+        .await
+        .expect("commit");
+
+    let second = racing
+        .await
+        .expect("the login task")
+        .expect("a linked login after the erasure succeeds");
     assert!(second.is_new_user);
     assert_ne!(second.user.id, first.user.id);
     store.close().await;

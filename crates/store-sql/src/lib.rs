@@ -66,7 +66,16 @@ pub trait Dialect: Send + Sync + 'static {
     /// committed first, makes the identity vanish (the login then creates a new user) instead
     /// of failing the session's foreign key. SQLite's writers run one at a time.
     const RETURNING_IDENTITY: &'static str;
+
+    /// The oldest identity with the unionid `$1` (`user_id, union_id`), which a first login in
+    /// another app joins. On Postgres it locks that user row as
+    /// [`Dialect::RETURNING_IDENTITY`] does, for the same race with an erasure.
+    const LINKED_IDENTITY: &'static str;
 }
+
+/// [`Dialect::LINKED_IDENTITY`] without a lock.
+pub const LINKED_IDENTITY: &str = "SELECT user_id, union_id FROM wechat_identities \
+     WHERE union_id = $1 ORDER BY created_at, app_id LIMIT 1";
 
 /// [`Dialect::RETURNING_IDENTITY`] without a lock.
 pub const RETURNING_IDENTITY: &str =

@@ -89,14 +89,11 @@ where
                 .await
                 .map_err(D::map_err)?;
         }
-        let linked: Option<IdentityRow<D>> = sqlx::query_as(
-            "SELECT user_id, union_id FROM wechat_identities WHERE union_id = $1 \
-             ORDER BY created_at, app_id LIMIT 1",
-        )
-        .bind(union_id.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(D::map_err)?;
+        let linked: Option<IdentityRow<D>> = sqlx::query_as(D::LINKED_IDENTITY)
+            .bind(union_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(D::map_err)?;
         let Some(linked) = linked else {
             return Ok(None);
         };

@@ -94,6 +94,7 @@ impl Dialect for SqliteBackend {
     /// `BEGIN IMMEDIATE` already runs one login at a time.
     const LOCK_UNION_ID: Option<&'static str> = None;
     const RETURNING_IDENTITY: &'static str = wxlogin_store_sql::RETURNING_IDENTITY;
+    const LINKED_IDENTITY: &'static str = wxlogin_store_sql::LINKED_IDENTITY;
 
     /// Fixed-width RFC 3339 in UTC with nanoseconds (see the crate docs).
     fn timestamp(t: DateTime<Utc>) -> String {

@@ -62,8 +62,8 @@ pub enum Failure {
     Http500,
     /// HTTP 200 with a body that is not JSON.
     Garbage,
-    /// HTTP 200, `application/json`, with the body cut off in the middle of the object (a
-    /// connection reset after part of the answer).
+    /// HTTP 200, `application/json`, whose (complete) body is a JSON object cut off in the
+    /// middle, as a broken gateway may send: malformed JSON, not a transport error.
     Truncated,
     /// Stall this long, then answer normally: the code *is* consumed after the stall, as a
     /// slow WeChat would, unless the caller hung up first (the answer is then never computed).

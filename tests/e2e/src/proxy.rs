@@ -95,6 +95,8 @@ impl TcpProxy {
         guard.accepting = Some(tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
+                    // Out of descriptors, say: wait instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
                 let link = tokio::spawn(forward(client, upstream));

@@ -717,18 +717,13 @@ async fn a_lazy_store_is_unavailable_until_it_has_migrated() {
     db.drop_database().await.expect("drop the database");
 }
 
-/// An erasure that has deleted the user but not yet committed, racing a returning login of
-/// the same openid: the login waits for it and then, the identity gone, creates a new user. It
-/// never fails on the session's foreign key (which answered 500 before the user row was locked
-/// by the login's look-up).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_racing_an_erasure_of_its_user_creates_a_new_user() {
+/// Logs `first` in, then races `racing` against an erasure of that user which has deleted the
+/// row but not yet committed: the login must wait for the erasure and then, the user gone,
+/// create a new user (never fail on a foreign key).
+async fn login_racing_an_uncommitted_erasure(first: NewLogin, racing: NewLogin) {
     let db = fresh().await;
     let store = open(&db).await;
-    let first = store
-        .login(login_for("o-erased", 1, KEY_A))
-        .await
-        .expect("first login");
+    let first = store.login(first).await.expect("first login");
 
     let mut eraser = side(db.url()).await;
     sqlx::query("BEGIN")
@@ -743,7 +738,7 @@ async fn a_login_racing_an_erasure_of_its_user_creates_a_new_user() {
 
     let racing = tokio::spawn({
         let store = store.clone();
-        async move { store.login(login_for("o-erased", 2, KEY_B)).await }
+        async move { store.login(racing).await }
     });
     // Long enough for the login to reach the rows the erasure holds.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -766,52 +761,26 @@ async fn a_login_racing_an_erasure_of_its_user_creates_a_new_user() {
     db.drop_database().await.expect("drop the database");
 }
 
-/// The same race for a first login in another app that joins its user through the unionid:
-/// it waits for the erasure of that user and then creates a user of its own, instead of
-/// failing the new identity's foreign key.
+/// A returning login racing an erasure of its user (it failed the session's foreign key, a
+/// 500, before the look-up locked the user row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_racing_an_erasure_of_its_user_creates_a_new_user() {
+    login_racing_an_uncommitted_erasure(
+        login_for("o-erased", 1, KEY_A),
+        login_for("o-erased", 2, KEY_B),
+    )
+    .await;
+}
+
+/// The same race for a first login in another app that joins its user through the unionid
+/// (it failed the new identity's foreign key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_login_racing_an_erasure_of_its_user_creates_a_new_user() {
-    let db = fresh().await;
-    let store = open(&db).await;
     let union_id = wxlogin_domain::UnionId::parse("u-erased").expect("valid unionid");
-    let mut first_login = login_for("o-erased-a", 1, KEY_A);
-    first_login.union_id = Some(union_id.clone());
-    let first = store.login(first_login).await.expect("first login");
-
-    let mut eraser = side(db.url()).await;
-    sqlx::query("BEGIN")
-        .execute(&mut eraser)
-        .await
-        .expect("begin");
-    sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(*first.user.id.as_uuid())
-        .execute(&mut eraser)
-        .await
-        .expect("delete, uncommitted");
-
+    let mut first = login_for("o-erased-a", 1, KEY_A);
+    first.union_id = Some(union_id.clone());
     let mut linked = login_for("o-erased-b", 2, KEY_B);
     linked.app_id = other_app();
     linked.union_id = Some(union_id);
-    let racing = tokio::spawn({
-        let store = store.clone();
-        async move { store.login(linked).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !racing.is_finished(),
-        "the login did not wait for the erasure"
-    );
-    sqlx::query("COMMIT")
-        .execute(&mut eraser)
-        .await
-        .expect("commit");
-
-    let second = racing
-        .await
-        .expect("the login task")
-        .expect("a linked login after the erasure succeeds");
-    assert!(second.is_new_user);
-    assert_ne!(second.user.id, first.user.id);
-    store.close().await;
-    db.drop_database().await.expect("drop the database");
+    login_racing_an_uncommitted_erasure(first, linked).await;
 }

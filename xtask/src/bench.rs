@@ -241,6 +241,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start a tokio runtime")?;
+    // reqwest's rustls has no crypto provider of its own (the workspace's Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))

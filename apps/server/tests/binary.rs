@@ -62,6 +62,7 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 async fn configured_by_environment_against_the_mock_wechat_binary() {
     let dir = tempfile::tempdir().unwrap();
     let (mock_port, server_port) = (free_port(), free_port());
+    wxlogin_wechat_http::install_crypto_provider();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
     let mock = Proc(
@@ -292,6 +293,7 @@ async fn sigterm_answers_requests_in_flight_and_does_not_wait_for_stalled_client
 
     let dir = tempfile::tempdir().unwrap();
     let (mock_port, server_port) = (free_port(), free_port());
+    wxlogin_wechat_http::install_crypto_provider();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

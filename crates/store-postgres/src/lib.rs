@@ -27,6 +27,7 @@
 pub mod testing;
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -34,10 +35,18 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
 use uuid::Uuid;
 use wxlogin_domain::{Gender, NewLogin, StoreError};
-use wxlogin_store_sql::{Backend, Dialect, Pools, Queries, Store, classify, options};
+use wxlogin_store_sql::{
+    Backend, Dialect, Pools, Queries, Store, classify, embedded_migrator, options,
+};
 
-/// The schema, embedded at compile time (`build.rs` rebuilds when a migration changes).
-static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+/// The schema, embedded at compile time (`wxlogin_store_sql::embedded_migrator`).
+static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| embedded_migrator("postgres"));
+
+/// The migrator of this store's schema (`migrations/postgres`), as the store runs it on open.
+/// Tests use it to build databases at a given version.
+pub fn migrator() -> &'static Migrator {
+    &MIGRATOR
+}
 
 /// Prepared statements each connection keeps (sqlx's LRU cache). The adapter issues about
 /// twenty distinct statements, so every one stays prepared for the connection's lifetime.

@@ -405,7 +405,7 @@ async fn columns_have_native_types_and_indexes_exist() {
 async fn sessions_stored_before_0002_read_back_last_seen_at_their_login() {
     let db = fresh().await;
     let mut conn = side(db.url()).await;
-    sqlx::migrate!("../../migrations/postgres")
+    wxlogin_store_postgres::migrator()
         .run_to(1, &mut conn)
         .await
         .expect("0001 applies");

@@ -7,7 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{
-    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type,
+    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Row,
+    Type,
 };
 use wxlogin_domain::{
     ActiveAt, AppId, Directory, Stats, StatsQuery, StoreError, User, UserDetail, UserId, UserSearch,
@@ -43,24 +44,71 @@ macro_rules! active {
     };
 }
 
-#[derive(FromRow)]
+// `FromRow` by hand, as in `rows.rs` (why: its module documentation).
+
+/// A user and how many active sessions it has.
 struct DetailRow<D: Dialect> {
-    #[sqlx(flatten)]
     user: UserRow<D>,
     active_sessions: i64,
 }
 
-#[derive(FromRow)]
+impl<'r, D, R> FromRow<'r, R> for DetailRow<D>
+where
+    D: Dialect,
+    R: Row<Database = D::Db>,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, D::Db> + Type<D::Db>,
+    DateTime<Utc>: Decode<'r, D::Db> + Type<D::Db>,
+    i64: Decode<'r, D::Db> + Type<D::Db>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            user: UserRow::from_row(row)?,
+            active_sessions: row.try_get("active_sessions")?,
+        })
+    }
+}
+
+/// `COUNT(*) AS n`.
 struct CountRow {
     n: i64,
 }
 
-#[derive(FromRow)]
+impl<'r, R> FromRow<'r, R> for CountRow
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            n: row.try_get("n")?,
+        })
+    }
+}
+
+/// The counts behind `Stats`.
 struct StatsRow {
     users: i64,
     active_sessions: i64,
     logins_last_hour: i64,
     logins_last_day: i64,
+}
+
+impl<'r, R> FromRow<'r, R> for StatsRow
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            users: row.try_get("users")?,
+            active_sessions: row.try_get("active_sessions")?,
+            logins_last_hour: row.try_get("logins_last_hour")?,
+            logins_last_day: row.try_get("logins_last_day")?,
+        })
+    }
 }
 
 /// A count as the port reports it (a database never returns a negative one).

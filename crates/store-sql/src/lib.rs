@@ -15,6 +15,7 @@
 //! the other way round, and never on each other.
 
 mod admin;
+mod migrations;
 mod queries;
 mod rows;
 mod store;
@@ -27,6 +28,7 @@ use sqlx::{Database, Decode, Encode, Type};
 use uuid::Uuid;
 use wxlogin_domain::{Gender, StoreError};
 
+pub use crate::migrations::embedded_migrator;
 pub use crate::queries::Queries;
 pub use crate::store::{Backend, Pools, Store};
 

@@ -19,6 +19,7 @@
 //! nanosecond) and sort as text; token digests are 32-byte BLOBs.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -29,10 +30,18 @@ use sqlx::sqlite::{
 };
 use uuid::fmt::Hyphenated;
 use wxlogin_domain::{Gender, NewLogin, StoreError};
-use wxlogin_store_sql::{Backend, Dialect, Pools, Queries, Store, classify, options};
+use wxlogin_store_sql::{
+    Backend, Dialect, Pools, Queries, Store, classify, embedded_migrator, options,
+};
 
-/// The schema, embedded at compile time (`build.rs` rebuilds when a migration changes).
-static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+/// The schema, embedded at compile time (`wxlogin_store_sql::embedded_migrator`).
+static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| embedded_migrator("sqlite"));
+
+/// The migrator of this store's schema (`migrations/sqlite`), as the store runs it on open.
+/// Tests use it to build databases at a given version.
+pub fn migrator() -> &'static Migrator {
+    &MIGRATOR
+}
 
 /// How the store opens its connections. [`Default`] holds the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -264,7 +264,7 @@ async fn sessions_stored_before_0002_read_back_last_seen_at_their_login() {
         .connect(&db_url(&dir))
         .await
         .unwrap();
-    sqlx::migrate!("../../migrations/sqlite")
+    wxlogin_store_sqlite::migrator()
         .run_to(1, &pool)
         .await
         .expect("0001 applies");

@@ -135,10 +135,23 @@ impl std::fmt::Debug for WeChatHttp {
     }
 }
 
+/// Installs *ring* as the process's rustls crypto provider, if none is installed yet.
+///
+/// reqwest is built without a provider of its own (the workspace's `rustls-no-provider`, so
+/// that aws-lc-rs is not compiled) and panics when a client is built before one is installed.
+/// [`WeChatHttp::new`] calls this; anything else in the process that builds a
+/// `reqwest::Client` (tests, xtask) calls it first. Idempotent: a provider installed earlier,
+/// by this or anyone else, is kept.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is all this asks for.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl WeChatHttp {
     /// Builds the client once; call it at start-up, never per request.
     pub fn new(config: WeChatHttpConfig) -> Result<Self, WeChatHttpError> {
         config.validate()?;
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)

@@ -32,7 +32,11 @@ async fn start(secret: Option<&str>) -> Running {
     Running {
         base: format!("http://{addr}"),
         mock,
-        client: reqwest::Client::new(),
+        client: {
+            // reqwest's rustls has no crypto provider of its own (the workspace's Cargo.toml).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::new()
+        },
         _stop: stop,
     }
 }

@@ -180,6 +180,8 @@ pub struct TestApp {
 }
 
 pub fn client() -> reqwest::Client {
+    // reqwest's rustls has no crypto provider of its own here (the workspace's Cargo.toml).
+    wxlogin_wechat_http::install_crypto_provider();
     reqwest::Client::builder()
         // Tests talk to loopback only: never through a proxy from the environment.
         .no_proxy()

@@ -22,7 +22,10 @@ fn main() {
             .collect();
         files.sort();
         for path in files {
-            let name = path.file_name().and_then(|n| n.to_str()).expect("a UTF-8 name");
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("a UTF-8 name");
             // `<version>_<description>.sql`, as sqlx reads a migrations directory.
             let (version, rest) = name
                 .split_once('_')

@@ -36,7 +36,10 @@ pub fn embedded_migrator(store: &str) -> Migrator {
             )
         })
         .collect();
-    assert!(!migrations.is_empty(), "no migrations embedded for store {store:?}");
+    assert!(
+        !migrations.is_empty(),
+        "no migrations embedded for store {store:?}"
+    );
     Migrator::with_migrations(migrations)
 }
 
@@ -66,11 +69,17 @@ mod tests {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../migrations")
                 .join(store);
-            let from_dir = Migrator::new(dir.as_path()).await.expect("the directory resolves");
+            let from_dir = Migrator::new(dir.as_path())
+                .await
+                .expect("the directory resolves");
             let embedded = embedded_migrator(store);
             let expected: Vec<_> = from_dir.iter().map(summary).collect();
             let actual: Vec<_> = embedded.iter().map(summary).collect();
-            assert!(expected.len() >= 5, "{store}: {} migrations", expected.len());
+            assert!(
+                expected.len() >= 5,
+                "{store}: {} migrations",
+                expected.len()
+            );
             assert_eq!(actual, expected, "{store}");
         }
     }

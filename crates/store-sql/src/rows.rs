@@ -7,7 +7,7 @@
 //! its columns by name, as the derive would.
 
 use chrono::{DateTime, Utc};
-use sqlx::{ColumnIndex, Database, Decode, FromRow, Row, Type};
+use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 use wxlogin_domain::{
     AccessToken, Session, SessionId, SessionKey, SessionRecord, StoreError, StoredAccessToken,
     StoredUser, TokenDigest, User,

@@ -130,6 +130,7 @@ impl Dialect for PostgresBackend {
     const LINKED_IDENTITY: &'static str = "SELECT i.user_id, i.union_id \
          FROM wechat_identities i JOIN users u ON u.id = i.user_id \
          WHERE i.union_id = $1 ORDER BY i.created_at, i.app_id LIMIT 1 FOR KEY SHARE OF u";
+    const FINISH_LOGIN: &'static str = wxlogin_store_sql::FINISH_LOGIN_CTE;
     type Id = Uuid;
     type Timestamp = DateTime<Utc>;
     /// The schema's `smallint`.
@@ -256,8 +257,8 @@ impl Backend for PostgresBackend {
         Ok(())
     }
 
-    /// The insert half of the login upsert, race-free without retries: insert the user, then
-    /// the identity with `ON CONFLICT (app_id, open_id) DO NOTHING RETURNING`. If another login
+    /// The insert half of the login upsert, race-free without retries: insert the user and
+    /// the identity (one statement) with `ON CONFLICT (app_id, open_id) DO NOTHING RETURNING`. If another login
     /// inserted the same identity meanwhile, PostgreSQL waits for that transaction: should it
     /// commit, nothing is inserted and we delete our user row (which nobody else can see yet)
     /// and read the winner's identity, which the next statement's snapshot shows; should it
@@ -266,12 +267,35 @@ impl Backend for PostgresBackend {
         conn: &mut PgConnection,
         login: &NewLogin,
     ) -> Result<(Uuid, bool), StoreError> {
-        let new_user_id = Sql::insert_new_user(conn, login).await?;
+        let new_user_id = Uuid::from(*login.new_user_id.as_uuid());
 
         // Two rounds cover every interleaving but one: the winner of the race erased its
         // account between our insert and our read. The second round then creates the user.
-        for _ in 0..2 {
-            if Sql::insert_identity(conn, new_user_id, login).await? {
+        for round in 0..2 {
+            let inserted = if round == 0 {
+                // The user and its identity in one statement (one round trip); the identity's
+                // foreign key is checked at the end of the statement, when the user exists.
+                sqlx::query(
+                    "WITH u AS (INSERT INTO users (id, created_at, updated_at) \
+                     VALUES ($1, $2, $2) RETURNING id) \
+                     INSERT INTO wechat_identities (user_id, app_id, open_id, union_id, created_at) \
+                     SELECT u.id, $3, $4, $5, $2 FROM u \
+                     ON CONFLICT (app_id, open_id) DO NOTHING \
+                     RETURNING user_id",
+                )
+                .bind(new_user_id)
+                .bind(micros(login.now))
+                .bind(login.app_id.as_str())
+                .bind(login.open_id.as_str())
+                .bind(login.union_id.as_ref().map(|u| u.as_str()))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(Self::map_err)?
+                .is_some()
+            } else {
+                Sql::insert_identity(conn, new_user_id, login).await?
+            };
+            if inserted {
                 return Ok((new_user_id, true));
             }
 

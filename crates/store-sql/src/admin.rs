@@ -130,27 +130,6 @@ fn like_pattern(text: &str) -> String {
     pattern
 }
 
-/// Records a login at `at` in `app_id` for the statistics: one statement of the login's
-/// transaction (`Queries::finish_login`).
-pub(crate) async fn record_login<D: Dialect>(
-    conn: &mut Conn<D>,
-    app_id: &AppId,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError>
-where
-    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
-    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
-    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
-{
-    sqlx::query("INSERT INTO login_events (at, app_id) VALUES ($1, $2)")
-        .bind(D::timestamp(at))
-        .bind(app_id.as_str())
-        .execute(conn)
-        .await
-        .map_err(D::map_err)
-        .map(drop)
-}
-
 /// Deletes the login events from before `before` (the purge of ended sessions runs it).
 pub(crate) async fn purge_login_events<'c, D: Dialect, E>(
     executor: E,

@@ -73,7 +73,53 @@ pub trait Dialect: Send + Sync + 'static {
     /// another app joins. On Postgres it locks that user row as
     /// [`Dialect::RETURNING_IDENTITY`] does, for the same race with an erasure.
     const LINKED_IDENTITY: &'static str;
+
+    /// The end of every login in one round trip: inserts the session and the login event and
+    /// reads the user back, binding `$1` session id, `$2` user id, `$3` app id, `$4` token
+    /// digest, `$5` session key, `$6` now, `$7` expiry. [`FINISH_LOGIN_STATEMENTS`] on SQLite
+    /// (several statements in one query, run by its worker in one go),
+    /// [`FINISH_LOGIN_CTE`] on Postgres (data-modifying `WITH`, one statement).
+    const FINISH_LOGIN: &'static str;
 }
+
+/// The session insert of [`Dialect::FINISH_LOGIN`]: a session is last seen when its login
+/// creates it.
+macro_rules! insert_session {
+    () => {
+        "INSERT INTO sessions \
+         (id, user_id, app_id, token_digest, session_key, created_at, expires_at, last_seen_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $6)"
+    };
+}
+
+/// The user read of [`Dialect::FINISH_LOGIN`], through its identity in app `$3`.
+macro_rules! login_user {
+    () => {
+        concat!(
+            "SELECT ",
+            queries::user_columns!(),
+            " FROM users u JOIN wechat_identities i ON i.user_id = u.id AND i.app_id = $3 \
+              WHERE u.id = $2"
+        )
+    };
+}
+
+/// [`Dialect::FINISH_LOGIN`] as three statements in one query (SQLite).
+pub const FINISH_LOGIN_STATEMENTS: &str = concat!(
+    insert_session!(),
+    "; INSERT INTO login_events (at, app_id) VALUES ($6, $3); ",
+    login_user!()
+);
+
+/// [`Dialect::FINISH_LOGIN`] as one statement with data-modifying `WITH` (Postgres). The
+/// inserts run to completion whether or not the `SELECT` reads them; it reads only rows that
+/// earlier statements of the transaction wrote.
+pub const FINISH_LOGIN_CTE: &str = concat!(
+    "WITH s AS (",
+    insert_session!(),
+    "), e AS (INSERT INTO login_events (at, app_id) VALUES ($6, $3)) ",
+    login_user!()
+);
 
 /// [`Dialect::LINKED_IDENTITY`] without a lock.
 pub const LINKED_IDENTITY: &str = "SELECT user_id, union_id FROM wechat_identities \

@@ -118,21 +118,6 @@ where
         Self::returning_user(conn, login).await
     }
 
-    /// Inserts the user a first login creates, with the login's proposed id and no profile.
-    pub async fn insert_new_user(
-        conn: &mut Conn<D>,
-        login: &NewLogin,
-    ) -> Result<D::Id, StoreError> {
-        let user_id = D::Id::from(*login.new_user_id.as_uuid());
-        sqlx::query("INSERT INTO users (id, created_at, updated_at) VALUES ($1, $2, $2)")
-            .bind(user_id)
-            .bind(D::timestamp(login.now))
-            .execute(conn)
-            .await
-            .map_err(D::map_err)?;
-        Ok(user_id)
-    }
-
     /// Inserts the login's identity for `user_id`, unless the identity of `(app_id, open_id)`
     /// exists by then: whether it was inserted. On PostgreSQL, an insert of the same identity
     /// by a concurrent transaction makes this wait until that transaction has ended.
@@ -158,35 +143,28 @@ where
         Ok(inserted.is_some())
     }
 
-    /// The common end of every login, once its user is known: inserts the session and reads
-    /// the user back.
+    /// The common end of every login, once its user is known: inserts the session and the
+    /// login event and reads the user back, in one round trip ([`Dialect::FINISH_LOGIN`]).
     pub async fn finish_login(
         conn: &mut Conn<D>,
         login: &NewLogin,
         user_id: D::Id,
         is_new_user: bool,
     ) -> Result<LoginRecord, StoreError> {
-        // A session is last seen when its login creates it.
-        sqlx::query(
-            "INSERT INTO sessions \
-             (id, user_id, app_id, token_digest, session_key, created_at, expires_at, \
-             last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
-        )
-        .bind(D::Id::from(*login.session_id.as_uuid()))
-        .bind(user_id)
-        .bind(login.app_id.as_str())
-        .bind(login.token_digest.as_bytes().as_slice())
-        .bind(login.session_key.expose_base64())
-        .bind(D::timestamp(login.now))
-        .bind(D::timestamp(login.expires_at))
-        .execute(&mut *conn)
-        .await
-        .map_err(D::map_err)?;
-        crate::admin::record_login::<D>(conn, &login.app_id, login.now).await?;
-
-        let user = Self::fetch_user(conn, user_id, &login.app_id)
-            .await?
+        let row: Option<UserRow<D>> = sqlx::query_as(D::FINISH_LOGIN)
+            .bind(D::Id::from(*login.session_id.as_uuid()))
+            .bind(user_id)
+            .bind(login.app_id.as_str())
+            .bind(login.token_digest.as_bytes().as_slice())
+            .bind(login.session_key.expose_base64())
+            .bind(D::timestamp(login.now))
+            .bind(D::timestamp(login.expires_at))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(D::map_err)?;
+        let user = row
+            .map(UserRow::into_user)
+            .transpose()?
             .ok_or_else(|| StoreError::Unexpected("the user vanished during login".into()))?;
         Ok(LoginRecord { user, is_new_user })
     }

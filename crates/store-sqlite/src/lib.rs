@@ -30,9 +30,7 @@ use sqlx::sqlite::{
 };
 use uuid::fmt::Hyphenated;
 use wxlogin_domain::{Gender, NewLogin, StoreError};
-use wxlogin_store_sql::{
-    Backend, Dialect, Pools, Queries, Store, classify, embedded_migrator, options,
-};
+use wxlogin_store_sql::{Backend, Dialect, Pools, Store, classify, embedded_migrator, options};
 
 /// The schema, embedded at compile time (`wxlogin_store_sql::embedded_migrator`).
 static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| embedded_migrator("sqlite"));
@@ -104,6 +102,7 @@ impl Dialect for SqliteBackend {
     const LOCK_UNION_ID: Option<&'static str> = None;
     const RETURNING_IDENTITY: &'static str = wxlogin_store_sql::RETURNING_IDENTITY;
     const LINKED_IDENTITY: &'static str = wxlogin_store_sql::LINKED_IDENTITY;
+    const FINISH_LOGIN: &'static str = wxlogin_store_sql::FINISH_LOGIN_STATEMENTS;
 
     /// Fixed-width RFC 3339 in UTC with nanoseconds (see the crate docs).
     fn timestamp(t: DateTime<Utc>) -> String {
@@ -250,8 +249,25 @@ impl Backend for SqliteBackend {
         conn: &mut SqliteConnection,
         login: &NewLogin,
     ) -> Result<(Hyphenated, bool), StoreError> {
-        let user_id = Sql::insert_new_user(conn, login).await?;
-        if !Sql::insert_identity(conn, user_id, login).await? {
+        // Both inserts in one query (one trip to the connection's worker thread); the row is
+        // the identity's `RETURNING`, absent if the identity existed.
+        let user_id = Self::Id::from(*login.new_user_id.as_uuid());
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, created_at, updated_at) VALUES ($1, $2, $2); \
+             INSERT INTO wechat_identities (user_id, app_id, open_id, union_id, created_at) \
+             VALUES ($1, $3, $4, $5, $2) \
+             ON CONFLICT (app_id, open_id) DO NOTHING \
+             RETURNING user_id",
+        )
+        .bind(user_id)
+        .bind(Self::timestamp(login.now))
+        .bind(login.app_id.as_str())
+        .bind(login.open_id.as_str())
+        .bind(login.union_id.as_ref().map(|u| u.as_str()))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(Self::map_err)?;
+        if inserted.is_none() {
             return Err(StoreError::Unexpected(
                 "an identity appeared while the write lock was held".into(),
             ));
@@ -259,8 +275,6 @@ impl Backend for SqliteBackend {
         Ok((user_id, true))
     }
 }
-
-type Sql = Queries<SqliteBackend>;
 
 /// Whether `url` names an in-memory database (`sqlite::memory:` or `?mode=memory`).
 fn is_in_memory(url: &str) -> bool {

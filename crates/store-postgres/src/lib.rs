@@ -209,6 +209,10 @@ impl Backend for PostgresBackend {
     /// of the same key to finish).
     const BEGIN_WRITE: &'static str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
+    /// Postgres runs the logins of many connections at once and flushes their commits to the
+    /// WAL together already.
+    const GROUP_COMMIT: bool = false;
+
     type Options = PostgresOptions;
     type Location = PostgresLocation;
 

@@ -3,14 +3,15 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
 };
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 use wxlogin_domain::{
     AccessToken, AccessTokenError, AccessTokenNeed, AppId, FetchAccessToken, LoginRecord, NewLogin,
@@ -60,6 +61,11 @@ pub trait Backend: Dialect {
     /// refresh.
     const BEGIN_WRITE: &'static str;
 
+    /// Whether logins arriving together are written in one transaction by one writer task
+    /// (group commit, see [`Store`]). Worth it where writes run one at a time and each commit
+    /// costs more than the statements before it: SQLite's single writer.
+    const GROUP_COMMIT: bool;
+
     /// The rest of a login's find-or-create, once [`Queries::returning_user`] found no identity:
     /// creates the user and its identity, or finds the user a concurrent login created. The
     /// user's id, and whether this login created it.
@@ -85,11 +91,37 @@ pub struct Pools<DB: Database> {
 /// A store opened with [`Store::open_lazy`] is not *ready* until [`Store::migrate`] has
 /// succeeded: until then every method answers [`StoreError::Unavailable`] at once, without
 /// touching the database, whose schema may not exist yet.
+///
+/// Logins on a backend with [`Backend::GROUP_COMMIT`] go through one writer task, started by
+/// the first login: it takes the logins queued meanwhile (at most [`MAX_BATCH`]) and writes them
+/// in one transaction, each login's statements as they would run alone, and answers each
+/// caller only after the commit. If a statement of one login fails, the whole transaction is
+/// rolled back and each login of the batch runs again in a transaction of its own, so one
+/// login's failure is its own; if the database is unavailable, every caller of the batch gets
+/// that answer. Either way no login is acknowledged before the commit that holds it.
 pub struct Store<B: Backend> {
     pools: Pools<B::Db>,
     /// Set once the migrations have been applied; never cleared.
     ready: Arc<AtomicBool>,
+    /// The queue of the writer task, once the first login has started it (`None` inside the
+    /// writer task's own store, which writes directly).
+    logins: Option<Arc<OnceLock<LoginQueue>>>,
 }
+
+/// The most logins one group commit writes.
+pub const MAX_BATCH: usize = 64;
+
+/// Logins waiting for the writer task beyond the batch it is writing; a caller beyond them
+/// waits to be queued.
+const QUEUE_DEPTH: usize = 1024;
+
+/// The writer task's side of a queued login: the login, and where its answer goes.
+struct PendingLogin {
+    login: NewLogin,
+    reply: oneshot::Sender<Result<LoginRecord, StoreError>>,
+}
+
+type LoginQueue = mpsc::Sender<PendingLogin>;
 
 // Written out: derived, they would require the database type itself to be `Clone`.
 impl<DB: Database> Clone for Pools<DB> {
@@ -106,6 +138,7 @@ impl<B: Backend> Clone for Store<B> {
         Self {
             pools: self.pools.clone(),
             ready: Arc::clone(&self.ready),
+            logins: self.logins.clone(),
         }
     }
 }
@@ -153,6 +186,7 @@ impl<B: Backend> Store<B> {
         Ok(Self {
             pools,
             ready: Arc::new(AtomicBool::new(false)),
+            logins: B::GROUP_COMMIT.then(|| Arc::new(OnceLock::new())),
         })
     }
 
@@ -218,6 +252,88 @@ where
     for<'r> Vec<u8>: Decode<'r, B::Db> + Type<B::Db>,
     for<'r> DateTime<Utc>: Decode<'r, B::Db> + Type<B::Db>,
 {
+    /// One login's statements, in the caller's transaction: find or create its user, then
+    /// insert its session.
+    async fn login_steps(conn: &mut Conn<B>, login: &NewLogin) -> Result<LoginRecord, StoreError> {
+        let (user_id, is_new_user) = match Queries::<B>::returning_user(conn, login).await? {
+            Some(user_id) => (user_id, false),
+            None => match Queries::<B>::linked_user(conn, login).await? {
+                Some(user_id) => (user_id, false),
+                None => B::create_user(conn, login).await?,
+            },
+        };
+        Queries::<B>::finish_login(conn, login, user_id, is_new_user).await
+    }
+
+    /// A login in a transaction of its own.
+    async fn login_alone(&self, login: &NewLogin) -> Result<LoginRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let record = Self::login_steps(&mut tx, login).await?;
+        tx.commit().await.map_err(B::map_err)?;
+        Ok(record)
+    }
+
+    /// Several logins in one transaction, in order; the first failure rolls back all of them.
+    async fn login_together(&self, batch: &[PendingLogin]) -> Result<Vec<LoginRecord>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut records = Vec::with_capacity(batch.len());
+        for pending in batch {
+            records.push(Self::login_steps(&mut tx, &pending.login).await?);
+        }
+        tx.commit().await.map_err(B::map_err)?;
+        Ok(records)
+    }
+
+    /// Starts the writer task of group commit (see [`Store`]) and returns its queue. The task
+    /// writes through a store of its own without a queue, and ends when every clone of this
+    /// store, and so the queue, is gone.
+    fn start_writer(&self) -> LoginQueue {
+        let (queue, mut pending) = mpsc::channel::<PendingLogin>(QUEUE_DEPTH);
+        let writer = Self {
+            pools: self.pools.clone(),
+            ready: Arc::clone(&self.ready),
+            logins: None,
+        };
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                // A caller that gave up is not written for.
+                batch.retain(|p: &PendingLogin| !p.reply.is_closed());
+                writer.write_batch(&mut batch).await;
+            }
+        });
+        queue
+    }
+
+    /// Writes one batch and answers its callers, emptying `batch`.
+    async fn write_batch(&self, batch: &mut Vec<PendingLogin>) {
+        let outcome = match batch.len() {
+            0 => return,
+            1 => Err(None),
+            _ => self.login_together(batch).await.map_err(Some),
+        };
+        match outcome {
+            Ok(records) => {
+                for (pending, record) in batch.drain(..).zip(records) {
+                    let _ = pending.reply.send(Ok(record));
+                }
+            }
+            // Nothing can be written now: every caller hears so, without a retry each.
+            Err(Some(e @ StoreError::Unavailable(_))) => {
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(e.clone()));
+                }
+            }
+            // One login alone, or a batch that failed for one of its logins: each alone.
+            Err(_) => {
+                for pending in batch.drain(..) {
+                    let record = self.login_alone(&pending.login).await;
+                    let _ = pending.reply.send(record);
+                }
+            }
+        }
+    }
+
     /// Runs `fetch` under `holder`'s lease, outside any transaction, then stores its token
     /// and releases the lease in one statement; a failed fetch only releases it. A holder whose
     /// lease was taken over meanwhile stores nothing (the new holder's token is as new) and
@@ -255,6 +371,11 @@ where
     }
 }
 
+/// What a login hears if the writer task is gone (it only ends with the store, or by a bug).
+fn writer_stopped() -> StoreError {
+    StoreError::Unavailable("the login writer has stopped".into())
+}
+
 /// Runs its release when dropped while still holding it: in a task of its own (a drop cannot
 /// wait), if there is a runtime to run it; else the lease expires by itself.
 struct ReleaseOnDrop(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
@@ -283,17 +404,18 @@ where
     for<'r> DateTime<Utc>: Decode<'r, B::Db> + Type<B::Db>,
 {
     async fn login(&self, login: NewLogin) -> Result<LoginRecord, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let (user_id, is_new_user) = match Queries::<B>::returning_user(&mut tx, &login).await? {
-            Some(user_id) => (user_id, false),
-            None => match Queries::<B>::linked_user(&mut tx, &login).await? {
-                Some(user_id) => (user_id, false),
-                None => B::create_user(&mut tx, &login).await?,
-            },
+        let Some(queue) = &self.logins else {
+            return self.login_alone(&login).await;
         };
-        let record = Queries::<B>::finish_login(&mut tx, &login, user_id, is_new_user).await?;
-        tx.commit().await.map_err(B::map_err)?;
-        Ok(record)
+        // Not ready: answer at once, as every other method does.
+        self.check_ready()?;
+        let queue = queue.get_or_init(|| self.start_writer());
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(PendingLogin { login, reply })
+            .await
+            .map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 
     async fn find_session(

@@ -173,6 +173,10 @@ impl Backend for SqliteBackend {
     /// sharing the file and then fail to upgrade its lock.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
+    /// One writer at a time, and a commit writes every page the transaction touched to the
+    /// WAL: logins arriving together share one transaction and one write of their pages.
+    const GROUP_COMMIT: bool = true;
+
     /// Opens (creating if missing) the database, at once: a file that cannot be opened is a
     /// configuration error the server reports at start. The writer pool
     /// has exactly one connection: SQLite allows one writer at a time, so writers wait there,

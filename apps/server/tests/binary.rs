@@ -416,3 +416,142 @@ async fn sigterm_answers_requests_in_flight_and_does_not_wait_for_stalled_client
     assert!(status.success(), "SIGTERM exits cleanly: {status}");
     drop(stalled);
 }
+
+/// The server on the SQLite file `db`, against the mock WeChat at `mock_url`.
+fn sqlite_server(dir: &std::path::Path, db: &std::path::Path, port: u16, mock_url: &str) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .env("WXLOGIN__SERVER__ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "WXLOGIN__DATABASE__URL",
+                format!("sqlite://{}?mode=rwc", db.display()),
+            )
+            .env("WXLOGIN__WECHAT__MODE", "http")
+            .env("WXLOGIN__WECHAT__BASE_URL", mock_url)
+            .env("WXLOGIN__WECHAT__APP_ID", "wxcrash0000000000")
+            .env("WXLOGIN__WECHAT__APP_SECRET", "crash-secret")
+            .env("WXLOGIN__LOG__FILTER", "warn")
+            .env_remove("RUST_LOG")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// SQLite writes the logins that arrive together in one transaction (group commit). A server
+/// killed (SIGKILL, no shutdown) in the middle of a stream of concurrent logins loses none it
+/// answered: started again on the same file, it accepts every token it handed out, as the
+/// user it was handed to. Logins in flight at the kill may or may not have been written; none
+/// of them was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_loses_no_login_it_answered() {
+    const CLIENTS: usize = 32;
+    const CODES_EACH: usize = 400;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mock_port, server_port) = (free_port(), free_port());
+    wxlogin_wechat_http::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let _mock = Proc(
+        Command::new(BIN)
+            .args([
+                "mock-wechat",
+                "--addr",
+                &format!("127.0.0.1:{mock_port}"),
+                "--app-id",
+                "wxcrash0000000000",
+            ])
+            .env("WXLOGIN_MOCK_APP_SECRET", "crash-secret")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mock_url = format!("http://127.0.0.1:{mock_port}");
+    wait_until_up(&client, &mock_url).await;
+    let minted: serde_json::Value = client
+        .post(format!("{mock_url}/mock/codes/batch"))
+        .json(&serde_json::json!({
+            "openIdPrefix": "o-crash-",
+            "count": CLIENTS * CODES_EACH,
+            "users": CLIENTS * CODES_EACH,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes: Vec<String> = serde_json::from_value(minted["codes"].clone()).unwrap();
+    assert_eq!(codes.len(), CLIENTS * CODES_EACH);
+
+    let db = dir.path().join("crash.db");
+    let mut server = sqlite_server(dir.path(), &db, server_port, &mock_url);
+    let url = format!("http://127.0.0.1:{server_port}");
+    wait_until_up(&client, &format!("{url}/healthz")).await;
+
+    // Clients log in one code after another until the server is gone; each keeps the
+    // (token, openId) of every login answered 200.
+    let mut clients = Vec::new();
+    for chunk in codes.chunks(CODES_EACH) {
+        let (client, login) = (client.clone(), format!("{url}/onLogin"));
+        let chunk = chunk.to_vec();
+        clients.push(tokio::spawn(async move {
+            let mut answered = Vec::new();
+            for code in chunk {
+                let Ok(reply) = client.post(&login).form(&[("code", code)]).send().await else {
+                    break;
+                };
+                if reply.status() != 200 {
+                    break;
+                }
+                let Ok(body) = reply.json::<serde_json::Value>().await else {
+                    break;
+                };
+                let token = body["token"].as_str().unwrap().to_owned();
+                let open_id = body["user"]["openId"].as_str().unwrap().to_owned();
+                answered.push((token, open_id));
+            }
+            answered
+        }));
+    }
+    // Kill it once a good number of logins have been answered, in the middle of the stream.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let mut answered = Vec::new();
+    for c in clients {
+        answered.extend(c.await.unwrap());
+    }
+    assert!(
+        answered.len() >= 50 && answered.len() < codes.len(),
+        "the kill should fall in the middle of the logins: {} of {} answered",
+        answered.len(),
+        codes.len()
+    );
+
+    let server_port = free_port();
+    let _server = sqlite_server(dir.path(), &db, server_port, &mock_url);
+    let url = format!("http://127.0.0.1:{server_port}");
+    wait_until_up(&client, &format!("{url}/healthz")).await;
+    for (token, open_id) in &answered {
+        let me = client
+            .get(format!("{url}/api/v1/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200, "an answered login was lost");
+        let me: serde_json::Value = me.json().await.unwrap();
+        assert_eq!(me["user"]["openId"], open_id.as_str());
+    }
+}

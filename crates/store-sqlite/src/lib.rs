@@ -23,6 +23,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::Connection as _;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
@@ -205,6 +206,9 @@ impl Backend for SqliteBackend {
                 // Safe under WAL (no corruption on power loss, at most the last commits lost)
                 // and it spares an fsync per commit.
                 .synchronous(SqliteSynchronous::Normal)
+                // Checkpoints run in the background (`checkpoint_in_background`); the writer
+                // checkpoints itself only if the WAL grows past this many pages anyway.
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
         };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -230,10 +234,17 @@ impl Backend for SqliteBackend {
                 .test_before_acquire(false)
                 .acquire_timeout(options.acquire_timeout)
                 // The writer has already switched the file to WAL (a persistent setting).
-                .connect_with(base.pragma("query_only", "ON"))
+                .connect_with(base.clone().pragma("query_only", "ON"))
                 .await
                 .map_err(Self::map_err)?
         };
+
+        if !in_memory {
+            let checkpointer = SqliteConnection::connect_with(&base)
+                .await
+                .map_err(Self::map_err)?;
+            tokio::spawn(checkpoint_in_background(checkpointer, writer.clone()));
+        }
 
         tracing::debug!(in_memory, "SQLite store open");
         Ok(Pools { reader, writer })
@@ -278,6 +289,37 @@ impl Backend for SqliteBackend {
         }
         Ok((user_id, true))
     }
+}
+
+/// The WAL size, in pages, past which the writer checkpoints at commit: a safety net, about
+/// 80 MB, reached only if the background checkpoints fall behind.
+const WAL_AUTOCHECKPOINT_PAGES: &str = "20000";
+
+/// How often the background task checkpoints the WAL.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Copies the WAL back into the database file every [`CHECKPOINT_INTERVAL`] from a
+/// connection of its own, until the writer's pool is closed. SQLite's own checkpoint runs on
+/// the committing writer once the WAL passes 1,000 pages, and with its two fsyncs it stalled
+/// every write behind it for tens of milliseconds under load (`docs/benchmarks.md`,
+/// "Optimisations"). A `PASSIVE` checkpoint never waits for the writer or readers: it copies
+/// what no reader still needs and leaves the rest for the next round.
+async fn checkpoint_in_background(mut conn: SqliteConnection, writer: sqlx::SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if writer.is_closed() {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::debug!(error = %e, "background WAL checkpoint failed; retried next round");
+        }
+    }
+    let _ = conn.close().await;
 }
 
 /// Whether `url` names an in-memory database (`sqlite::memory:` or `?mode=memory`).

@@ -414,8 +414,38 @@ async fn a_failing_login_among_concurrent_ones_fails_alone() {
     }
     // Whichever of the two with digest 0 came second failed.
     assert_eq!(failed.len(), 1, "{failed:?}");
-    assert!(failed[0] == "o-batch-0" || failed[0] == "o-batch-dup", "{failed:?}");
+    assert!(
+        failed[0] == "o-batch-0" || failed[0] == "o-batch-dup",
+        "{failed:?}"
+    );
     for table in ["users", "wechat_identities", "sessions", "login_events"] {
         assert_eq!(count(&dir, table).await, 40, "{table}");
     }
+}
+
+/// The WAL is copied back into the database file in the background, while the writer only
+/// appends: the file grows with the logins although the writer's own checkpoint threshold
+/// (20,000 pages) is far from reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_in_the_background() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir).await;
+    let file = dir.path().join("wxlogin.db");
+    let size = || std::fs::metadata(&file).unwrap().len();
+    let before = size();
+    for n in 0..300 {
+        store
+            .login(login_for(&format!("o-ckpt-{n}"), n, KEY_A))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while size() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the database file never grew past {before} bytes: nothing was checkpointed"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert_eq!(count(&dir, "sessions").await, 300);
 }

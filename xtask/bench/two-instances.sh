@@ -53,16 +53,12 @@ for i in 1 2; do
   wait_up "http://127.0.0.1:$port/readyz"
 done
 
-# Codes for wrk (single use: one file per run and instance) and 1000 signed-in users for /me.
+# Codes for wrk: single use, one file per run and instance.
 mint() { # prefix count -> lines "<TAB>code=..."
   curl -fs "$mock/mock/codes/batch" -H 'Content-Type: application/json' \
     -d "{\"openIdPrefix\":\"$1\",\"count\":$2,\"users\":$2}" |
     python3 -c 'import json,sys; [print("\tcode="+c) for c in json.load(sys.stdin)["codes"]]'
 }
-mint o-me- 1000 | cut -f2 | sed 's/^code=//' | while read -r code; do
-  curl -fs "http://127.0.0.1:${ports[0]}/onLogin" -d "code=$code" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]+"\t")'
-done >"$tmp/tokens"
 
 # wrk against each target at once; prints the summed requests/s and the worst p99.
 drive() { # name method path type file once codes_per_instance targets...
@@ -104,6 +100,4 @@ for targets in "${ports[0]}" "${ports[0]} ${ports[1]}"; do
   drive healthz GET /healthz "" "" 0 0 $targets
   # shellcheck disable=SC2086
   drive onLogin POST /onLogin application/x-www-form-urlencoded "" 1 "$n" $targets
-  # shellcheck disable=SC2086
-  drive me GET /api/v1/me "" "$tmp/tokens" 0 0 $targets
 done

@@ -271,7 +271,7 @@ impl Backend for PostgresBackend {
         conn: &mut PgConnection,
         login: &NewLogin,
     ) -> Result<(Uuid, bool), StoreError> {
-        let new_user_id = Uuid::from(*login.new_user_id.as_uuid());
+        let new_user_id = *login.new_user_id.as_uuid();
 
         // Two rounds cover every interleaving but one: the winner of the race erased its
         // account between our insert and our read. The second round then creates the user.

@@ -299,18 +299,27 @@ where
             while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 // A caller that gave up is not written for.
                 batch.retain(|p: &PendingLogin| !p.reply.is_closed());
-                writer.write_batch(&mut batch).await;
+                // Each batch in a task of its own: should writing it panic (a bug), only its
+                // callers fail (their answers are dropped: "the login writer has stopped"),
+                // and the next batch is written as usual.
+                let (writer, batch) = (writer.clone(), std::mem::take(&mut batch));
+                if tokio::spawn(async move { writer.write_batch(batch).await })
+                    .await
+                    .is_err()
+                {
+                    tracing::error!("writing a batch of logins panicked; its logins failed");
+                }
             }
         });
         queue
     }
 
-    /// Writes one batch and answers its callers, emptying `batch`.
-    async fn write_batch(&self, batch: &mut Vec<PendingLogin>) {
+    /// Writes one batch and answers its callers.
+    async fn write_batch(&self, mut batch: Vec<PendingLogin>) {
         let outcome = match batch.len() {
             0 => return,
             1 => Err(None),
-            _ => self.login_together(batch).await.map_err(Some),
+            _ => self.login_together(&batch).await.map_err(Some),
         };
         match outcome {
             Ok(records) => {

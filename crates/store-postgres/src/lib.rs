@@ -247,6 +247,7 @@ impl Backend for PostgresBackend {
         Ok(Pools {
             reader: pool.clone(),
             writer: pool,
+            background: None,
         })
     }
 

@@ -30,7 +30,7 @@ use wxlogin_domain::{Gender, StoreError};
 
 pub use crate::migrations::embedded_migrator;
 pub use crate::queries::Queries;
-pub use crate::store::{Backend, Pools, Store};
+pub use crate::store::{Backend, Background, Pools, Store};
 
 /// The connection type of a dialect's database (what `&mut *tx` gives inside a transaction).
 pub type Conn<D> = <<D as Dialect>::Db as Database>::Connection;

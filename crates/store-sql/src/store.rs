@@ -82,6 +82,26 @@ pub struct Pools<DB: Database> {
     pub reader: Pool<DB>,
     /// Transactions and single-statement writes.
     pub writer: Pool<DB>,
+    /// A task of the backend's own that works beside the pools (SQLite's WAL checkpoints),
+    /// stopped when the store is closed or its last clone is dropped.
+    pub background: Option<Arc<Background>>,
+}
+
+/// A background task of a store, aborted when dropped (see [`Pools::background`]).
+#[derive(Debug)]
+pub struct Background(tokio::task::AbortHandle);
+
+impl Background {
+    /// Takes charge of the task behind `handle`.
+    pub fn new(handle: tokio::task::AbortHandle) -> Self {
+        Self(handle)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A store over the database of backend `B`: each port method is one transaction (writes
@@ -129,6 +149,7 @@ impl<DB: Database> Clone for Pools<DB> {
         Self {
             reader: self.reader.clone(),
             writer: self.writer.clone(),
+            background: self.background.clone(),
         }
     }
 }
@@ -234,6 +255,9 @@ impl<B: Backend> Store<B> {
 
     /// Closes the store's pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        if let Some(background) = &self.pools.background {
+            background.0.abort();
+        }
         self.pools.writer.close().await;
         self.pools.reader.close().await;
     }

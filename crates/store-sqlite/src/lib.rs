@@ -19,7 +19,7 @@
 //! nanosecond) and sort as text; token digests are 32-byte BLOBs.
 
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -31,7 +31,9 @@ use sqlx::sqlite::{
 };
 use uuid::fmt::Hyphenated;
 use wxlogin_domain::{Gender, NewLogin, StoreError};
-use wxlogin_store_sql::{Backend, Dialect, Pools, Store, classify, embedded_migrator, options};
+use wxlogin_store_sql::{
+    Backend, Background, Dialect, Pools, Store, classify, embedded_migrator, options,
+};
 
 /// The schema, embedded at compile time (`wxlogin_store_sql::embedded_migrator`).
 static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| embedded_migrator("sqlite"));
@@ -239,15 +241,22 @@ impl Backend for SqliteBackend {
                 .map_err(Self::map_err)?
         };
 
-        if !in_memory {
+        let background = if in_memory {
+            None
+        } else {
             let checkpointer = SqliteConnection::connect_with(&base)
                 .await
                 .map_err(Self::map_err)?;
-            tokio::spawn(checkpoint_in_background(checkpointer, writer.clone()));
-        }
+            let task = tokio::spawn(checkpoint_in_background(checkpointer, writer.clone()));
+            Some(Arc::new(Background::new(task.abort_handle())))
+        };
 
         tracing::debug!(in_memory, "SQLite store open");
-        Ok(Pools { reader, writer })
+        Ok(Pools {
+            reader,
+            writer,
+            background,
+        })
     }
 
     /// Applies the migrations through the writer, the one connection that may write.
@@ -299,7 +308,8 @@ const WAL_AUTOCHECKPOINT_PAGES: &str = "20000";
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Copies the WAL back into the database file every [`CHECKPOINT_INTERVAL`] from a
-/// connection of its own, until the writer's pool is closed. SQLite's own checkpoint runs on
+/// connection of its own, until the writer's pool is closed or the store is dropped (the task
+/// is aborted then, see `Pools::background`). SQLite's own checkpoint runs on
 /// the committing writer once the WAL passes 1,000 pages, and with its two fsyncs it stalled
 /// every write behind it for tens of milliseconds under load (`docs/benchmarks.md`,
 /// "Optimisations"). A `PASSIVE` checkpoint never waits for the writer or readers: it copies

@@ -39,6 +39,38 @@ async fn wait_until_up(client: &reqwest::Client, url: &str) {
     panic!("{url} did not come up");
 }
 
+/// `wxlogin mock-wechat` on a free port for `app_ids` with `secret`, up and answering; its URL.
+async fn mock_wechat(
+    client: &reqwest::Client,
+    dir: &std::path::Path,
+    app_ids: &[&str],
+    secret: &str,
+) -> (Proc, String) {
+    let port = free_port();
+    let mut args = vec![
+        "mock-wechat".to_owned(),
+        "--addr".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    for app_id in app_ids {
+        args.extend(["--app-id".to_owned(), (*app_id).to_owned()]);
+    }
+    let mock = Proc(
+        Command::new(BIN)
+            .args(&args)
+            .env("WXLOGIN_MOCK_APP_SECRET", secret)
+            .env_remove("RUST_LOG")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until_up(client, &url).await;
+    (mock, url)
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -61,31 +93,17 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_by_environment_against_the_mock_wechat_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let (mock_port, server_port) = (free_port(), free_port());
+    let server_port = free_port();
     wxlogin_wechat_http::install_crypto_provider();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
-    let mock = Proc(
-        Command::new(BIN)
-            .args([
-                "mock-wechat",
-                "--addr",
-                &format!("127.0.0.1:{mock_port}"),
-                "--app-id",
-                "wxbinary000000000",
-                "--app-id",
-                "wxbinaryshop00000",
-            ])
-            .env("WXLOGIN_MOCK_APP_SECRET", "binary-secret")
-            .env_remove("RUST_LOG")
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mock_url = format!("http://127.0.0.1:{mock_port}");
-    wait_until_up(&client, &mock_url).await;
+    let (mock, mock_url) = mock_wechat(
+        &client,
+        dir.path(),
+        &["wxbinary000000000", "wxbinaryshop00000"],
+        "binary-secret",
+    )
+    .await;
 
     let db = dir.path().join("env.db");
     // A second mini-program: array entries come from the file (./wxlogin.toml), the rest from
@@ -292,31 +310,15 @@ async fn sigterm_answers_requests_in_flight_and_does_not_wait_for_stalled_client
     use tokio::io::AsyncWriteExt as _;
 
     let dir = tempfile::tempdir().unwrap();
-    let (mock_port, server_port) = (free_port(), free_port());
+    let server_port = free_port();
     wxlogin_wechat_http::install_crypto_provider();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let _mock = Proc(
-        Command::new(BIN)
-            .args([
-                "mock-wechat",
-                "--addr",
-                &format!("127.0.0.1:{mock_port}"),
-                "--app-id",
-                "wxdrain0000000000",
-            ])
-            .env("WXLOGIN_MOCK_APP_SECRET", "drain-secret")
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mock_url = format!("http://127.0.0.1:{mock_port}");
-    wait_until_up(&client, &mock_url).await;
+    let (_mock, mock_url) =
+        mock_wechat(&client, dir.path(), &["wxdrain0000000000"], "drain-secret").await;
     let db = dir.path().join("drain.db");
     let mut server = Proc(
         Command::new(BIN)
@@ -453,31 +455,15 @@ async fn a_killed_server_loses_no_login_it_answered() {
     const ANSWERED_BEFORE_KILL: usize = 200;
 
     let dir = tempfile::tempdir().unwrap();
-    let (mock_port, server_port) = (free_port(), free_port());
+    let server_port = free_port();
     wxlogin_wechat_http::install_crypto_provider();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let _mock = Proc(
-        Command::new(BIN)
-            .args([
-                "mock-wechat",
-                "--addr",
-                &format!("127.0.0.1:{mock_port}"),
-                "--app-id",
-                "wxcrash0000000000",
-            ])
-            .env("WXLOGIN_MOCK_APP_SECRET", "crash-secret")
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mock_url = format!("http://127.0.0.1:{mock_port}");
-    wait_until_up(&client, &mock_url).await;
+    let (_mock, mock_url) =
+        mock_wechat(&client, dir.path(), &["wxcrash0000000000"], "crash-secret").await;
     let minted: serde_json::Value = client
         .post(format!("{mock_url}/mock/codes/batch"))
         .json(&serde_json::json!({

@@ -712,6 +712,123 @@ pub async fn failed_login_leaves_nothing_behind<S: UserStore>(store: S) {
     assert_eq!(session(&store, 8).await.user.id, retry_id);
 }
 
+/// How many logins race in [`a_failing_login_among_concurrent_ones_fails_alone`] besides the
+/// failing one.
+pub const BATCH: u32 = 40;
+
+/// Logins arriving together (which a store may write in one transaction) succeed or fail each
+/// on its own: the one whose token digest collides with another's fails, every other one is
+/// answered and kept, and the failed one leaves nothing.
+pub async fn a_failing_login_among_concurrent_ones_fails_alone<S: UserStore>(store: S) {
+    warm_up(&store, BATCH + 1).await;
+    let start = Arc::new(Barrier::new(BATCH as usize + 1));
+    let mut logins: Vec<(String, NewLogin)> = (0..BATCH)
+        .map(|n| {
+            let open_id = format!("oBatch{n}");
+            let login = login_for(&open_id, 100 + n, KEY_A);
+            (open_id, login)
+        })
+        .collect();
+    // The same digest as the first one's.
+    logins.push(("oBatchDup".into(), login_for("oBatchDup", 100, KEY_B)));
+    let tasks: Vec<_> = logins
+        .into_iter()
+        .map(|(open_id, login)| {
+            let (store, start) = (store.clone(), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                (open_id, store.login(login).await)
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for task in tasks {
+        let (open_id, result) = task.await.expect("login task panicked");
+        match result {
+            Ok(record) => {
+                assert_eq!(record.user.open_id.as_str(), open_id);
+                assert!(record.is_new_user, "{open_id}");
+            }
+            Err(e) => failed.push((open_id, e)),
+        }
+    }
+    assert_eq!(failed.len(), 1, "exactly one login collides: {failed:?}");
+    let (loser, err) = &failed[0];
+    assert!(matches!(err, StoreError::Unexpected(_)), "{err:?}");
+    assert!(loser == "oBatch0" || loser == "oBatchDup", "{loser} failed");
+    for n in 1..BATCH {
+        let found = session(&store, 100 + n).await;
+        assert_eq!(found.user.open_id.as_str(), format!("oBatch{n}"));
+    }
+    // The winner of digest 100 holds it; the loser's openid has no user yet.
+    let winner = if loser == "oBatch0" {
+        "oBatchDup"
+    } else {
+        "oBatch0"
+    };
+    assert_eq!(session(&store, 100).await.user.open_id.as_str(), winner);
+    let retried = login(&store, login_for(loser, 100 + BATCH, KEY_C)).await;
+    assert!(retried.is_new_user, "the failed login left its user behind");
+}
+
+/// Concurrent logins of the same users in opposite orders all succeed (a store that writes
+/// logins together must not deadlock over them, or must recover when the database breaks a
+/// deadlock), and each openid still has one user.
+pub async fn concurrent_logins_in_opposite_orders_make_one_user_each<S: UserStore>(store: S) {
+    const USERS: u32 = 24;
+    const CLIENTS: u32 = 4;
+    warm_up(&store, CLIENTS * 2).await;
+    // Several rounds, each with users of its own: a store that races (rather than deadlocks)
+    // shows it in one of them.
+    for round in 0..3 {
+        let start = Arc::new(Barrier::new(CLIENTS as usize));
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let (store, start) = (store.clone(), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    // Each client's logins in flight together, so a store may batch them.
+                    let logins: Vec<_> = (0..USERS)
+                        .map(|i| {
+                            let user = if client % 2 == 0 { i } else { USERS - 1 - i };
+                            let n = round * 10_000 + client * 1000 + user;
+                            let login = login_for(&format!("oOrder{round}-{user}"), n, KEY_A);
+                            let store = store.clone();
+                            (user, tokio::spawn(async move { store.login(login).await }))
+                        })
+                        .collect();
+                    let mut done = Vec::new();
+                    for (user, login) in logins {
+                        done.push((user, login.await.expect("login panicked")));
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut users: HashMap<u32, Vec<(UserId, bool)>> = HashMap::new();
+        for task in tasks {
+            for (user, result) in task.await.expect("client panicked") {
+                let open_id = format!("oOrder{round}-{user}");
+                let record = result.unwrap_or_else(|e| panic!("login of {open_id} failed: {e}"));
+                assert_eq!(record.user.open_id.as_str(), open_id);
+                users
+                    .entry(user)
+                    .or_default()
+                    .push((record.user.id, record.is_new_user));
+            }
+        }
+        assert_eq!(users.len(), USERS as usize);
+        for (user, records) in &users {
+            let open_id = format!("oOrder{round}-{user}");
+            assert_eq!(records.len(), CLIENTS as usize, "{open_id}");
+            let ids: HashSet<UserId> = records.iter().map(|(id, _)| *id).collect();
+            assert_eq!(ids.len(), 1, "{open_id} got {} users", ids.len());
+            let created = records.iter().filter(|(_, new)| *new).count();
+            assert_eq!(created, 1, "{open_id} was created {created} times");
+        }
+    }
+}
+
 /// A profile change that fails at its last step (the session whose key it rotates does not
 /// exist, or belongs to someone else) changes neither the profile, nor `updated_at`, nor the
 /// unionid, nor any session key.

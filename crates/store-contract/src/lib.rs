@@ -45,6 +45,8 @@ macro_rules! store_contract_tests {
             union_id_links_the_identities_of_two_apps,
             concurrent_first_logins_in_two_apps_make_one_user,
             failed_login_leaves_nothing_behind,
+            a_failing_login_among_concurrent_ones_fails_alone,
+            concurrent_logins_in_opposite_orders_make_one_user_each,
             failed_profile_update_changes_nothing,
             refresh_rotates_the_token,
             refresh_of_an_ended_session_is_not_found,

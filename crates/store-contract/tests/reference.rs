@@ -965,6 +965,16 @@ must_catch!(
     Flaw::NotAtomicLogin
 );
 must_catch!(
+    catches_a_failed_login_among_concurrent_ones_half_written,
+    a_failing_login_among_concurrent_ones_fails_alone,
+    Flaw::NotAtomicLogin
+);
+must_catch!(
+    catches_racy_logins_in_opposite_orders,
+    concurrent_logins_in_opposite_orders_make_one_user_each,
+    Flaw::RacyLogin
+);
+must_catch!(
     catches_half_written_profile,
     failed_profile_update_changes_nothing,
     Flaw::NotAtomicProfile
@@ -1148,5 +1158,5 @@ fn the_macro_runs_every_case() {
         .collect();
     listed.sort();
     assert_eq!(defined, listed);
-    assert_eq!(defined.len(), 38);
+    assert_eq!(defined.len(), 40);
 }

@@ -209,9 +209,10 @@ impl Backend for PostgresBackend {
     /// of the same key to finish).
     const BEGIN_WRITE: &'static str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
-    /// Postgres runs the logins of many connections at once and flushes their commits to the
-    /// WAL together already.
-    const GROUP_COMMIT: bool = false;
+    /// A commit waits for its WAL flush, and a transaction costs two round trips of its own:
+    /// logins arriving together share them, a few batches at a time on connections of their
+    /// own (the rest of the pool serves everything else).
+    const LOGIN_WRITERS: usize = 4;
 
     type Options = PostgresOptions;
     type Location = PostgresLocation;

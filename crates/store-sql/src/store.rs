@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 use wxlogin_domain::{
     AccessToken, AccessTokenError, AccessTokenNeed, AppId, FetchAccessToken, LoginRecord, NewLogin,
@@ -61,10 +61,11 @@ pub trait Backend: Dialect {
     /// refresh.
     const BEGIN_WRITE: &'static str;
 
-    /// Whether logins arriving together are written in one transaction by one writer task
-    /// (group commit, see [`Store`]). Worth it where writes run one at a time and each commit
-    /// costs more than the statements before it: SQLite's single writer.
-    const GROUP_COMMIT: bool;
+    /// How many batches of logins are written at once (group commit, see [`Store`]), or 0 for
+    /// a transaction per login. Group commit is worth it wherever a commit costs more than the
+    /// statements before it: on SQLite, whose single writer makes this 1, and on Postgres,
+    /// whose commit waits for its WAL flush.
+    const LOGIN_WRITERS: usize;
 
     /// The rest of a login's find-or-create, once [`Queries::returning_user`] found no identity:
     /// creates the user and its identity, or finds the user a concurrent login created. The
@@ -112,13 +113,17 @@ impl Drop for Background {
 /// succeeded: until then every method answers [`StoreError::Unavailable`] at once, without
 /// touching the database, whose schema may not exist yet.
 ///
-/// Logins on a backend with [`Backend::GROUP_COMMIT`] go through one writer task, started by
-/// the first login: it takes the logins queued meanwhile (at most [`MAX_BATCH`]) and writes them
-/// in one transaction, each login's statements as they would run alone, and answers each
-/// caller only after the commit. If a statement of one login fails, the whole transaction is
-/// rolled back and each login of the batch runs again in a transaction of its own, so one
-/// login's failure is its own; if the database is unavailable, every caller of the batch gets
-/// that answer. Either way no login is acknowledged before the commit that holds it.
+/// Logins on a backend with [`Backend::LOGIN_WRITERS`] above 0 go through a writer task,
+/// started by the first login: it takes the logins queued meanwhile (at most [`MAX_BATCH`]) and
+/// writes them in one transaction, each login's statements as they would run alone, and
+/// answers each caller only after the commit; up to `LOGIN_WRITERS` such batches are written at
+/// once. Each batch is sorted by (app, openid) first, so two batches (of this instance or of
+/// another on the same database) take their identities' locks in one order and cannot deadlock
+/// over them. If a statement of one login fails (a deadlock the database broke included), the
+/// whole transaction is rolled back and each login of the batch runs again in a transaction of
+/// its own, so one login's failure is its own; if the database is unavailable, every caller of
+/// the batch gets that answer. Either way no login is acknowledged before the commit that holds
+/// it.
 pub struct Store<B: Backend> {
     pools: Pools<B::Db>,
     /// Set once the migrations have been applied; never cleared.
@@ -207,7 +212,7 @@ impl<B: Backend> Store<B> {
         Ok(Self {
             pools,
             ready: Arc::new(AtomicBool::new(false)),
-            logins: B::GROUP_COMMIT.then(|| Arc::new(OnceLock::new())),
+            logins: (B::LOGIN_WRITERS > 0).then(|| Arc::new(OnceLock::new())),
         })
     }
 
@@ -318,21 +323,32 @@ where
             ready: Arc::clone(&self.ready),
             logins: None,
         };
+        let writers = Arc::new(Semaphore::new(B::LOGIN_WRITERS));
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            // A batch is taken only once a writer is free for it: the logins arriving meanwhile
+            // wait in the queue and make the next batch.
+            while let Ok(free) = Arc::clone(&writers).acquire_owned().await
+                && pending.recv_many(&mut batch, MAX_BATCH).await > 0
+            {
                 // A caller that gave up is not written for.
                 batch.retain(|p: &PendingLogin| !p.reply.is_closed());
+                // One lock order for every batch (stable: one user's logins keep theirs).
+                batch.sort_by(|a, b| {
+                    (a.login.app_id.as_str(), a.login.open_id.as_str())
+                        .cmp(&(b.login.app_id.as_str(), b.login.open_id.as_str()))
+                });
                 // Each batch in a task of its own: should writing it panic (a bug), only its
                 // callers fail (their answers are dropped: "the login writer has stopped"),
                 // and the next batch is written as usual.
                 let (writer, batch) = (writer.clone(), std::mem::take(&mut batch));
-                if tokio::spawn(async move { writer.write_batch(batch).await })
-                    .await
-                    .is_err()
-                {
-                    tracing::error!("writing a batch of logins panicked; its logins failed");
-                }
+                let written = tokio::spawn(async move { writer.write_batch(batch).await });
+                tokio::spawn(async move {
+                    if written.await.is_err() {
+                        tracing::error!("writing a batch of logins panicked; its logins failed");
+                    }
+                    drop(free);
+                });
             }
         });
         queue

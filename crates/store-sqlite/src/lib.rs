@@ -177,8 +177,9 @@ impl Backend for SqliteBackend {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
     /// One writer at a time, and a commit writes every page the transaction touched to the
-    /// WAL: logins arriving together share one transaction and one write of their pages.
-    const GROUP_COMMIT: bool = true;
+    /// WAL: logins arriving together share one transaction and one write of their pages, one
+    /// batch at a time.
+    const LOGIN_WRITERS: usize = 1;
 
     /// Opens (creating if missing) the database, at once: a file that cannot be opened is a
     /// configuration error the server reports at start. The writer pool

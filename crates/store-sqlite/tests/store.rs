@@ -382,47 +382,6 @@ async fn erasure_deletes_the_users_rows_in_every_table() {
     }
 }
 
-/// Group commit: logins arriving together are written in one transaction, and a login whose
-/// statement fails (here the last, which reuses the first's token digest, a unique key) fails
-/// alone: every other login is answered and written, and the failed one leaves no row.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_login_among_concurrent_ones_fails_alone() {
-    let dir = TempDir::new().unwrap();
-    let store = open(&dir).await;
-    let mut logins: Vec<NewLogin> = (0..40)
-        .map(|n| login_for(&format!("o-batch-{n}"), n, KEY_A))
-        .collect();
-    logins.push(login_for("o-batch-dup", 0, KEY_A));
-    let tasks: Vec<_> = logins
-        .into_iter()
-        .map(|login| {
-            let store = store.clone();
-            let open_id = login.open_id.as_str().to_owned();
-            tokio::spawn(async move { (open_id, store.login(login).await) })
-        })
-        .collect();
-    let mut failed = Vec::new();
-    for task in tasks {
-        let (open_id, result) = task.await.unwrap();
-        match result {
-            Ok(record) => {
-                assert_eq!(record.user.open_id.as_str(), open_id);
-                assert!(record.is_new_user);
-            }
-            Err(_) => failed.push(open_id),
-        }
-    }
-    // Whichever of the two with digest 0 came second failed.
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    assert!(
-        failed[0] == "o-batch-0" || failed[0] == "o-batch-dup",
-        "{failed:?}"
-    );
-    for table in ["users", "wechat_identities", "sessions", "login_events"] {
-        assert_eq!(count(&dir, table).await, 40, "{table}");
-    }
-}
-
 /// The WAL is copied back into the database file in the background, while the writer only
 /// appends: the file grows with the logins although the writer's own checkpoint threshold
 /// (20,000 pages) is far from reached.

@@ -117,9 +117,9 @@ impl Drop for Background {
 /// started by the first login: it takes the logins queued meanwhile (at most [`MAX_BATCH`]) and
 /// writes them in one transaction, each login's statements as they would run alone, and
 /// answers each caller only after the commit; up to `LOGIN_WRITERS` such batches are written at
-/// once. Each batch is sorted by (app, openid) first, so two batches (of this instance or of
-/// another on the same database) take their identities' locks in one order and cannot deadlock
-/// over them. If a statement of one login fails (a deadlock the database broke included), the
+/// once. Each batch is sorted first (see [`lock_order`]), so two batches (of this instance or
+/// of another on the same database) take their locks in one order and cannot deadlock over
+/// them. If a statement of one login fails (a deadlock the database broke included), the
 /// whole transaction is rolled back and each login of the batch runs again in a transaction of
 /// its own, so one login's failure is its own; if the database is unavailable, every caller of
 /// the batch gets that answer. Either way no login is acknowledged before the commit that holds
@@ -334,10 +334,7 @@ where
                 // A caller that gave up is not written for.
                 batch.retain(|p: &PendingLogin| !p.reply.is_closed());
                 // One lock order for every batch (stable: one user's logins keep theirs).
-                batch.sort_by(|a, b| {
-                    (a.login.app_id.as_str(), a.login.open_id.as_str())
-                        .cmp(&(b.login.app_id.as_str(), b.login.open_id.as_str()))
-                });
+                batch.sort_by(|a, b| lock_order(&a.login).cmp(&lock_order(&b.login)));
                 // Each batch in a task of its own: should writing it panic (a bug), only its
                 // callers fail (their answers are dropped: "the login writer has stopped"),
                 // and the next batch is written as usual.
@@ -418,6 +415,18 @@ where
         abandoned.0 = None;
         outcome
     }
+}
+
+/// The order in which a batch's logins are written, the same in every batch: the locks a login
+/// takes are its unionid's (Postgres links a first login to another app's user under an
+/// advisory lock on the unionid) and then its identity's, so ordering by unionid, then app and
+/// openid, makes every batch take them in one order.
+fn lock_order(login: &NewLogin) -> (Option<&str>, &str, &str) {
+    (
+        login.union_id.as_ref().map(|u| u.as_str()),
+        login.app_id.as_str(),
+        login.open_id.as_str(),
+    )
 }
 
 /// What a login hears if the writer task is gone (it only ends with the store, or by a bug).

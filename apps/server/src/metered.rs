@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use wxlogin_domain::{
-    AccessToken, AccessTokenError, AccessTokenNeed, AppId, CodeSession, FetchAccessToken,
-    IssuedAccessToken, LoginCode, LoginRecord, NewLogin, OpenId, PhoneChange, PhoneCode, PhoneInfo,
-    ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError,
-    StoredAccessToken, TokenDigest, User, UserId, UserStore, WeChat, WeChatError,
+    AccessToken, AccessTokenError, AccessTokenNeed, AppId, AvatarChange, AvatarId, CodeSession,
+    FetchAccessToken, IssuedAccessToken, LoginCode, LoginRecord, NewLogin, OpenId, PhoneChange,
+    PhoneCode, PhoneInfo, ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord,
+    SessionRefresh, StoreError, StoredAccessToken, StoredAvatar, TokenDigest, User, UserId,
+    UserStore, WeChat, WeChatError,
 };
 
 use crate::metrics;
@@ -153,6 +154,14 @@ impl<S: UserStore> UserStore for Metered<S> {
 
     async fn set_phone_number(&self, change: PhoneChange) -> Result<User, StoreError> {
         store_call("set_phone_number", self.0.set_phone_number(change)).await
+    }
+
+    async fn set_avatar(&self, change: AvatarChange) -> Result<User, StoreError> {
+        store_call("set_avatar", self.0.set_avatar(change)).await
+    }
+
+    async fn avatar(&self, id: AvatarId) -> Result<Option<StoredAvatar>, StoreError> {
+        store_call("avatar", self.0.avatar(id)).await
     }
 
     async fn erase_user(&self, user_id: UserId) -> Result<(), StoreError> {

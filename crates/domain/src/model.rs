@@ -720,3 +720,117 @@ mod tests {
         assert_eq!(p.city.as_ref().map(ProfileText::as_str), Some("Guangzhou"));
     }
 }
+
+/// An uploaded avatar's id: the last part of the URL wxlogin serves it at
+/// (`/avatars/{id}`). Safe to show: it names an image the user chose to publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AvatarId(Uuid);
+
+impl AvatarId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+    pub const fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+    /// Parses the hyphenated form that URLs carry; anything else is no avatar's id.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 36).then(|| Uuid::try_parse(s).ok().map(Self))?
+    }
+}
+
+impl Default for AvatarId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for AvatarId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+/// The image formats an avatar may have, recognised by their bytes (never by a file name or a
+/// declared content type, which the client chooses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    Png,
+    Jpeg,
+    Webp,
+}
+
+impl ImageKind {
+    /// The format whose signature `bytes` start with: PNG's eight-byte signature, JPEG's SOI
+    /// marker followed by another marker, or a RIFF container of type `WEBP`.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(Self::Png)
+        } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(Self::Jpeg)
+        } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+            Some(Self::Webp)
+        } else {
+            None
+        }
+    }
+
+    /// The `Content-Type` it is served with.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+            Self::Webp => "image/webp",
+        }
+    }
+
+    /// The inverse of [`ImageKind::content_type`] (how the stores keep it).
+    pub fn from_content_type(s: &str) -> Option<Self> {
+        match s {
+            "image/png" => Some(Self::Png),
+            "image/jpeg" => Some(Self::Jpeg),
+            "image/webp" => Some(Self::Webp),
+            _ => None,
+        }
+    }
+}
+
+/// An image accepted as an avatar: its bytes, which start like a PNG, JPEG or WebP file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AvatarImage {
+    kind: ImageKind,
+    bytes: Vec<u8>,
+}
+
+impl AvatarImage {
+    /// Accepts `bytes` if [`ImageKind::sniff`] recognises them.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, InvalidValue> {
+        let kind = ImageKind::sniff(&bytes).ok_or(InvalidValue::new(
+            "file",
+            "is not a PNG, JPEG or WebP image",
+        ))?;
+        Ok(Self { kind, bytes })
+    }
+    pub const fn kind(&self) -> ImageKind {
+        self.kind
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+// The bytes are an image, not text worth a log line.
+impl std::fmt::Debug for AvatarImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AvatarImage")
+            .field("kind", &self.kind)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}

@@ -8,9 +8,9 @@ use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 
 pub use crate::model::CodeSession;
 use crate::model::{
-    AccessToken, AppId, DecryptedUserInfo, EncryptedData, IssuedAccessToken, LoginCode, OpenId,
-    PhoneCode, PhoneInfo, PhoneNumber, ProfileUpdate, Session, SessionId, SessionKey, Token,
-    TokenDigest, UnionId, User, UserId,
+    AccessToken, AppId, AvatarId, AvatarImage, AvatarUrl, DecryptedUserInfo, EncryptedData,
+    ImageKind, IssuedAccessToken, LoginCode, OpenId, PhoneCode, PhoneInfo, PhoneNumber,
+    ProfileUpdate, Session, SessionId, SessionKey, Token, TokenDigest, UnionId, User, UserId,
 };
 
 /// Storage failures the domain distinguishes.
@@ -97,6 +97,26 @@ pub struct PhoneChange {
     pub user_id: UserId,
     pub phone_number: PhoneNumber,
     pub now: DateTime<Utc>,
+}
+
+/// An uploaded avatar to keep for a user, in place of any it uploaded before, with the URL the
+/// profile's `avatarUrl` then points at.
+#[derive(Debug, Clone)]
+pub struct AvatarChange {
+    pub app_id: AppId,
+    pub user_id: UserId,
+    pub avatar_id: AvatarId,
+    pub image: AvatarImage,
+    pub url: AvatarUrl,
+    pub now: DateTime<Utc>,
+}
+
+/// An avatar as the store gives it back to be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAvatar {
+    pub kind: ImageKind,
+    pub bytes: Vec<u8>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// An access token as the store shares it between instances: the token, when it expires, and
@@ -219,8 +239,23 @@ pub trait UserStore: Clone + Send + Sync + 'static {
         change: PhoneChange,
     ) -> impl Future<Output = Result<User, StoreError>> + Send;
 
+    /// Keeps an uploaded avatar (deleting the user's earlier uploads, whose URLs then stop
+    /// working) and points the user's `avatar_url` at it, in one transaction; returns the
+    /// updated user (as seen by `app_id`). `NotFound` if the user is gone.
+    fn set_avatar(
+        &self,
+        change: AvatarChange,
+    ) -> impl Future<Output = Result<User, StoreError>> + Send;
+
+    /// An uploaded avatar, while its user has it.
+    fn avatar(
+        &self,
+        id: AvatarId,
+    ) -> impl Future<Output = Result<Option<StoredAvatar>, StoreError>> + Send;
+
     /// Erases the user with everything that belongs to it: identities, sessions (and their
-    /// session keys), phone number, profile. `NotFound` if there is no such user.
+    /// session keys), phone number, profile, uploaded avatars. `NotFound` if there is no such
+    /// user.
     fn erase_user(&self, user_id: UserId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Deletes every session that has ended (revoked, expired or idle, see [`PurgeBefore`])

@@ -8,20 +8,21 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use chrono::Duration;
 use futures_util::future::{Either, select};
 
-use crate::model::{AccessToken, CodeSession, PhoneCode, PhoneInfo, User};
+use crate::model::{AccessToken, AvatarId, AvatarImage, CodeSession, PhoneCode, PhoneInfo, User};
 use crate::model::{
     AvatarUrl, Gender, LoginCode, NickName, ProfileUpdate, SessionId, Token, UserId,
 };
 use crate::ports::{
-    AccessTokenError, AccessTokenNeed, CipherError, Clock, FetchAccessToken, NewLogin, PhoneChange,
-    ProfileChange, PurgeBefore, SessionRecord, SessionRefresh, StoreError, StoredAccessToken,
-    TokenMinter, UserDataCipher, UserStore, WeChat, WeChatError,
+    AccessTokenError, AccessTokenNeed, AvatarChange, CipherError, Clock, FetchAccessToken,
+    NewLogin, PhoneChange, ProfileChange, PurgeBefore, SessionRecord, SessionRefresh, StoreError,
+    StoredAccessToken, StoredAvatar, TokenMinter, UserDataCipher, UserStore, WeChat, WeChatError,
 };
 use crate::single_flight::SingleFlight;
 use crate::state::{LoginEvent, LoginState, ProfileStatus, SessionEvent, SessionState};
 use crate::usecases::{
     AuthError, Authenticated, EncryptedProfile, LoginError, LoginOutcome, LoginService, PhoneError,
     PhoneRequest, ProfileOutcome, Refreshed, UpdateProfileError, UpdateUserInfoError,
+    UploadAvatarError,
 };
 
 /// Settings the use cases need.
@@ -529,6 +530,42 @@ where
         let status = Self::status_after(&auth.user, &user)
             .ok_or_else(|| PhoneError::Unexpected("the store updated another user".into()))?;
         Ok(ProfileOutcome { user, status })
+    }
+
+    async fn upload_avatar(
+        &self,
+        token: &str,
+        image: AvatarImage,
+        url_base: &str,
+    ) -> Result<ProfileOutcome, UploadAvatarError> {
+        let auth = self.authenticate(token).await?;
+        let avatar_id = AvatarId::new();
+        let url = format!("{}/avatars/{avatar_id}", url_base.trim_end_matches('/'));
+        let url =
+            AvatarUrl::parse(&url).map_err(|e| UploadAvatarError::InvalidUrl(e.to_string()))?;
+        let user = self
+            .store
+            .set_avatar(AvatarChange {
+                app_id: self.wechat.app_id().clone(),
+                user_id: auth.user.id,
+                avatar_id,
+                image,
+                url,
+                now: self.clock.now(),
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => AuthError::InvalidToken,
+                other => other.into(),
+            })?;
+        let status = Self::status_after(&auth.user, &user).ok_or_else(|| {
+            UploadAvatarError::Unexpected("the store updated another user".into())
+        })?;
+        Ok(ProfileOutcome { user, status })
+    }
+
+    async fn avatar(&self, id: AvatarId) -> Result<Option<StoredAvatar>, StoreError> {
+        self.store.avatar(id).await
     }
 
     async fn refresh(&self, token: &str) -> Result<Refreshed, AuthError> {

@@ -8,8 +8,10 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{EncryptedData, LoginCode, PhoneCode, ProfileUpdate, Session, Token, User};
-use crate::ports::{AccessTokenError, CipherError, StoreError, WeChatError};
+use crate::model::{
+    AvatarId, AvatarImage, EncryptedData, LoginCode, PhoneCode, ProfileUpdate, Session, Token, User,
+};
+use crate::ports::{AccessTokenError, CipherError, StoreError, StoredAvatar, WeChatError};
 use crate::state::{ProfileStatus, SessionTransitionError};
 
 /// The use cases of wxlogin.
@@ -50,6 +52,23 @@ pub trait LoginService: Send + Sync + 'static {
         token: &str,
         request: PhoneRequest,
     ) -> impl Future<Output = Result<ProfileOutcome, PhoneError>> + Send;
+
+    /// Keeps an uploaded avatar (`chooseAvatar`'s temporary file, sent by `wx.uploadFile`) and
+    /// sets the user's `avatarUrl` to where it is served: `{url_base}/avatars/{id}`. It
+    /// replaces the user's earlier upload.
+    fn upload_avatar(
+        &self,
+        token: &str,
+        image: AvatarImage,
+        url_base: &str,
+    ) -> impl Future<Output = Result<ProfileOutcome, UploadAvatarError>> + Send;
+
+    /// An uploaded avatar, to serve: anyone may fetch it (a mini-program's `<image>` sends no
+    /// token), and it is gone once its user replaced it or erased the account.
+    fn avatar(
+        &self,
+        id: AvatarId,
+    ) -> impl Future<Output = Result<Option<StoredAvatar>, StoreError>> + Send;
 
     /// Rotates the token: a new token for the same session data, and the old one stops working
     /// at once, on every instance.
@@ -175,6 +194,19 @@ pub enum UpdateUserInfoError {
 pub enum UpdateProfileError {
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// An invariant broke (the store updated another user); details are for logs.
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+}
+
+/// Why an avatar could not be kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadAvatarError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// `url_base` and the id do not make a URL the profile accepts (a configuration error).
+    #[error("the avatar URL is not valid: {0}")]
+    InvalidUrl(String),
     /// An invariant broke (the store updated another user); details are for logs.
     #[error("unexpected: {0}")]
     Unexpected(String),

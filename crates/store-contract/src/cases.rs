@@ -16,10 +16,11 @@ use tokio::sync::Barrier;
 
 use crate::fixtures::{self, KEY_A, KEY_B, KEY_C, app, digest, key, login_at, other_app, union};
 use wxlogin_domain::{
-    AccessToken, AccessTokenError, AccessTokenNeed, AppId, AvatarUrl, FetchAccessToken, Gender,
-    NewLogin, NickName, PhoneChange, PhoneNumber, Profile, ProfileChange, ProfileText,
-    ProfileUpdate, PurgeBefore, Session, SessionId, SessionRecord, SessionRefresh, StoreError,
-    StoredAccessToken, User, UserId, UserStore, WeChatError,
+    AccessToken, AccessTokenError, AccessTokenNeed, AppId, AvatarChange, AvatarId, AvatarImage,
+    AvatarUrl, FetchAccessToken, Gender, ImageKind, NewLogin, NickName, PhoneChange, PhoneNumber,
+    Profile, ProfileChange, ProfileText, ProfileUpdate, PurgeBefore, Session, SessionId,
+    SessionRecord, SessionRefresh, StoreError, StoredAccessToken, User, UserId, UserStore,
+    WeChatError,
 };
 use wxlogin_domain::{
     ActiveAt, Directory, LOGIN_EVENTS_KEPT, NickNameQuery, OpenId, Stats, StatsQuery, UserSearch,
@@ -827,6 +828,74 @@ pub async fn concurrent_logins_in_opposite_orders_make_one_user_each<S: UserStor
             assert_eq!(created, 1, "{open_id} was created {created} times");
         }
     }
+}
+
+fn avatar_change(user_id: UserId, bytes: &[u8], now: DateTime<Utc>) -> AvatarChange {
+    let avatar_id = AvatarId::new();
+    AvatarChange {
+        app_id: app(),
+        user_id,
+        avatar_id,
+        image: AvatarImage::parse(bytes.to_vec()).expect("a test image"),
+        url: AvatarUrl::parse(&format!("https://wx.example.com/avatars/{avatar_id}"))
+            .expect("valid URL"),
+        now,
+    }
+}
+
+/// A PNG signature and a few bytes: what [`AvatarImage::parse`] accepts.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR-one";
+/// A JPEG's first bytes.
+const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0];
+
+/// An uploaded avatar is kept with its format and bytes, and the user's `avatar_url` points at
+/// it; the next upload replaces it (the earlier one is gone); an upload for a user that is
+/// gone is `NotFound` and keeps nothing; erasing the user deletes the avatar.
+pub async fn an_avatar_replaces_the_earlier_one_and_goes_with_the_user<S: UserStore>(store: S) {
+    let user = login(&store, login_for("oAvatar", 1, KEY_A)).await.user;
+    let later = t0() + Duration::seconds(5);
+    let first = avatar_change(user.id, PNG, later);
+    let (first_id, first_url) = (first.avatar_id, first.url.clone());
+    let updated = store.set_avatar(first).await.expect("set_avatar");
+    assert_eq!(updated.profile.avatar_url.as_ref(), Some(&first_url));
+    assert_same_instant(updated.updated_at, later, "updated_at");
+    assert_eq!(updated.open_id.as_str(), "oAvatar");
+    let stored = store.avatar(first_id).await.expect("avatar").expect("kept");
+    assert_eq!(stored.kind, ImageKind::Png);
+    assert_eq!(stored.bytes, PNG);
+    assert_same_instant(stored.created_at, later, "created_at");
+    assert_eq!(session(&store, 1).await.user.profile.avatar_url, Some(first_url));
+
+    let second = avatar_change(user.id, JPEG, later + Duration::seconds(1));
+    let (second_id, second_url) = (second.avatar_id, second.url.clone());
+    let updated = store.set_avatar(second).await.expect("second set_avatar");
+    assert_eq!(updated.profile.avatar_url, Some(second_url));
+    assert_eq!(
+        store.avatar(first_id).await.expect("avatar"),
+        None,
+        "the earlier upload stays"
+    );
+    let stored = store
+        .avatar(second_id)
+        .await
+        .expect("avatar")
+        .expect("kept");
+    assert_eq!(
+        (stored.kind, stored.bytes.as_slice()),
+        (ImageKind::Jpeg, JPEG)
+    );
+
+    let gone = avatar_change(UserId::new(), PNG, later);
+    let gone_id = gone.avatar_id;
+    assert_eq!(store.set_avatar(gone).await, Err(StoreError::NotFound));
+    assert_eq!(store.avatar(gone_id).await.expect("avatar"), None);
+
+    store.erase_user(user.id).await.expect("erase");
+    assert_eq!(
+        store.avatar(second_id).await.expect("avatar"),
+        None,
+        "the avatar outlived its user"
+    );
 }
 
 /// A profile change that fails at its last step (the session whose key it rotates does not

@@ -54,6 +54,7 @@ macro_rules! store_contract_tests {
             failed_refresh_changes_nothing,
             touch_moves_last_seen_forward_only,
             phone_number_is_recorded,
+            an_avatar_replaces_the_earlier_one_and_goes_with_the_user,
             erasure_removes_the_user_and_all_of_it,
             erasing_an_unknown_user_is_not_found,
             purge_deletes_exactly_the_ended_sessions,

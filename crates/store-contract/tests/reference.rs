@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use wxlogin_domain::{
-    AccessToken, AccessTokenError, AccessTokenNeed, AppId, FetchAccessToken, LoginRecord, NewLogin,
-    OpenId, PhoneChange, Profile, ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord,
-    SessionRefresh, StoreError, StoredAccessToken, TokenDigest, UnionId, User, UserId, UserStore,
+    AccessToken, AccessTokenError, AccessTokenNeed, AppId, AvatarChange, AvatarId,
+    FetchAccessToken, LoginRecord, NewLogin, OpenId, PhoneChange, Profile, ProfileChange,
+    PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh, StoreError,
+    StoredAccessToken, StoredAvatar, TokenDigest, UnionId, User, UserId, UserStore,
 };
 use wxlogin_domain::{
     ActiveAt, Directory, LOGIN_EVENTS_KEPT, Stats, StatsQuery, UserDetail, UserSearch,
@@ -79,6 +80,10 @@ enum Flaw {
     TouchMovesBack,
     /// The phone number is returned but never stored.
     PhoneNotPersisted,
+    /// An avatar upload keeps the user's earlier uploads.
+    KeepsEarlierAvatars,
+    /// Erasing a user keeps its uploaded avatars.
+    EraseKeepsAvatars,
     /// Erasure deletes the user and identities and leaves the sessions behind.
     EraseKeepsSessions,
     /// Erasing an unknown user succeeds.
@@ -147,6 +152,8 @@ struct State {
     identities: HashMap<(AppId, OpenId), Identity>,
     sessions: HashMap<SessionId, SessionData>,
     access_tokens: HashMap<AppId, TokenRow>,
+    /// Uploaded avatars, with their user.
+    avatars: HashMap<AvatarId, (UserId, StoredAvatar)>,
     /// When and in which app each login happened.
     login_events: Vec<(DateTime<Utc>, AppId)>,
 }
@@ -629,12 +636,41 @@ impl UserStore for MemStore {
         })
     }
 
+    async fn set_avatar(&self, change: AvatarChange) -> Result<User, StoreError> {
+        self.transaction(|s| {
+            let user = s
+                .users
+                .get_mut(&change.user_id)
+                .ok_or(StoreError::NotFound)?;
+            user.updated_at = self.time(change.now);
+            user.profile.avatar_url = Some(change.url.clone());
+            if !self.has(Flaw::KeepsEarlierAvatars) {
+                s.avatars.retain(|_, (owner, _)| *owner != change.user_id);
+            }
+            let stored = StoredAvatar {
+                kind: change.image.kind(),
+                bytes: change.image.bytes().to_vec(),
+                created_at: self.time(change.now),
+            };
+            s.avatars.insert(change.avatar_id, (change.user_id, stored));
+            s.user(change.user_id, &change.app_id)
+                .ok_or(StoreError::NotFound)
+        })
+    }
+
+    async fn avatar(&self, id: AvatarId) -> Result<Option<StoredAvatar>, StoreError> {
+        Ok(self.lock().avatars.get(&id).map(|(_, a)| a.clone()))
+    }
+
     async fn erase_user(&self, user_id: UserId) -> Result<(), StoreError> {
         self.transaction(|s| {
             if s.users.remove(&user_id).is_none() && !self.has(Flaw::EraseUnknownIsOk) {
                 return Err(StoreError::NotFound);
             }
             s.identities.retain(|_, i| i.user_id != user_id);
+            if !self.has(Flaw::EraseKeepsAvatars) {
+                s.avatars.retain(|_, (owner, _)| *owner != user_id);
+            }
             if !self.has(Flaw::EraseKeepsSessions) {
                 s.sessions.retain(|_, x| x.user_id != user_id);
             }
@@ -970,6 +1006,16 @@ must_catch!(
     Flaw::NotAtomicLogin
 );
 must_catch!(
+    catches_earlier_avatars_kept,
+    an_avatar_replaces_the_earlier_one_and_goes_with_the_user,
+    Flaw::KeepsEarlierAvatars
+);
+must_catch!(
+    catches_avatars_kept_after_erasure,
+    an_avatar_replaces_the_earlier_one_and_goes_with_the_user,
+    Flaw::EraseKeepsAvatars
+);
+must_catch!(
     catches_racy_logins_in_opposite_orders,
     concurrent_logins_in_opposite_orders_make_one_user_each,
     Flaw::RacyLogin
@@ -1158,5 +1204,5 @@ fn the_macro_runs_every_case() {
         .collect();
     listed.sort();
     assert_eq!(defined, listed);
-    assert_eq!(defined.len(), 40);
+    assert_eq!(defined.len(), 41);
 }

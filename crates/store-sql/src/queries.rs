@@ -8,9 +8,10 @@ use std::marker::PhantomData;
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 use wxlogin_domain::{
-    AccessToken, AccessTokenNeed, AppId, AvatarUrl, LoginRecord, NewLogin, NickName, PhoneChange,
-    ProfileChange, ProfileText, PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh,
-    StoreError, StoredAccessToken, TokenDigest, User, UserId,
+    AccessToken, AccessTokenNeed, AppId, AvatarChange, AvatarId, AvatarUrl, ImageKind, LoginRecord,
+    NewLogin, NickName, PhoneChange, ProfileChange, ProfileText, PurgeBefore, SessionId,
+    SessionKey, SessionRecord, SessionRefresh, StoreError, StoredAccessToken, StoredAvatar,
+    TokenDigest, User, UserId,
 };
 
 use crate::rows::{AccessTokenRow, IdentityRow, SessionRow, UserRow};
@@ -373,6 +374,69 @@ where
         Self::fetch_user(conn, user_id, &change.app_id)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    /// Every step of an avatar upload; the caller commits. `NotFound` if the user is gone
+    /// (checked first, so nothing else is written for it).
+    pub async fn set_avatar(conn: &mut Conn<D>, change: &AvatarChange) -> Result<User, StoreError> {
+        let user_id = D::Id::from(*change.user_id.as_uuid());
+        let updated =
+            sqlx::query("UPDATE users SET avatar_url = $1, updated_at = $2 WHERE id = $3")
+                .bind(change.url.as_str())
+                .bind(D::timestamp(change.now))
+                .bind(D::Id::from(*change.user_id.as_uuid()))
+                .execute(&mut *conn)
+                .await
+                .map_err(D::map_err)?;
+        found(D::rows_affected(&updated))?;
+        // One avatar per user: the earlier uploads' URLs stop working.
+        sqlx::query("DELETE FROM avatars WHERE user_id = $1")
+            .bind(D::Id::from(*change.user_id.as_uuid()))
+            .execute(&mut *conn)
+            .await
+            .map_err(D::map_err)?;
+        sqlx::query(
+            "INSERT INTO avatars (id, user_id, content_type, bytes, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(D::Id::from(*change.avatar_id.as_uuid()))
+        .bind(D::Id::from(*change.user_id.as_uuid()))
+        .bind(change.image.kind().content_type())
+        .bind(change.image.bytes())
+        .bind(D::timestamp(change.now))
+        .execute(&mut *conn)
+        .await
+        .map_err(D::map_err)?;
+        Self::fetch_user(conn, user_id, &change.app_id)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// An uploaded avatar by id.
+    pub async fn avatar<'c, E>(
+        executor: E,
+        id: AvatarId,
+    ) -> Result<Option<StoredAvatar>, StoreError>
+    where
+        E: Executor<'c, Database = D::Db>,
+    {
+        use sqlx::Row as _;
+        let row = sqlx::query("SELECT content_type, bytes, created_at FROM avatars WHERE id = $1")
+            .bind(D::Id::from(*id.as_uuid()))
+            .fetch_optional(executor)
+            .await
+            .map_err(D::map_err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let content_type: String = row.try_get("content_type").map_err(D::map_err)?;
+        let kind = ImageKind::from_content_type(&content_type)
+            .ok_or_else(|| StoreError::Unexpected(format!("avatar stored as {content_type:?}")))?;
+        Ok(Some(StoredAvatar {
+            kind,
+            bytes: row.try_get("bytes").map_err(D::map_err)?,
+            created_at: row.try_get("created_at").map_err(D::map_err)?,
+        }))
     }
 
     /// Deletes a user; its identities and sessions go with it (`ON DELETE CASCADE` in both

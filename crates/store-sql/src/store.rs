@@ -14,9 +14,10 @@ use sqlx::{
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 use wxlogin_domain::{
-    AccessToken, AccessTokenError, AccessTokenNeed, AppId, FetchAccessToken, LoginRecord, NewLogin,
-    PhoneChange, ProfileChange, PurgeBefore, SessionId, SessionKey, SessionRecord, SessionRefresh,
-    StoreError, StoredAccessToken, TokenDigest, User, UserId, UserStore,
+    AccessToken, AccessTokenError, AccessTokenNeed, AppId, AvatarChange, AvatarId,
+    FetchAccessToken, LoginRecord, NewLogin, PhoneChange, ProfileChange, PurgeBefore, SessionId,
+    SessionKey, SessionRecord, SessionRefresh, StoreError, StoredAccessToken, StoredAvatar,
+    TokenDigest, User, UserId, UserStore,
 };
 
 use crate::rows::AccessTokenRow;
@@ -526,6 +527,17 @@ where
         let user = Queries::<B>::set_phone_number(&mut tx, &change).await?;
         tx.commit().await.map_err(B::map_err)?;
         Ok(user)
+    }
+
+    async fn set_avatar(&self, change: AvatarChange) -> Result<User, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let user = Queries::<B>::set_avatar(&mut tx, &change).await?;
+        tx.commit().await.map_err(B::map_err)?;
+        Ok(user)
+    }
+
+    async fn avatar(&self, id: AvatarId) -> Result<Option<StoredAvatar>, StoreError> {
+        Queries::<B>::avatar(self.reader()?, id).await
     }
 
     async fn erase_user(&self, user_id: UserId) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 
-use crate::{cargo, project_root, run};
+use crate::{cargo, project_root, run, target_dir};
 
 /// The schemathesis release line the run is written for.
 const SCHEMATHESIS: &str = "schemathesis>=4,<5";
@@ -124,12 +124,6 @@ fn print_log(work: &Path) {
     for line in tail.iter().rev() {
         eprintln!("  {line}");
     }
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"))
 }
 
 /// The venv's `schemathesis`, installed first when missing.

@@ -21,8 +21,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the unit, contract and end-to-end suites against the chosen adapters, and the
-    /// browser test (Swagger UI in headless Chromium) when chromium and chromedriver are found.
+    /// Run the unit, contract and end-to-end suites against the chosen adapters, the browser
+    /// test (Swagger UI in headless Chromium) when chromium and chromedriver are found, and the
+    /// mini-program helper's tests (`node --test apps/miniprogram/test/`) when node is found.
     Test {
         /// Which store the contract and end-to-end suites run against.
         #[arg(long, value_enum, default_value_t = StoreArg::All)]
@@ -122,7 +123,7 @@ impl WeChatArg {
 /// The test targets that run against Postgres: the store's contract and adapter tests
 /// (`contract` also names SQLite's contract target, which runs again, cheaply), and every
 /// end-to-end target (each one touches the store).
-const POSTGRES_TARGETS: [&str; 20] = [
+const POSTGRES_TARGETS: [&str; 21] = [
     "contract",
     "postgres",
     "login",
@@ -143,6 +144,7 @@ const POSTGRES_TARGETS: [&str; 20] = [
     "connection_timeouts",
     "security",
     "database_faults",
+    "avatar",
 ];
 
 /// What the browser test needs, as Debian's `chromium` and `chromium-driver` install them.
@@ -216,6 +218,12 @@ fn project_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
+}
+
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(project_root());
@@ -271,13 +279,14 @@ fn test(
     rest: &[String],
 ) -> anyhow::Result<()> {
     let mut failures: Vec<String> = Vec::new();
-    let mut step = |name: &str, cmd: Command| -> anyhow::Result<()> {
+    // Ok(false): the step failed and `--keep-going` goes on.
+    let mut step = |name: &str, cmd: Command| -> anyhow::Result<bool> {
         match run(cmd) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(e) if keep_going => {
                 eprintln!("xtask: {name} FAILED: {e:#}");
                 failures.push(name.to_owned());
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(e.context(format!("{name} failed"))),
         }
@@ -355,6 +364,29 @@ fn test(
         );
         if in_ci() {
             bail!("{msg} (CI=true: a missing browser fails the run)");
+        }
+        eprintln!("\n!!!!! xtask: {msg}\n");
+    }
+
+    // The mini-program helper (apps/miniprogram) with Node's own test runner, nothing to
+    // install, against the debug binary. Built with the SQLite pass's selection, so after that
+    // pass nothing is compiled again.
+    if let Some(node) = find_tool("node") {
+        let mut build = cargo();
+        build.args(["build", "--workspace", "--all-targets", "--locked"]);
+        if step("wxlogin binary", build)? {
+            let mut cmd = Command::new(node);
+            cmd.current_dir(project_root())
+                .args(["--test", "apps/miniprogram/test/"])
+                .env("WXLOGIN_BIN", target_dir().join("debug/wxlogin"));
+            step("mini-program helper tests", cmd)?;
+        }
+    } else {
+        let msg = "mini-program helper tests SKIPPED: node not found (PATH or /usr/bin). \
+                   Install Node.js 18 or later (e.g. `apt-get install nodejs`) to run \
+                   apps/miniprogram/test with `node --test`.";
+        if in_ci() {
+            bail!("{msg} (CI=true: a missing Node.js fails the run)");
         }
         eprintln!("\n!!!!! xtask: {msg}\n");
     }

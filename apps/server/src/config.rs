@@ -67,6 +67,11 @@ pub struct ServerSettings {
     pub keep_alive_timeout_secs: Option<u64>,
     /// Peers (CIDRs) whose `X-Forwarded-For` names the client; none by default.
     pub trusted_proxies: TrustedProxies,
+    /// Where clients reach this server (`https://api.example.com`, or with a path prefix), for
+    /// the absolute URLs of uploaded avatars; unset: `http://` and the request's `Host`.
+    pub public_url: Option<String>,
+    /// Largest avatar accepted by `POST /api/v1/me/avatar`, in bytes; unset: 1 MiB.
+    pub avatar_limit_bytes: Option<usize>,
 }
 
 impl Default for ServerSettings {
@@ -79,6 +84,8 @@ impl Default for ServerSettings {
             body_read_timeout_ms: None,
             keep_alive_timeout_secs: None,
             trusted_proxies: TrustedProxies::default(),
+            public_url: None,
+            avatar_limit_bytes: None,
         }
     }
 }
@@ -344,6 +351,28 @@ impl Settings {
                 return bad("server.body_limit_bytes", "must be at least 1024");
             }
             http.body_limit = limit;
+        }
+        if let Some(limit) = self.server.avatar_limit_bytes {
+            if !(1024..=64 * 1024 * 1024).contains(&limit) {
+                return bad(
+                    "server.avatar_limit_bytes",
+                    "must be between 1024 and 67108864",
+                );
+            }
+            http.avatars.limit = limit;
+        }
+        if let Some(url) = &self.server.public_url {
+            let url = url.trim_end_matches('/');
+            // An avatar's URL must pass the profile's own check.
+            if wxlogin_domain::AvatarUrl::parse(&format!("{url}/avatars/x")).is_err()
+                || url.contains(['?', '#'])
+            {
+                return bad(
+                    "server.public_url",
+                    "must be an http(s) URL without query, e.g. https://api.example.com",
+                );
+            }
+            http.avatars.public_url = Some(url.to_owned());
         }
         if let Some(ms) = self.server.body_read_timeout_ms {
             if ms == 0 || ms > 3_600_000 {

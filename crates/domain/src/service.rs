@@ -20,9 +20,9 @@ use crate::ports::{
 use crate::single_flight::SingleFlight;
 use crate::state::{LoginEvent, LoginState, ProfileStatus, SessionEvent, SessionState};
 use crate::usecases::{
-    AuthError, Authenticated, EncryptedProfile, LoginError, LoginOutcome, LoginService, PhoneError,
-    PhoneRequest, ProfileOutcome, Refreshed, UpdateProfileError, UpdateUserInfoError,
-    UploadAvatarError,
+    AuthError, Authenticated, AvatarError, EncryptedProfile, LoginError, LoginOutcome,
+    LoginService, PhoneError, PhoneRequest, ProfileOutcome, Refreshed, UpdateProfileError,
+    UpdateUserInfoError, UploadAvatarError,
 };
 
 /// Settings the use cases need.
@@ -564,8 +564,8 @@ where
         Ok(ProfileOutcome { user, status })
     }
 
-    async fn avatar(&self, id: AvatarId) -> Result<Option<StoredAvatar>, StoreError> {
-        self.store.avatar(id).await
+    async fn avatar(&self, id: AvatarId) -> Result<StoredAvatar, AvatarError> {
+        self.store.avatar(id).await?.ok_or(AvatarError::NotFound)
     }
 
     async fn refresh(&self, token: &str) -> Result<Refreshed, AuthError> {

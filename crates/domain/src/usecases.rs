@@ -68,7 +68,7 @@ pub trait LoginService: Send + Sync + 'static {
     fn avatar(
         &self,
         id: AvatarId,
-    ) -> impl Future<Output = Result<Option<StoredAvatar>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<StoredAvatar, AvatarError>> + Send;
 
     /// Rotates the token: a new token for the same session data, and the old one stops working
     /// at once, on every instance.
@@ -204,12 +204,26 @@ pub enum UpdateProfileError {
 pub enum UploadAvatarError {
     #[error(transparent)]
     Auth(#[from] AuthError),
-    /// `url_base` and the id do not make a URL the profile accepts (a configuration error).
+    /// `url_base` and the id do not make a URL the profile accepts (a request whose `Host`
+    /// makes no URL; a configured base is checked at start).
     #[error("the avatar URL is not valid: {0}")]
     InvalidUrl(String),
+    /// The image is larger than the server accepts (the HTTP adapter's limit, in bytes).
+    #[error("the image is larger than {limit} bytes")]
+    TooLarge { limit: usize },
     /// An invariant broke (the store updated another user); details are for logs.
     #[error("unexpected: {0}")]
     Unexpected(String),
+}
+
+/// Why an avatar cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AvatarError {
+    /// No such avatar: never uploaded, replaced since, or its user erased.
+    #[error("no such avatar")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A rotated token.

@@ -864,7 +864,10 @@ pub async fn an_avatar_replaces_the_earlier_one_and_goes_with_the_user<S: UserSt
     assert_eq!(stored.kind, ImageKind::Png);
     assert_eq!(stored.bytes, PNG);
     assert_same_instant(stored.created_at, later, "created_at");
-    assert_eq!(session(&store, 1).await.user.profile.avatar_url, Some(first_url));
+    assert_eq!(
+        session(&store, 1).await.user.profile.avatar_url,
+        Some(first_url)
+    );
 
     let second = avatar_change(user.id, JPEG, later + Duration::seconds(1));
     let (second_id, second_url) = (second.avatar_id, second.url.clone());

@@ -18,8 +18,9 @@ use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registr
 use poem_openapi::types::Type as _;
 use poem_openapi::{ApiResponse, Object};
 use wxlogin_domain::{
-    AdminError, AdminUserError, AuthError, CipherError, InvalidValue, LoginError, PhoneError,
-    StoreError, UpdateProfileError, UpdateUserInfoError, WeChatError,
+    AdminError, AdminUserError, AuthError, AvatarError, CipherError, InvalidValue, LoginError,
+    PhoneError, StoreError, UpdateProfileError, UpdateUserInfoError, UploadAvatarError,
+    WeChatError,
 };
 
 /// Writes [`ErrorCode`] and its three tables (status, code string, default message) from one
@@ -451,6 +452,35 @@ impl ErrorSet for UpdateProfileError {
         match self {
             Self::Auth(a) => a.failure(),
             Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
+        }
+    }
+}
+
+/// `POST /api/v1/me/avatar`.
+impl ErrorSet for UploadAvatarError {
+    const CODES: &'static [ErrorCode] = with_body![InvalidToken, TokenExpired, DatabaseUnavailable];
+
+    fn failure(self) -> Failure {
+        match self {
+            Self::Auth(a) => a.failure(),
+            Self::InvalidUrl(detail) => Failure::new(C::InvalidRequest)
+                .with_message("the Host header does not make a URL for the avatar")
+                .with_detail(detail),
+            Self::TooLarge { limit } => Failure::new(C::PayloadTooLarge)
+                .with_message(format!("the image is larger than {limit} bytes")),
+            Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
+        }
+    }
+}
+
+/// `GET /avatars/{id}`.
+impl ErrorSet for AvatarError {
+    const CODES: &'static [ErrorCode] = &[C::NotFound, C::DatabaseUnavailable, C::Internal];
+
+    fn failure(self) -> Failure {
+        match self {
+            Self::NotFound => Failure::new(C::NotFound).with_message("no such avatar"),
+            Self::Store(s) => s.into(),
         }
     }
 }

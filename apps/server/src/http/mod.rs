@@ -99,6 +99,27 @@ pub struct HttpConfig {
     pub body_read_timeout: std::time::Duration,
     /// The budgets of failed attempts and the trusted proxies.
     pub limits: limits::LimitsConfig,
+    /// Uploaded avatars: their size limit and the URL they are served under.
+    pub avatars: AvatarSettings,
+}
+
+/// Uploaded avatars (`POST /api/v1/me/avatar`).
+#[derive(Debug, Clone)]
+pub struct AvatarSettings {
+    /// Largest image accepted, in bytes (the request may be a little larger: multipart's own
+    /// lines).
+    pub limit: usize,
+    /// The base of avatar URLs (`{public_url}/avatars/{id}`); `None`: `http://{Host}`.
+    pub public_url: Option<String>,
+}
+
+impl Default for AvatarSettings {
+    fn default() -> Self {
+        Self {
+            limit: 1024 * 1024,
+            public_url: None,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -109,6 +130,7 @@ impl Default for HttpConfig {
             // connection for long.
             body_read_timeout: std::time::Duration::from_secs(30),
             limits: limits::LimitsConfig::default(),
+            avatars: AvatarSettings::default(),
         }
     }
 }
@@ -125,12 +147,13 @@ type Apis<L, A> = (
 pub fn openapi<L: LoginService, A: AdminService>(
     apps: Arc<Apps<L>>,
     admin: Arc<A>,
+    avatars: AvatarSettings,
 ) -> OpenApiService<Apis<L, A>, ()> {
     let health = Arc::clone(apps.default_service());
     let api = (
         ClassicApi::new(Arc::clone(&apps)),
         SessionApi::new(Arc::clone(&apps)),
-        ProfileApi::new(apps),
+        ProfileApi::new(apps, avatars),
         HealthApi::new(health),
         AdminApi::new(admin),
     );
@@ -150,7 +173,10 @@ pub fn openapi<L: LoginService, A: AdminService>(
 pub fn document<L: LoginService, A: AdminService>(apps: Arc<Apps<L>>, admin: Arc<A>) -> String {
     let app_ids: Vec<String> = apps.app_ids().map(|id| id.as_str().to_owned()).collect();
     let ids: Vec<&str> = app_ids.iter().map(String::as_str).collect();
-    document::refine(&openapi(apps, admin).spec(), &ids)
+    document::refine(
+        &openapi(apps, admin, AvatarSettings::default()).spec(),
+        &ids,
+    )
 }
 
 /// The whole HTTP app: the API, `/openapi.json`, Swagger UI at `/docs`, `extra` routes nested
@@ -169,7 +195,7 @@ where
 {
     let apps = Arc::new(apps);
     let served = document(Arc::clone(&apps), Arc::clone(&admin));
-    let api = openapi(apps, admin);
+    let api = openapi(apps, admin, config.avatars.clone());
     let spec = {
         let served = served.clone();
         get(poem::endpoint::make_sync(move |_| {
@@ -203,12 +229,21 @@ where
         route = route.nest(path, endpoint);
     }
     let (limit, read_timeout) = (config.body_limit, config.body_read_timeout);
+    // An avatar upload may be larger than any other body: the image plus multipart's lines.
+    let avatar_limit = config.avatars.limit + profile::MULTIPART_OVERHEAD;
     let json_routes = Arc::clone(&routes);
     let budgets = Arc::new(limits::Limits::new(&config.limits));
     route
         .around(move |ep, req| strict::check_json(ep, req, Arc::clone(&json_routes)))
         .around(move |ep, req| limits::limit(ep, req, Arc::clone(&budgets)))
-        .around(move |ep, req| middleware::limit_body(ep, req, limit, read_timeout))
+        .around(move |ep, req| {
+            let limit = if req.uri().path() == profile::AVATAR_PATH {
+                avatar_limit.max(limit)
+            } else {
+                limit
+            };
+            middleware::limit_body(ep, req, limit, read_timeout)
+        })
         .around(middleware::answer)
         .around(move |ep, req| strict::around(ep, req, Arc::clone(&routes)))
 }

@@ -12,9 +12,10 @@ use poem::http::StatusCode;
 use poem::test::{TestClient, TestResponse};
 use serde_json::{Value, json};
 use wxlogin_domain::{
-    AppId, AuthError, Authenticated, CipherError, LoginError, LoginOutcome, MockAdminService,
-    MockLoginService, OpenId, Profile, ProfileOutcome, ProfileStatus, Session, SessionId,
-    SessionKey, StoreError, Token, TokenDigest, UpdateUserInfoError, User, UserId, WeChatError,
+    AppId, AuthError, Authenticated, CipherError, InvalidValue, LoginError, LoginOutcome,
+    MockAdminService, MockLoginService, OpenId, Profile, ProfileOutcome, ProfileStatus, Reason,
+    Session, SessionId, SessionKey, StoreError, Token, TokenDigest, UpdateUserInfoError, User,
+    UserId, WeChatError,
 };
 use wxlogin_server::http::{Apps, HttpConfig, app};
 
@@ -303,13 +304,16 @@ async fn update_user_info_failures_answer_their_codes() {
             "signature_mismatch",
         ),
         (
-            CipherError::InvalidInput("iv must be 16 bytes").into(),
+            CipherError::InvalidInput(InvalidValue::new("iv", Reason::NotOneBlock)).into(),
             400,
             "invalid_request",
         ),
         (UpdateUserInfoError::CodeForAnotherUser, 400, "invalid_code"),
         (
-            UpdateUserInfoError::InvalidRequest("rawData and signature must come together"),
+            UpdateUserInfoError::InvalidRequest(InvalidValue::new(
+                "rawData",
+                Reason::ComesWithSignature,
+            )),
             400,
             "invalid_request",
         ),

@@ -12,17 +12,15 @@ use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use wxlogin_domain::{
-    AppId, AvatarUrl, CipherError, DecryptedUserInfo, EncryptedData, Gender, NickName, OpenId,
-    PhoneInfo, PhoneNumber, Profile, ProfileText, ProfileUpdate, SessionKey, UnionId,
-    UserDataCipher,
+    AppId, AvatarUrl, CipherError, DecryptedUserInfo, EncryptedData, Gender, InvalidValue,
+    NickName, OpenId, PhoneInfo, PhoneNumber, Profile, ProfileText, ProfileUpdate, Reason,
+    SessionKey, UnionId, UserDataCipher,
 };
 
 type Decryptor = cbc::Decryptor<Aes128>;
 type Encryptor = cbc::Encryptor<Aes128>;
 
 const BLOCK_LEN: usize = 16;
-const KEY_BASE64: &str = "session key is not valid base64";
-const KEY_LEN: &str = "session key must decode to 16 bytes";
 
 /// WeChat's user-data cipher: AES-128-CBC with the session key, strict PKCS#7, a JSON payload
 /// whose `watermark.appid` must name our app; and `rawData` signatures.
@@ -83,9 +81,11 @@ pub fn encrypt_user_data(
     iv: &[u8; 16],
     plaintext: &[u8],
 ) -> Result<String, CipherError> {
-    let key = decode_block(key_b64, KEY_BASE64, KEY_LEN)?;
+    let key = decode_block(key_b64, "sessionKey")?;
     let ciphertext = Encryptor::new_from_slices(key.as_slice(), iv)
-        .map_err(|_| CipherError::InvalidInput(KEY_LEN))?
+        .map_err(|_| {
+            CipherError::InvalidInput(InvalidValue::new("sessionKey", Reason::NotOneBlock))
+        })?
         .encrypt_padded_vec::<Pkcs7>(plaintext);
     Ok(STANDARD.encode(ciphertext))
 }
@@ -97,13 +97,9 @@ fn decrypt_payload(
     data: &EncryptedData,
 ) -> Result<Map<String, Value>, CipherError> {
     // Malformed input is reported precisely (a client bug, nothing secret to learn from it)…
-    let ciphertext = decode_base64(&data.encrypted_data, "encryptedData is not valid base64")?;
-    let key = decode_block(key_b64, KEY_BASE64, KEY_LEN)?;
-    let iv = decode_block(
-        &data.iv,
-        "iv is not valid base64",
-        "iv must decode to 16 bytes",
-    )?;
+    let ciphertext = decode_base64(&data.encrypted_data, "encryptedData")?;
+    let key = decode_block(key_b64, "sessionKey")?;
+    let iv = decode_block(&data.iv, "iv")?;
 
     // …but from here on every failure is the same `DecryptFailed`, so the answer never tells
     // a padding failure from a JSON or watermark failure (no padding oracle). A wrong key
@@ -198,7 +194,7 @@ fn gender(value: &Value) -> Option<Gender> {
 
 /// Standard base64 with padding. Clients that post form bodies without URL-encoding them turn
 /// `+` into a space; a space is never valid base64, so mapping it back loses nothing.
-fn decode_base64(text: &str, invalid: &'static str) -> Result<Vec<u8>, CipherError> {
+fn decode_base64(text: &str, field: &'static str) -> Result<Vec<u8>, CipherError> {
     let text = if text.contains(' ') {
         Cow::Owned(text.replace(' ', "+"))
     } else {
@@ -206,20 +202,19 @@ fn decode_base64(text: &str, invalid: &'static str) -> Result<Vec<u8>, CipherErr
     };
     STANDARD
         .decode(text.as_bytes())
-        .map_err(|_| CipherError::InvalidInput(invalid))
+        .map_err(|_| CipherError::InvalidInput(InvalidValue::new(field, Reason::NotBase64)))
 }
 
 /// Decodes a key or IV, which must be exactly one AES block. Wiped from memory when dropped.
 fn decode_block(
     text: &str,
-    invalid: &'static str,
-    wrong_len: &'static str,
+    field: &'static str,
 ) -> Result<Zeroizing<[u8; BLOCK_LEN]>, CipherError> {
-    let bytes = Zeroizing::new(decode_base64(text, invalid)?);
+    let bytes = Zeroizing::new(decode_base64(text, field)?);
     let block: [u8; BLOCK_LEN] = bytes
         .as_slice()
         .try_into()
-        .map_err(|_| CipherError::InvalidInput(wrong_len))?;
+        .map_err(|_| CipherError::InvalidInput(InvalidValue::new(field, Reason::NotOneBlock)))?;
     Ok(Zeroizing::new(block))
 }
 
@@ -276,7 +271,10 @@ mod tests {
         assert_eq!(decode_base64(" /8=", "x"), Ok(vec![0xfb, 0xff]));
         assert_eq!(
             decode_base64("+/8", "x"),
-            Err(CipherError::InvalidInput("x"))
+            Err(CipherError::InvalidInput(InvalidValue::new(
+                "x",
+                Reason::NotBase64
+            )))
         );
     }
 }

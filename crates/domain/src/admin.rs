@@ -17,7 +17,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::model::{AppId, InvalidValue, OpenId, User, UserId};
+use crate::model::{AppId, InvalidValue, OpenId, Reason, User, UserId};
 use crate::ports::{Clock, StoreError};
 
 /// How long the store keeps login events (at least): the longest window of [`Stats`].
@@ -32,19 +32,13 @@ impl OperatorName {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         const FIELD: &str = "name";
         if s.is_empty() {
-            return Err(InvalidValue::new(FIELD, "must not be empty"));
+            return Err(InvalidValue::new(FIELD, Reason::Empty));
         }
         if s.len() > 64 {
-            return Err(InvalidValue::new(
-                FIELD,
-                "is too long (at most 64 characters)",
-            ));
+            return Err(InvalidValue::new(FIELD, Reason::TooLongFor64));
         }
         if !s.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-            return Err(InvalidValue::new(
-                FIELD,
-                "must be printable ASCII without spaces or colons",
-            ));
+            return Err(InvalidValue::new(FIELD, Reason::NotAnOperatorName));
         }
         Ok(Self(s.to_owned()))
     }
@@ -129,7 +123,7 @@ impl PageLimit {
         if (1..=Self::MAX).contains(&n) {
             Ok(Self(n))
         } else {
-            Err(InvalidValue::new("limit", "must be between 1 and 100"))
+            Err(InvalidValue::new("limit", Reason::NotInLimitRange))
         }
     }
 
@@ -154,19 +148,13 @@ impl NickNameQuery {
         const FIELD: &str = "q";
         let s = s.trim();
         if s.is_empty() {
-            return Err(InvalidValue::new(FIELD, "must not be empty"));
+            return Err(InvalidValue::new(FIELD, Reason::Empty));
         }
         if s.chars().count() > 64 {
-            return Err(InvalidValue::new(
-                FIELD,
-                "is too long (at most 64 characters)",
-            ));
+            return Err(InvalidValue::new(FIELD, Reason::TooLongFor64));
         }
         if s.chars().any(char::is_control) {
-            return Err(InvalidValue::new(
-                FIELD,
-                "must not contain control characters",
-            ));
+            return Err(InvalidValue::new(FIELD, Reason::ControlCharacters));
         }
         Ok(Self(s.to_owned()))
     }

@@ -8,16 +8,72 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 /// Why a value was rejected; the message names the field and never echoes a secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct InvalidValue {
     pub field: &'static str,
-    pub reason: &'static str,
+    pub reason: Reason,
 }
 
 impl InvalidValue {
-    pub const fn new(field: &'static str, reason: &'static str) -> Self {
+    pub const fn new(field: &'static str, reason: Reason) -> Self {
         Self { field, reason }
+    }
+}
+
+/// Writes [`Reason`] and its English text from one list.
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
+        /// Why a value was refused: a closed list, so that whoever shows a reason (the HTTP
+        /// layer, in each language it speaks) can say every one. [`Reason::text`] is English.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Reason {
+            /// Every reason.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),*];
+
+            /// The reason in English, to follow the field's name ("nickName: is too long").
+            pub const fn text(self) -> &'static str {
+                match self { $(Self::$variant => $text,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    Empty = "must not be empty",
+    TooLong = "is too long",
+    TooLongFor64 = "is too long (at most 64 characters)",
+    NotPrintableAscii = "must be printable ASCII",
+    NotAnOperatorName = "must be printable ASCII without spaces or colons",
+    ControlCharacters = "must not contain control characters",
+    ImpossibleLength = "has an impossible length",
+    NotAGender = "must be 0, 1 or 2",
+    NotAnHttpUrl = "must be an http or https URL",
+    NotPhoneDigits = "must be digits with an optional leading +",
+    PhoneDigitCount = "must have 3 to 20 digits",
+    NotAnImage = "is not a PNG, JPEG or WebP image",
+    Unreadable = "could not be read",
+    NotInLimitRange = "must be between 1 and 100",
+    NotACursor = "is not a cursor this API gave",
+    NotAUserId = "must be a user id (a UUID)",
+    RequiredWithIv = "is required with iv",
+    RequiredWithEncryptedData = "is required with encryptedData",
+    NoPhoneProof = "send the getPhoneNumber code, or encryptedData and iv",
+    ComesWithSignature = "must come together with signature",
+    NotBase64 = "is not valid base64",
+    NotOneBlock = "must decode to 16 bytes",
+    TokenConflict = "the body's token and the Authorization header's differ: send one",
+    UnknownApp = "names no app this server serves",
+    UnknownMiniProgram = "names a mini-program this server does not serve",
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
     }
 }
 
@@ -29,13 +85,13 @@ fn has_control(s: &str) -> bool {
 fn parse_ident(field: &'static str, s: &str, max: usize) -> Result<String, InvalidValue> {
     let s = s.trim();
     if s.is_empty() {
-        return Err(InvalidValue::new(field, "must not be empty"));
+        return Err(InvalidValue::new(field, Reason::Empty));
     }
     if s.len() > max {
-        return Err(InvalidValue::new(field, "is too long"));
+        return Err(InvalidValue::new(field, Reason::TooLong));
     }
     if !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(InvalidValue::new(field, "must be printable ASCII"));
+        return Err(InvalidValue::new(field, Reason::NotPrintableAscii));
     }
     Ok(s.to_owned())
 }
@@ -162,7 +218,7 @@ impl SessionKey {
     pub fn from_base64(s: &str) -> Result<Self, InvalidValue> {
         let s = s.trim();
         if s.is_empty() || s.len() > 64 {
-            return Err(InvalidValue::new("sessionKey", "has an impossible length"));
+            return Err(InvalidValue::new("sessionKey", Reason::ImpossibleLength));
         }
         Ok(Self(SecretString::from(s.to_owned())))
     }
@@ -232,7 +288,7 @@ impl Gender {
             0 => Ok(Self::Unknown),
             1 => Ok(Self::Male),
             2 => Ok(Self::Female),
-            _ => Err(InvalidValue::new("gender", "must be 0, 1 or 2")),
+            _ => Err(InvalidValue::new("gender", Reason::NotAGender)),
         }
     }
     pub const fn code(self) -> i64 {
@@ -256,16 +312,13 @@ fn parse_text(
 ) -> Result<String, InvalidValue> {
     let t = s.trim();
     if has_control(t) {
-        return Err(InvalidValue::new(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(InvalidValue::new(field, Reason::ControlCharacters));
     }
     if !allow_empty && t.is_empty() {
-        return Err(InvalidValue::new(field, "must not be empty"));
+        return Err(InvalidValue::new(field, Reason::Empty));
     }
     if t.chars().count() > max_chars {
-        return Err(InvalidValue::new(field, "is too long"));
+        return Err(InvalidValue::new(field, Reason::TooLong));
     }
     Ok(t.to_owned())
 }
@@ -296,21 +349,15 @@ impl AvatarUrl {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         let t = parse_text("avatarUrl", s, 1024, false)?;
         if t.len() > 1024 {
-            return Err(InvalidValue::new("avatarUrl", "is too long"));
+            return Err(InvalidValue::new("avatarUrl", Reason::TooLong));
         }
         let lower = t.to_ascii_lowercase();
         let rest = lower
             .strip_prefix("https://")
             .or_else(|| lower.strip_prefix("http://"))
-            .ok_or(InvalidValue::new(
-                "avatarUrl",
-                "must be an http or https URL",
-            ))?;
+            .ok_or(InvalidValue::new("avatarUrl", Reason::NotAnHttpUrl))?;
         if rest.is_empty() || rest.starts_with('/') || !t.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(InvalidValue::new(
-                "avatarUrl",
-                "must be an http or https URL",
-            ));
+            return Err(InvalidValue::new("avatarUrl", Reason::NotAnHttpUrl));
         }
         Ok(Self(t))
     }
@@ -533,13 +580,10 @@ impl PhoneNumber {
             .char_indices()
             .all(|(i, c)| c.is_ascii_digit() || c == ' ' || c == '-' || (c == '+' && i == 0));
         if !allowed {
-            return Err(InvalidValue::new(
-                FIELD,
-                "must be digits with an optional leading +",
-            ));
+            return Err(InvalidValue::new(FIELD, Reason::NotPhoneDigits));
         }
         if !(3..=20).contains(&digits) || s.len() > 32 {
-            return Err(InvalidValue::new(FIELD, "must have 3 to 20 digits"));
+            return Err(InvalidValue::new(FIELD, Reason::PhoneDigitCount));
         }
         Ok(Self(s.to_owned()))
     }
@@ -808,10 +852,7 @@ pub struct AvatarImage {
 impl AvatarImage {
     /// Accepts `bytes` if [`ImageKind::sniff`] recognises them.
     pub fn parse(bytes: Vec<u8>) -> Result<Self, InvalidValue> {
-        let kind = ImageKind::sniff(&bytes).ok_or(InvalidValue::new(
-            "file",
-            "is not a PNG, JPEG or WebP image",
-        ))?;
+        let kind = ImageKind::sniff(&bytes).ok_or(InvalidValue::new("file", Reason::NotAnImage))?;
         Ok(Self { kind, bytes })
     }
     pub const fn kind(&self) -> ImageKind {

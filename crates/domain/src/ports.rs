@@ -9,8 +9,9 @@ use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 pub use crate::model::CodeSession;
 use crate::model::{
     AccessToken, AppId, AvatarId, AvatarImage, AvatarUrl, DecryptedUserInfo, EncryptedData,
-    ImageKind, IssuedAccessToken, LoginCode, OpenId, PhoneCode, PhoneInfo, PhoneNumber,
-    ProfileUpdate, Session, SessionId, SessionKey, Token, TokenDigest, UnionId, User, UserId,
+    ImageKind, InvalidValue, IssuedAccessToken, LoginCode, OpenId, PhoneCode, PhoneInfo,
+    PhoneNumber, ProfileUpdate, Session, SessionId, SessionKey, Token, TokenDigest, UnionId, User,
+    UserId,
 };
 
 /// Storage failures the domain distinguishes.
@@ -370,7 +371,7 @@ pub trait WeChat: Clone + Send + Sync + 'static {
 pub enum CipherError {
     /// Malformed input detectable before decryption (bad base64, IV or key not 16 bytes).
     #[error("invalid input: {0}")]
-    InvalidInput(&'static str),
+    InvalidInput(InvalidValue),
     /// Every failure after decoding: one uniform error (no padding oracle).
     #[error("decryption failed")]
     DecryptFailed,

@@ -10,7 +10,8 @@ use futures_util::future::{Either, select};
 
 use crate::model::{AccessToken, AvatarId, AvatarImage, CodeSession, PhoneCode, PhoneInfo, User};
 use crate::model::{
-    AvatarUrl, Gender, LoginCode, NickName, ProfileUpdate, SessionId, Token, UserId,
+    AvatarUrl, Gender, InvalidValue, LoginCode, NickName, ProfileUpdate, Reason, SessionId, Token,
+    UserId,
 };
 use crate::ports::{
     AccessTokenError, AccessTokenNeed, AvatarChange, CipherError, Clock, FetchAccessToken,
@@ -363,9 +364,10 @@ where
             (Some(raw), Some(sig)) => Some((raw.as_str(), sig.as_str())),
             (None, None) => None,
             _ => {
-                return Err(UpdateUserInfoError::InvalidRequest(
-                    "rawData and signature must come together",
-                ));
+                return Err(UpdateUserInfoError::InvalidRequest(InvalidValue::new(
+                    "rawData",
+                    Reason::ComesWithSignature,
+                )));
             }
         };
 

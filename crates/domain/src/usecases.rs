@@ -9,7 +9,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    AvatarId, AvatarImage, EncryptedData, LoginCode, PhoneCode, ProfileUpdate, Session, Token, User,
+    AvatarId, AvatarImage, EncryptedData, InvalidValue, LoginCode, PhoneCode, ProfileUpdate,
+    Session, Token, User,
 };
 use crate::ports::{AccessTokenError, CipherError, StoreError, StoredAvatar, WeChatError};
 use crate::state::{ProfileStatus, SessionTransitionError};
@@ -173,7 +174,7 @@ pub enum UpdateUserInfoError {
     Auth(#[from] AuthError),
     /// The request is malformed in a way the HTTP layer could not see.
     #[error("invalid request: {0}")]
-    InvalidRequest(&'static str),
+    InvalidRequest(InvalidValue),
     #[error(transparent)]
     Cipher(#[from] CipherError),
     /// Exchanging the fresh code failed.

@@ -31,7 +31,8 @@ impl AdminSettings {
         let mut operators: Vec<OperatorAccount> = Vec::with_capacity(self.users.len());
         for (i, user) in self.users.into_iter().enumerate() {
             let key = |field: &str| format!("admin.users[{i}].{field}");
-            let name = OperatorName::parse(&user.name).or_else(|e| bad(&key("name"), e.reason))?;
+            let name =
+                OperatorName::parse(&user.name).or_else(|e| bad(&key("name"), e.reason.text()))?;
             if operators.iter().any(|o| o.name == name) {
                 return bad(&key("name"), "names another operator already configured");
             }

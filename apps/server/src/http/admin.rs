@@ -22,7 +22,7 @@ use poem_openapi::{Object, OpenApi, SecurityScheme};
 use uuid::Uuid;
 use wxlogin_domain::{
     AdminError, AdminService, AdminUserError, Credentials, InvalidValue, NickNameQuery, OpenId,
-    PageLimit, Password, Stats, UserDetail, UserId, UserPage, UserQuery,
+    PageLimit, Password, Reason, Stats, UserDetail, UserId, UserPage, UserQuery,
 };
 
 use crate::http::dto::UserDto;
@@ -145,10 +145,8 @@ pub fn encode_cursor(id: &UserId) -> String {
 
 /// The position a cursor names; only what [`encode_cursor`] makes is accepted.
 pub fn decode_cursor(cursor: &str) -> Result<UserId, InvalidValue> {
-    let invalid = InvalidValue::new("cursor", "is not a cursor this API gave");
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor.trim())
-        .map_err(|_| invalid.clone())?;
+    let invalid = InvalidValue::new("cursor", Reason::NotACursor);
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| invalid)?;
     let bytes: [u8; 16] = bytes.try_into().map_err(|_| invalid)?;
     Ok(UserId::from_uuid(Uuid::from_bytes(bytes)))
 }
@@ -156,7 +154,7 @@ pub fn decode_cursor(cursor: &str) -> Result<UserId, InvalidValue> {
 fn user_id(id: &str) -> Result<UserId, InvalidValue> {
     Uuid::try_parse(id.trim())
         .map(UserId::from_uuid)
-        .map_err(|_| InvalidValue::new("id", "must be a user id (a UUID)"))
+        .map_err(|_| InvalidValue::new("id", Reason::NotAUserId))
 }
 
 /// An empty query value counts as absent, as an empty optional form field does.

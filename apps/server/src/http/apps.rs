@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use poem::Request;
-use wxlogin_domain::{AppId, InvalidValue};
+use wxlogin_domain::{AppId, InvalidValue, Reason};
 
 /// The header that names a request's app.
 pub const APP_HEADER: &str = "X-WX-AppId";
@@ -57,15 +57,13 @@ impl<L> Apps<L> {
             .get(poem::http::header::REFERER)
             .and_then(|v| v.to_str().ok());
         match named.map(str::trim).filter(|n| !n.is_empty()) {
-            Some(named) => self.find(named).ok_or(InvalidValue::new(
-                APP_HEADER,
-                "names no app this server serves",
-            )),
+            Some(named) => self
+                .find(named)
+                .ok_or(InvalidValue::new(APP_HEADER, Reason::UnknownApp)),
             None => match referer.and_then(wechat_referer_app) {
-                Some(app) => self.find(app).ok_or(InvalidValue::new(
-                    "Referer",
-                    "names a mini-program this server does not serve",
-                )),
+                Some(app) => self
+                    .find(app)
+                    .ok_or(InvalidValue::new("Referer", Reason::UnknownMiniProgram)),
                 None => Ok(self.default_service()),
             },
         }

@@ -3,7 +3,7 @@
 
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
-use wxlogin_domain::InvalidValue;
+use wxlogin_domain::{InvalidValue, Reason};
 
 /// The token from `/onLogin` or `/api/v1/login`, as `Authorization: Bearer <token>`.
 #[derive(SecurityScheme)]
@@ -25,7 +25,7 @@ pub fn pick_token(
     header: Option<&str>,
 ) -> Result<Option<String>, InvalidValue> {
     wxlogin_input::pick_token(body, header)
-        .map_err(|_| InvalidValue::new("token", wxlogin_input::TokenConflict::MESSAGE))
+        .map_err(|_| InvalidValue::new("token", Reason::TokenConflict))
 }
 
 #[cfg(test)]

@@ -93,8 +93,10 @@ impl<L: LoginService> ClassicApi<L> {
         // counts as absent.
         let given = wxlogin_input::present;
         let token = pick_token(body.token, authorization.0.as_deref())?.ok_or_else(|| {
-            ApiError::from(UpdateUserInfoError::from(AuthError::InvalidToken))
-                .with_message("send the token from /onLogin (field `token` or a bearer header)")
+            ApiError::from(UpdateUserInfoError::from(AuthError::InvalidToken)).with_message(
+                "send the token from /onLogin (field `token` or a bearer header)",
+                "请发送 /onLogin 给出的令牌（`token` 字段或 Bearer 头）",
+            )
         })?;
         let request = encrypted_profile(
             body.encrypted_data,

@@ -6,7 +6,7 @@ use poem_openapi::{ApiRequest, Object, payload::Form, payload::Json};
 use serde::Deserialize;
 use wxlogin_domain::{
     AvatarUrl, EncryptedData, EncryptedProfile, Gender, InvalidValue, LoginCode, LoginOutcome,
-    NickName, PhoneCode, PhoneRequest, Profile, ProfileStatus, ProfileText, ProfileUpdate,
+    NickName, PhoneCode, PhoneRequest, Profile, ProfileStatus, ProfileText, ProfileUpdate, Reason,
     Refreshed, User,
 };
 
@@ -373,13 +373,10 @@ impl PhoneBody {
                 data: EncryptedData { encrypted_data, iv },
                 code: code.as_deref().map(LoginCode::parse).transpose()?,
             }),
-            (Some(_), None, _) => Err(InvalidValue::new("iv", "is required with encryptedData")),
-            (None, Some(_), _) => Err(InvalidValue::new("encryptedData", "is required with iv")),
+            (Some(_), None, _) => Err(InvalidValue::new("iv", Reason::RequiredWithEncryptedData)),
+            (None, Some(_), _) => Err(InvalidValue::new("encryptedData", Reason::RequiredWithIv)),
             (None, None, Some(code)) => PhoneCode::parse(&code).map(PhoneRequest::Code),
-            (None, None, None) => Err(InvalidValue::new(
-                "code",
-                "send the getPhoneNumber code, or encryptedData and iv",
-            )),
+            (None, None, None) => Err(InvalidValue::new("code", Reason::NoPhoneProof)),
         }
     }
 }

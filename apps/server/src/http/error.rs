@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
+use crate::http::lang::{Lang, Text};
 use poem::http::StatusCode;
 use poem_openapi::payload::{Json, Payload as _};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
@@ -23,10 +24,10 @@ use wxlogin_domain::{
     WeChatError,
 };
 
-/// Writes [`ErrorCode`] and its three tables (status, code string, default message) from one
-/// list, so a code cannot exist without all three.
+/// Writes [`ErrorCode`] and its tables (status, code string, default message in English and in
+/// Simplified Chinese) from one list, so a code cannot exist without all of them.
 macro_rules! error_codes {
-    ($( $(#[$doc:meta])* $variant:ident = ($status:ident, $code:literal, $message:literal), )*) => {
+    ($( $(#[$doc:meta])* $variant:ident = ($status:ident, $code:literal, $message:literal, $zh:literal), )*) => {
         /// Every error code of the HTTP contract. Exhaustive: a new failure needs a code here.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum ErrorCode {
@@ -47,9 +48,15 @@ macro_rules! error_codes {
                 match self { $(Self::$variant => $code,)* }
             }
 
-            /// The human text sent when the failure brings no better one.
+            /// The human text sent when the failure brings no better one, in English (also
+            /// what the OpenAPI document says).
             pub const fn default_message(self) -> &'static str {
                 match self { $(Self::$variant => $message,)* }
+            }
+
+            /// The same text in Simplified Chinese.
+            pub const fn default_message_zh(self) -> &'static str {
+                match self { $(Self::$variant => $zh,)* }
             }
         }
     };
@@ -57,41 +64,41 @@ macro_rules! error_codes {
 
 error_codes! {
     /// A missing, malformed or out-of-range field.
-    InvalidRequest = (BAD_REQUEST, "invalid_request", "the request is malformed"),
+    InvalidRequest = (BAD_REQUEST, "invalid_request", "the request is malformed", "请求格式错误"),
     /// WeChat 40029: the code is invalid or expired, or belongs to another app.
-    InvalidCode = (BAD_REQUEST, "invalid_code", "the code is invalid or expired; call wx.login again"),
+    InvalidCode = (BAD_REQUEST, "invalid_code", "the code is invalid or expired; call wx.login again", "code 无效或已过期，请重新调用 wx.login"),
     /// WeChat 40163: the code was already exchanged.
-    CodeUsed = (BAD_REQUEST, "code_used", "the code was already used; call wx.login again"),
+    CodeUsed = (BAD_REQUEST, "code_used", "the code was already used; call wx.login again", "code 已被使用过，请重新调用 wx.login"),
     /// Unknown, malformed or revoked token.
-    InvalidToken = (UNAUTHORIZED, "invalid_token", "the token is unknown or revoked; log in again"),
+    InvalidToken = (UNAUTHORIZED, "invalid_token", "the token is unknown or revoked; log in again", "令牌无效或已被撤销，请重新登录"),
     /// The session's lifetime is over.
-    TokenExpired = (UNAUTHORIZED, "token_expired", "the token has expired; log in again"),
+    TokenExpired = (UNAUTHORIZED, "token_expired", "the token has expired; log in again", "令牌已过期，请重新登录"),
     /// WeChat 40226: a high-risk user.
-    RiskyUser = (FORBIDDEN, "risky_user", "WeChat blocked the login of this user"),
+    RiskyUser = (FORBIDDEN, "risky_user", "WeChat blocked the login of this user", "微信拦截了该用户的登录（高风险用户）"),
     /// No such route or resource.
-    NotFound = (NOT_FOUND, "not_found", "no such resource"),
+    NotFound = (NOT_FOUND, "not_found", "no such resource", "资源不存在"),
     /// The route exists, the method does not.
-    MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here"),
+    MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here", "此处不支持该请求方法"),
     /// The body exceeds `server.body_limit_bytes`.
-    PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large"),
+    PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large", "请求体过大"),
     /// A body in a content type the operation does not take.
-    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/x-www-form-urlencoded or application/json"),
+    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/x-www-form-urlencoded or application/json", "请以 application/x-www-form-urlencoded 或 application/json 发送请求体"),
     /// The data does not decrypt with the session's key, or its watermark names another app.
-    DecryptFailed = (UNPROCESSABLE_ENTITY, "decrypt_failed", "the data could not be decrypted with this session's key; call wx.login and send the fresh code with the data, or log in again"),
+    DecryptFailed = (UNPROCESSABLE_ENTITY, "decrypt_failed", "the data could not be decrypted with this session's key; call wx.login and send the fresh code with the data, or log in again", "无法用本会话的密钥解密数据：请调用 wx.login，把新的 code 与数据一起发送，或重新登录"),
     /// `rawData` does not match `signature`.
-    SignatureMismatch = (UNPROCESSABLE_ENTITY, "signature_mismatch", "rawData does not match its signature"),
+    SignatureMismatch = (UNPROCESSABLE_ENTITY, "signature_mismatch", "rawData does not match its signature", "rawData 与 signature 不符"),
     /// wxlogin's own limit on failed attempts from one address (answered with `Retry-After`).
-    RateLimited = (TOO_MANY_REQUESTS, "rate_limited", "too many failed attempts; try again later"),
+    RateLimited = (TOO_MANY_REQUESTS, "rate_limited", "too many failed attempts; try again later", "失败次数过多，请稍后再试"),
     /// WeChat 45011: WeChat's per-user frequency limit.
-    WechatRateLimited = (TOO_MANY_REQUESTS, "wechat_rate_limited", "WeChat limits this user's logins right now; try again later"),
+    WechatRateLimited = (TOO_MANY_REQUESTS, "wechat_rate_limited", "WeChat limits this user's logins right now; try again later", "微信当前限制了该用户的登录频率，请稍后再试"),
     /// A bug or an unexpected failure; the detail is in the server log.
-    Internal = (INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged"),
+    Internal = (INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged", "服务器内部错误，已记录日志"),
     /// WeChat answered something unexpected (also a misconfigured app id or secret).
-    WechatError = (BAD_GATEWAY, "wechat_error", "WeChat answered unexpectedly"),
+    WechatError = (BAD_GATEWAY, "wechat_error", "WeChat answered unexpectedly", "微信返回了意外的结果"),
     /// WeChat busy, down or too slow.
-    WechatUnavailable = (SERVICE_UNAVAILABLE, "wechat_unavailable", "WeChat is busy or unreachable; try again"),
+    WechatUnavailable = (SERVICE_UNAVAILABLE, "wechat_unavailable", "WeChat is busy or unreachable; try again", "微信繁忙或无法访问，请重试"),
     /// The database cannot be reached or is too busy.
-    DatabaseUnavailable = (SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable; try again"),
+    DatabaseUnavailable = (SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable; try again", "数据库暂不可用，请重试"),
 }
 
 /// The body of every error answer. `status` repeats the HTTP status so classic clients that
@@ -109,10 +116,10 @@ pub struct ErrorBody {
 /// A failure on its way to the client: its code, the message the client sees, and the
 /// internal detail that only the log sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {message}", code.as_str())]
+#[error("{}: {}", code.as_str(), message.en)]
 pub struct Failure {
     pub code: ErrorCode,
-    message: Cow<'static, str>,
+    message: Text,
     detail: Option<String>,
     /// Seconds for `Retry-After` (`rate_limited`).
     retry_after: Option<u64>,
@@ -122,7 +129,7 @@ impl Failure {
     pub fn new(code: ErrorCode) -> Self {
         Self {
             code,
-            message: Cow::Borrowed(code.default_message()),
+            message: Text::new(code.default_message(), code.default_message_zh()),
             detail: None,
             retry_after: None,
         }
@@ -139,10 +146,22 @@ impl Failure {
         self.retry_after
     }
 
-    /// Replaces the default message with one that says more about this case.
+    /// Replaces the default message with one that says more about this case, in English and
+    /// in Simplified Chinese.
     #[must_use]
-    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
-        self.message = message.into();
+    pub fn with_message(
+        mut self,
+        en: impl Into<Cow<'static, str>>,
+        zh: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.message = Text::new(en, zh);
+        self
+    }
+
+    /// Replaces the default message with the reason a value was refused.
+    #[must_use]
+    pub fn with_reason(mut self, invalid: InvalidValue) -> Self {
+        self.message = invalid.into();
         self
     }
 
@@ -153,32 +172,41 @@ impl Failure {
         self
     }
 
+    /// The message in English.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.message.en
+    }
+
+    /// The message in `lang`.
+    pub fn message_in(&self, lang: Lang) -> &str {
+        self.message.get(lang)
     }
 
     pub fn detail(&self) -> Option<&str> {
         self.detail.as_deref()
     }
 
-    pub fn body(&self) -> ErrorBody {
+    pub fn body(&self, lang: Lang) -> ErrorBody {
         ErrorBody {
             status: self.code.status().as_u16(),
             error: self.code.as_str().to_owned(),
-            message: self.message.clone().into_owned(),
+            message: self.message_in(lang).to_owned(),
         }
     }
 
-    /// The error answer.
-    pub fn to_response(&self) -> poem::Response {
+    /// The error answer, its message in `lang` (`Content-Language` says which; `Vary:
+    /// Accept-Language` that it depends on the request's).
+    pub fn to_response(&self, lang: Lang) -> poem::Response {
         let body = serde_json::json!({
             "status": self.code.status().as_u16(),
             "error": self.code.as_str(),
-            "message": self.message,
+            "message": self.message_in(lang),
         });
         let mut response = poem::Response::builder()
             .status(self.code.status())
-            .content_type("application/json; charset=utf-8");
+            .content_type("application/json; charset=utf-8")
+            .header(poem::http::header::CONTENT_LANGUAGE, lang.tag())
+            .header(poem::http::header::VARY, "Accept-Language");
         if let Some(secs) = self.retry_after {
             response = response.header(poem::http::header::RETRY_AFTER, secs);
         }
@@ -197,11 +225,14 @@ impl Failure {
             // A missing or malformed `Authorization` header (the bearer security scheme).
             StatusCode::UNAUTHORIZED => {
                 return Self::new(ErrorCode::InvalidToken)
-                    .with_message("missing or malformed token");
+                    .with_message("missing or malformed token", "缺少令牌或令牌格式错误");
             }
             s if s.is_client_error() => {
-                return Self::new(ErrorCode::InvalidRequest)
-                    .with_message(format!("malformed request: {}", parse_error_text(err)));
+                let text = parse_error_text(err);
+                return Self::new(ErrorCode::InvalidRequest).with_message(
+                    format!("malformed request: {text}"),
+                    format!("请求格式错误：{text}"),
+                );
             }
             _ => ErrorCode::Internal,
         };
@@ -214,8 +245,9 @@ impl poem::error::ResponseError for Failure {
         self.code.status()
     }
 
+    /// The last resort (an error that bypassed `middleware::answer`): English.
     fn as_response(&self) -> poem::Response {
-        self.to_response()
+        self.to_response(Lang::En)
     }
 }
 
@@ -255,10 +287,14 @@ impl<E> ApiError<E> {
         &self.failure
     }
 
-    /// A more specific message than the code's default.
+    /// A more specific message than the code's default, in English and Simplified Chinese.
     #[must_use]
-    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
-        self.failure = self.failure.with_message(message);
+    pub fn with_message(
+        mut self,
+        en: impl Into<Cow<'static, str>>,
+        zh: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.failure = self.failure.with_message(en, zh);
         self
     }
 }
@@ -280,7 +316,7 @@ impl<E: ErrorSet> From<InvalidValue> for ApiError<E> {
     fn from(e: InvalidValue) -> Self {
         debug_assert!(E::CODES.contains(&ErrorCode::InvalidRequest));
         Self {
-            failure: Failure::new(ErrorCode::InvalidRequest).with_message(e.to_string()),
+            failure: Failure::new(ErrorCode::InvalidRequest).with_reason(e),
             use_case: PhantomData,
         }
     }
@@ -388,7 +424,7 @@ impl From<StoreError> for Failure {
 impl From<CipherError> for Failure {
     fn from(e: CipherError) -> Self {
         match e {
-            CipherError::InvalidInput(what) => Self::new(C::InvalidRequest).with_message(what),
+            CipherError::InvalidInput(what) => Self::new(C::InvalidRequest).with_reason(what),
             CipherError::DecryptFailed => Self::new(C::DecryptFailed),
             CipherError::SignatureMismatch => Self::new(C::SignatureMismatch),
         }
@@ -412,7 +448,7 @@ impl ErrorSet for LoginError {
             Self::WeChat(w) => w.into(),
             // The store is only reached once WeChat has exchanged the code, which is then
             // spent: retrying with it would answer code_used (DESIGN §5).
-            Self::Store(s) => Failure::from(s).with_message(CODE_SPENT),
+            Self::Store(s) => Failure::from(s).with_message(CODE_SPENT, CODE_SPENT_ZH),
             // Refused before the exchange: the same code may be sent again.
             Self::Unavailable(s) => Failure::from(s),
             Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
@@ -423,6 +459,7 @@ impl ErrorSet for LoginError {
 /// What a failure after a code exchange tells the client.
 const CODE_SPENT: &str = "the login could not be saved and its code is used up: call wx.login \
                           again and send the new code";
+const CODE_SPENT_ZH: &str = "登录未能保存，且其 code 已用掉：请重新调用 wx.login 并发送新的 code";
 
 /// Operations that only authenticate (`GET /api/v1/me`, `DELETE /api/v1/session`).
 impl ErrorSet for AuthError {
@@ -464,10 +501,15 @@ impl ErrorSet for UploadAvatarError {
         match self {
             Self::Auth(a) => a.failure(),
             Self::InvalidUrl(detail) => Failure::new(C::InvalidRequest)
-                .with_message("the Host header does not make a URL for the avatar")
+                .with_message(
+                    "the Host header does not make a URL for the avatar",
+                    "无法用 Host 头拼出头像的网址",
+                )
                 .with_detail(detail),
-            Self::TooLarge { limit } => Failure::new(C::PayloadTooLarge)
-                .with_message(format!("the image is larger than {limit} bytes")),
+            Self::TooLarge { limit } => Failure::new(C::PayloadTooLarge).with_message(
+                format!("the image is larger than {limit} bytes"),
+                format!("图片超过 {limit} 字节"),
+            ),
             Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
         }
     }
@@ -479,7 +521,9 @@ impl ErrorSet for AvatarError {
 
     fn failure(self) -> Failure {
         match self {
-            Self::NotFound => Failure::new(C::NotFound).with_message("no such avatar"),
+            Self::NotFound => {
+                Failure::new(C::NotFound).with_message("no such avatar", "头像不存在")
+            }
             Self::Store(s) => s.into(),
         }
     }
@@ -504,11 +548,11 @@ impl ErrorSet for UpdateUserInfoError {
     fn failure(self) -> Failure {
         match self {
             Self::Auth(a) => a.failure(),
-            Self::InvalidRequest(what) => Failure::new(C::InvalidRequest).with_message(what),
+            Self::InvalidRequest(what) => Failure::new(C::InvalidRequest).with_reason(what),
             Self::Cipher(c) => c.into(),
             Self::WeChat(w) => w.into(),
             Self::CodeForAnotherUser => {
-                Failure::new(C::InvalidCode).with_message("the code belongs to another WeChat user")
+                Failure::new(C::InvalidCode).with_message(ANOTHER_USER, ANOTHER_USER_ZH)
             }
             Self::Store(s) => s.into(),
             Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
@@ -537,25 +581,36 @@ impl ErrorSet for PhoneError {
             Self::InvalidPhoneCode => Failure::new(C::InvalidCode).with_message(
                 "WeChat does not know this getPhoneNumber code (expired, used, or a wx.login \
                  code sent here by mistake: send the code the phone-number button gave)",
+                "微信不认识这个 getPhoneNumber 的 code（已过期、已使用，或误把 wx.login 的 code \
+                 发到了这里：请发送手机号按钮给出的 code）",
             ),
             Self::Cipher(c) => c.into(),
             Self::WeChat(w) => w.into(),
             Self::CodeForAnotherUser => {
-                Failure::new(C::InvalidCode).with_message("the code belongs to another WeChat user")
+                Failure::new(C::InvalidCode).with_message(ANOTHER_USER, ANOTHER_USER_ZH)
             }
             Self::Store(s) => s.into(),
             Self::NotRecorded(s) => Failure::from(s).with_message(
                 "the number could not be saved and its code is used up: tap the phone-number \
                  button again (or call wx.login again) and send the new code",
+                "手机号未能保存，且其 code 已用掉：请再点一次手机号按钮（或重新调用 wx.login）\
+                 并发送新的 code",
             ),
             Self::Unexpected(detail) => Failure::new(C::Internal).with_detail(detail),
         }
     }
 }
 
+/// A code exchanged for another WeChat user than the session's.
+const ANOTHER_USER: &str = "the code belongs to another WeChat user";
+const ANOTHER_USER_ZH: &str = "这个 code 属于另一个微信用户";
+
 /// A refused operator sign-in: the same answer for an unknown name and a wrong password.
 fn refused_operator() -> Failure {
-    Failure::new(C::InvalidToken).with_message("unknown operator or wrong password")
+    Failure::new(C::InvalidToken).with_message(
+        "unknown operator or wrong password",
+        "操作员不存在或密码错误",
+    )
 }
 
 /// `GET /admin/v1/stats`.
@@ -600,7 +655,9 @@ impl ErrorSet for AdminUserError {
     fn failure(self) -> Failure {
         match self {
             Self::InvalidCredentials => refused_operator(),
-            Self::UserNotFound => Failure::new(C::NotFound).with_message("no user has this id"),
+            Self::UserNotFound => {
+                Failure::new(C::NotFound).with_message("no user has this id", "没有此 ID 的用户")
+            }
             Self::Store(s) => s.into(),
         }
     }
@@ -627,6 +684,7 @@ impl ErrorSet for Infallible {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wxlogin_domain::Reason;
 
     fn wechat_errors() -> Vec<WeChatError> {
         vec![
@@ -679,8 +737,14 @@ mod tests {
         update.extend(wechat_errors().into_iter().map(UpdateUserInfoError::WeChat));
         update.extend(store_errors().into_iter().map(UpdateUserInfoError::Store));
         update.extend([
-            UpdateUserInfoError::InvalidRequest("x"),
-            UpdateUserInfoError::Cipher(CipherError::InvalidInput("iv")),
+            UpdateUserInfoError::InvalidRequest(InvalidValue::new(
+                "rawData",
+                Reason::ComesWithSignature,
+            )),
+            UpdateUserInfoError::Cipher(CipherError::InvalidInput(InvalidValue::new(
+                "iv",
+                Reason::NotBase64,
+            ))),
             UpdateUserInfoError::Cipher(CipherError::DecryptFailed),
             UpdateUserInfoError::Cipher(CipherError::SignatureMismatch),
             UpdateUserInfoError::CodeForAnotherUser,
@@ -695,7 +759,10 @@ mod tests {
         phone.extend([
             PhoneError::InvalidPhoneCode,
             PhoneError::Cipher(CipherError::DecryptFailed),
-            PhoneError::Cipher(CipherError::InvalidInput("iv")),
+            PhoneError::Cipher(CipherError::InvalidInput(InvalidValue::new(
+                "iv",
+                Reason::NotBase64,
+            ))),
             PhoneError::CodeForAnotherUser,
             PhoneError::Unexpected("x".into()),
         ]);
@@ -808,7 +875,7 @@ mod tests {
         assert_eq!(f.code, ErrorCode::Internal);
         assert_eq!(f.detail(), Some("secret detail"));
         assert!(!f.message().contains("secret detail"));
-        assert!(!f.body().message.contains("secret detail"));
+        assert!(!f.body(Lang::En).message.contains("secret detail"));
         let f = Failure::from(StoreError::Unavailable("pool timed out".into()));
         assert_eq!(f.code, ErrorCode::DatabaseUnavailable);
         assert!(!f.message().contains("pool timed out"));
@@ -829,7 +896,11 @@ mod tests {
             422
         );
         assert_eq!(
-            Failure::from(CipherError::InvalidInput("iv must be 16 bytes")).code,
+            Failure::from(CipherError::InvalidInput(InvalidValue::new(
+                "iv",
+                Reason::NotOneBlock
+            )))
+            .code,
             C::InvalidRequest
         );
         assert_eq!(
@@ -853,5 +924,74 @@ mod tests {
                 .responses
                 .is_empty()
         );
+    }
+
+    fn has_chinese(text: &str) -> bool {
+        text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+    }
+
+    async fn answer_of(failure: &Failure, lang: Lang) -> (poem::Response, serde_json::Value) {
+        let mut response = failure.to_response(lang);
+        let body = response.take_body().into_bytes().await.expect("body");
+        (response, serde_json::from_slice(&body).expect("JSON"))
+    }
+
+    /// No code without its message in both languages: the answer in Simplified Chinese says
+    /// it in Chinese, the English one in English, and the code and status never change.
+    #[tokio::test]
+    async fn every_code_answers_in_both_languages() {
+        for &code in ErrorCode::ALL {
+            let failure = Failure::new(code);
+            let (zh, zh_body) = answer_of(&failure, Lang::ZhCn).await;
+            let (en, en_body) = answer_of(&failure, Lang::En).await;
+            for (response, body) in [(&zh, &zh_body), (&en, &en_body)] {
+                assert_eq!(response.status(), code.status());
+                assert_eq!(body["error"], code.as_str());
+                assert_eq!(body["status"], code.status().as_u16());
+                assert_eq!(response.headers()["vary"], "Accept-Language");
+            }
+            let zh_message = zh_body["message"].as_str().expect("message");
+            let en_message = en_body["message"].as_str().expect("message");
+            assert_eq!(zh_message, code.default_message_zh());
+            assert_eq!(en_message, code.default_message());
+            assert!(has_chinese(zh_message), "{code:?}: {zh_message}");
+            assert!(en_message.is_ascii(), "{code:?}: {en_message}");
+            assert_eq!(zh.headers()["content-language"], "zh-CN");
+            assert_eq!(en.headers()["content-language"], "en");
+        }
+    }
+
+    /// The messages a failure brings of its own (a refused value, a spent code …) come in
+    /// both languages too.
+    #[test]
+    fn specific_messages_come_in_both_languages() {
+        let mut failures = vec![
+            Failure::from(CipherError::InvalidInput(InvalidValue::new(
+                "iv",
+                Reason::NotBase64,
+            ))),
+            LoginError::Store(StoreError::Unavailable("x".into())).failure(),
+            UpdateUserInfoError::CodeForAnotherUser.failure(),
+            PhoneError::InvalidPhoneCode.failure(),
+            PhoneError::NotRecorded(StoreError::Unavailable("x".into())).failure(),
+            UploadAvatarError::TooLarge { limit: 1024 }.failure(),
+            UploadAvatarError::InvalidUrl("x".into()).failure(),
+            AvatarError::NotFound.failure(),
+            AdminError::InvalidCredentials.failure(),
+            AdminUserError::UserNotFound.failure(),
+        ];
+        failures.extend(
+            Reason::ALL
+                .iter()
+                .map(|&r| UpdateUserInfoError::InvalidRequest(InvalidValue::new("f", r)).failure()),
+        );
+        for failure in failures {
+            let (en, zh) = (failure.message_in(Lang::En), failure.message_in(Lang::ZhCn));
+            assert_ne!(en, failure.code.default_message(), "{failure:?}");
+            assert!(has_chinese(zh), "{failure:?}");
+            assert!(en.is_ascii(), "{failure:?}");
+        }
+        let too_large = UploadAvatarError::TooLarge { limit: 1024 }.failure();
+        assert!(too_large.message_in(Lang::ZhCn).contains("1024"));
     }
 }

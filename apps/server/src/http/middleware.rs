@@ -9,6 +9,8 @@ use poem::web::headers::HeaderMapExt as _;
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 use crate::http::error::{ErrorCode, Failure};
+use crate::http::lang::Lang;
+use crate::http::profile::AVATAR_PATH;
 
 /// Caps the body whether or not `Content-Length` is sent (poem's `SizeLimit` answers 411
 /// to chunked bodies, which some clients send), and bounds the time its reading may take: a
@@ -45,7 +47,10 @@ pub async fn limit_body<E: Endpoint>(
             Ok(Err(failure)) => return Err(failure.into()),
             Err(_) => {
                 return Err(Failure::new(ErrorCode::InvalidRequest)
-                    .with_message("the request body did not arrive in time")
+                    .with_message(
+                        "the request body did not arrive in time",
+                        "请求体未能及时到达",
+                    )
                     .into());
             }
         };
@@ -65,7 +70,7 @@ async fn read_capped<B: AsRef<[u8]>, X>(
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else {
             return Err(Failure::new(ErrorCode::InvalidRequest)
-                .with_message("could not read the request body"));
+                .with_message("could not read the request body", "无法读取请求体"));
         };
         let chunk = chunk.as_ref();
         total = total.saturating_add(chunk.len());
@@ -88,6 +93,7 @@ async fn read_capped<B: AsRef<[u8]>, X>(
 pub async fn answer<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let lang = Lang::of(&req);
     let started = Instant::now();
     let result = ep.call(req).await.map(IntoResponse::into_response);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -97,12 +103,19 @@ pub async fn answer<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
             response
         }
         Err(err) => {
-            let failure = match err.downcast_ref::<Failure>() {
+            let mut failure = match err.downcast_ref::<Failure>() {
                 Some(failure) => failure.clone(),
                 None => Failure::from_poem(&err),
             };
+            if failure.code == ErrorCode::UnsupportedMediaType && path == AVATAR_PATH {
+                failure = failure.with_message(
+                    "send multipart/form-data with the image in the field `file` (as \
+                     wx.uploadFile does)",
+                    "请以 multipart/form-data 发送，图片放在 `file` 字段（wx.uploadFile 就是这样发送的）",
+                );
+            }
             log_failure(&method, &path, ms, &failure);
-            let mut response = failure.to_response();
+            let mut response = failure.to_response(lang);
             crate::http::admin::challenge(&path, &mut response);
             response
         }

@@ -22,6 +22,7 @@ pub mod document;
 pub mod dto;
 pub mod error;
 pub mod health;
+pub mod lang;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;

@@ -2,6 +2,7 @@
 //! fields or encrypted data), erase the account. Authenticated with `Authorization: Bearer`.
 
 use std::sync::Arc;
+use wxlogin_domain::Reason;
 
 use poem::Request;
 use poem::http::header::{CONTENT_TYPE, HOST};
@@ -253,7 +254,7 @@ impl<L: LoginService> ProfileApi<L> {
         let bytes = form.file.into_vec().await.map_err(|_| {
             crate::http::error::ApiError::from(wxlogin_domain::InvalidValue::new(
                 "file",
-                "could not be read",
+                Reason::Unreadable,
             ))
         })?;
         let image = AvatarImage::parse(bytes)?;

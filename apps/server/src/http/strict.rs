@@ -266,7 +266,27 @@ pub async fn check_json<E: Endpoint>(
 
 fn check_body(body: &[u8], op: Option<&Operation>) -> Result<(), Failure> {
     wxlogin_input::check_json(body, op.map(|op| &op.fields))
-        .map_err(|e| Failure::new(ErrorCode::InvalidRequest).with_message(e.to_string()))
+        .map_err(|e| Failure::new(ErrorCode::InvalidRequest).with_message(e.to_string(), zh(&e)))
+}
+
+/// A [`JsonBodyError`](wxlogin_input::JsonBodyError) in Simplified Chinese.
+fn zh(e: &wxlogin_input::JsonBodyError) -> String {
+    use wxlogin_input::JsonBodyError as E;
+    match e {
+        E::DuplicateKey(key) => format!("JSON 请求体中有重复的键 `{key}`"),
+        E::WrongType { field, expected } => {
+            let kind = match expected.as_str() {
+                "string" => "字符串",
+                "integer" => "整数",
+                "number" => "数字",
+                "boolean" => "布尔值",
+                "array" => "数组",
+                "object" => "对象",
+                other => other,
+            };
+            format!("字段 `{field}` 必须是{kind}")
+        }
+    }
 }
 
 #[cfg(test)]

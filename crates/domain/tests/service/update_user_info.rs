@@ -1,6 +1,7 @@
 //! `LoginService::update_user_info`: encrypted profiles, fresh codes and key rotation.
 
 use crate::support::*;
+use wxlogin_domain::{InvalidValue, Reason};
 
 fn updated_user() -> User {
     User {
@@ -272,7 +273,7 @@ async fn a_signature_mismatch_stores_nothing() {
 async fn cipher_failures_store_nothing() {
     for error in [
         CipherError::DecryptFailed,
-        CipherError::InvalidInput("iv must be 16 bytes"),
+        CipherError::InvalidInput(InvalidValue::new("iv", Reason::NotOneBlock)),
     ] {
         let mut m = Mocks::with_session(active_record());
         let answer = error.clone();

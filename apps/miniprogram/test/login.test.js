@@ -179,6 +179,27 @@ test('errors reject with the status, error and message the server sent', async (
   assert.match(invalid.message, /gender/);
 });
 
+test('the server answers errors in the mini-program language; the error code stays', async () => {
+  const chinese = /[\u4e00-\u9fff]/;
+  const answers = {};
+  for (const language of ['zh_CN', 'en']) {
+    const wx = device(`o-login-lang-${language}`, { language });
+    const c = client(wx);
+    wx.nextCode = 'not-a-code-wechat-gave';
+    const bad = await rejection(c.login());
+    assert.equal(bad.status, 400);
+    assert.equal(bad.error, 'invalid_code');
+    await c.login();
+    const invalid = await rejection(c.updateProfile({ gender: 7 }));
+    assert.equal(invalid.error, 'invalid_request');
+    assert.match(invalid.message, /gender/);
+    answers[language] = [bad.message, invalid.message];
+  }
+  for (const m of answers.zh_CN) assert.match(m, chinese);
+  for (const m of answers.en) assert.doesNotMatch(m, chinese);
+  assert.notEqual(answers.zh_CN[0], answers.en[0]);
+});
+
 test('a network failure rejects with status 0, network_error and wx errMsg', async () => {
   const port = await new Promise((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {

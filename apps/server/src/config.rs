@@ -1052,6 +1052,7 @@ mod tests {
         let defaults = Settings::default().parse().expect("defaults are valid");
         assert_eq!(c.server.addr, defaults.server.addr);
         assert_eq!(c.server.http.body_limit, defaults.server.http.body_limit);
+        assert_eq!(c.server.http.avatars, defaults.server.http.avatars);
         assert_eq!(c.server.shutdown_grace, defaults.server.shutdown_grace);
         assert_eq!(c.service.session_ttl, defaults.service.session_ttl);
         assert_eq!(c.service.idle_timeout, defaults.service.idle_timeout);

@@ -229,12 +229,19 @@ async fn bad_uploads_are_refused_and_store_nothing() {
         .send()
         .await
         .expect("POST json");
-    expect_error(
+    let err = expect_error(
         resp,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
     )
     .await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("multipart/form-data"),
+        "{err}"
+    );
 
     assert_eq!(me(&app, &token).await["user"], before["user"]);
     // An id that was never uploaded, and one that is no id.

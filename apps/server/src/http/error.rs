@@ -82,7 +82,7 @@ error_codes! {
     /// The body exceeds `server.body_limit_bytes`.
     PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large", "请求体过大"),
     /// A body in a content type the operation does not take.
-    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/x-www-form-urlencoded or application/json", "请以 application/x-www-form-urlencoded 或 application/json 发送请求体"),
+    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "this operation does not take a body of this content type", "此接口不接受这种 Content-Type 的请求体"),
     /// The data does not decrypt with the session's key, or its watermark names another app.
     DecryptFailed = (UNPROCESSABLE_ENTITY, "decrypt_failed", "the data could not be decrypted with this session's key; call wx.login and send the fresh code with the data, or log in again", "无法用本会话的密钥解密数据：请调用 wx.login，把新的 code 与数据一起发送，或重新登录"),
     /// `rawData` does not match `signature`.
@@ -109,7 +109,8 @@ pub struct ErrorBody {
     pub status: u16,
     /// A stable machine-readable code, e.g. `invalid_code` (see the API description).
     pub error: String,
-    /// A human-readable explanation; never contains a secret.
+    /// A human-readable explanation, in Simplified Chinese or English by `Accept-Language`;
+    /// never contains a secret.
     pub message: String,
 }
 

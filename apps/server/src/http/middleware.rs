@@ -107,12 +107,9 @@ pub async fn answer<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
                 Some(failure) => failure.clone(),
                 None => Failure::from_poem(&err),
             };
-            if failure.code == ErrorCode::UnsupportedMediaType && path == AVATAR_PATH {
-                failure = failure.with_message(
-                    "send multipart/form-data with the image in the field `file` (as \
-                     wx.uploadFile does)",
-                    "请以 multipart/form-data 发送，图片放在 `file` 字段（wx.uploadFile 就是这样发送的）",
-                );
+            if failure.code == ErrorCode::UnsupportedMediaType {
+                let (en, zh) = content_types(&path);
+                failure = failure.with_message(en, zh);
             }
             log_failure(&method, &path, ms, &failure);
             let mut response = failure.to_response(lang);
@@ -121,6 +118,21 @@ pub async fn answer<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
         }
     };
     Ok(response)
+}
+
+/// What a 415 on `path` says to send instead.
+fn content_types(path: &str) -> (&'static str, &'static str) {
+    match path {
+        AVATAR_PATH => (
+            "send multipart/form-data with the image in the field `file` (as wx.uploadFile does)",
+            "请以 multipart/form-data 发送，图片放在 `file` 字段（wx.uploadFile 就是这样发送的）",
+        ),
+        "/onLogin" | "/updateUserInfo" => (
+            "send application/x-www-form-urlencoded or application/json",
+            "请以 application/x-www-form-urlencoded 或 application/json 发送请求体",
+        ),
+        _ => ("send application/json", "请以 application/json 发送请求体"),
+    }
 }
 
 fn log_failure(method: &poem::http::Method, path: &str, ms: f64, failure: &Failure) {

@@ -105,7 +105,7 @@ pub struct HttpConfig {
 }
 
 /// Uploaded avatars (`POST /api/v1/me/avatar`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvatarSettings {
     /// Largest image accepted, in bytes (the request may be a little larger: multipart's own
     /// lines).
@@ -162,7 +162,9 @@ pub fn openapi<L: LoginService, A: AdminService>(
         "WeChat mini-program login backend: exchanges `wx.login` codes for users and \
          sessions, and stores profiles from `encryptedData`. Errors answer \
          `{\"status\", \"error\", \"message\"}` with a stable `error` code; each operation \
-         lists the codes it can give. A server may serve several mini-programs: a request \
+         lists the codes it can give. `message` follows `Accept-Language`: Simplified Chinese \
+         when the header prefers any Chinese (`zh-CN`, `zh_CN`, `zh-TW` …) to English, \
+         English otherwise (`Content-Language` says which); `error` never changes. A server may serve several mini-programs: a request \
          names its app with `X-WX-AppId`, or WeChat's own `Referer` \
          (`https://servicewechat.com/{appid}/{version}/page-frame.html`) does; else it is for \
          the default app.",

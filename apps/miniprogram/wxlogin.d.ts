@@ -96,7 +96,7 @@ export interface UserReply {
   user: User;
 }
 
-/** Plain profile fields (`PATCH /api/v1/me/profile`); absent fields are kept. */
+/** Plain profile fields (`POST /api/v1/me/profile`, the same as `PATCH`, which `wx.request` lacks); absent fields are kept. */
 export interface ProfileFields {
   nickName?: string;
   avatarUrl?: string;
@@ -161,7 +161,7 @@ export interface Client {
   request<T = any>(options: RequestOptions): Promise<T>;
   /** `GET /api/v1/me`. */
   me(): Promise<UserReply>;
-  /** `PATCH /api/v1/me/profile` (the nickname input, or an uploaded avatar's URL). */
+  /** `POST /api/v1/me/profile` (the nickname input, or an uploaded avatar's URL). */
   updateProfile(fields: ProfileFields): Promise<UserReply>;
   /**
    * `wx.uploadFile` of `chooseAvatar`'s temporary file to `POST /api/v1/me/avatar`

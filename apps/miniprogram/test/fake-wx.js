@@ -17,6 +17,8 @@
 // Every call is counted (`calls`) and every request logged (`log`) for the tests' assertions.
 'use strict';
 
+const WX_METHODS = ['OPTIONS', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'CONNECT'];
+
 const fs = require('node:fs');
 const path = require('node:path');
 const { APP_ID } = require('./stack.js');
@@ -103,6 +105,16 @@ function createFakeWx(opts) {
       calls.request += 1;
       const p = Object.assign({ method: 'GET', header: {}, dataType: 'json' }, params);
       const method = p.method.toUpperCase();
+      // wx.request knows only these methods (no PATCH), as WeChat documents it.
+      if (WX_METHODS.indexOf(method) < 0) {
+        const result = { errMsg: `request:fail parameter error: method should be one of ${WX_METHODS.join(', ')}` };
+        log.push({ api: 'request', method, url: p.url, refused: true });
+        setTimeout(() => {
+          if (p.fail) p.fail(result);
+          if (p.complete) p.complete(result);
+        }, 0);
+        return;
+      }
       const header = Object.assign({}, p.header);
       if (headerValue(header, 'content-type') === undefined) header['content-type'] = 'application/json';
       const type = headerValue(header, 'content-type');

@@ -78,6 +78,50 @@ async fn plain_profile_fields_complete_the_profile_and_placeholders_never_overwr
     assert_user_shape(&body["user"]);
 }
 
+/// `wx.request` has no `PATCH`: `POST` to the same path is the same operation, with the same
+/// rules (placeholders ignored, invalid fields refused by name and nothing changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plain_profile_can_be_posted_as_wx_request_must() {
+    let app = spawn_app().await;
+    let token = token_of(&login_v1(&app, "o-post").await);
+    let post = |body: Value| {
+        app.client
+            .post(format!("{}/api/v1/me/profile", app.url))
+            .bearer_auth(&token)
+            .json(&body)
+    };
+    let body = expect_status(
+        send(post(
+            json!({"nickName": "小红", "avatarUrl": "https://example.com/b.png"}),
+        ))
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(body["user"]["nickName"], "小红");
+    assert_eq!(body["profileComplete"], true);
+    let body = expect_status(
+        send(post(json!({"nickName": "微信用户", "city": "杭州"}))).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        body["user"]["nickName"], "小红",
+        "the placeholder is ignored"
+    );
+    assert_eq!(body["user"]["city"], "杭州");
+    let err = expect_error(
+        send(post(json!({"gender": 9, "nickName": "Changed"}))).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    assert!(err["message"].as_str().unwrap().contains("gender"), "{err}");
+    let body = expect_status(send(me(&app, &token)).await, StatusCode::OK).await;
+    assert_eq!(body["user"]["nickName"], "小红");
+    assert_user_shape(&body["user"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_profiles_decrypt_with_the_bearer_sessions_key() {
     let app = spawn_app().await;

@@ -536,7 +536,7 @@ function createClient(options) {
       return userCall('/api/v1/me', 'GET');
     },
     updateProfile: function (fields) {
-      return userCall('/api/v1/me/profile', 'PATCH', fields || {});
+      return userCall('/api/v1/me/profile', 'POST', fields || {});
     },
     uploadAvatar: uploadAvatar,
     prepare: prepare,

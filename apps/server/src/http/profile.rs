@@ -105,6 +105,23 @@ fn matches_etag(if_none_match: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t == etag)
 }
 
+impl<L: LoginService> ProfileApi<L> {
+    /// `PATCH` and `POST /api/v1/me/profile`.
+    async fn change_profile(
+        &self,
+        app: Header<Option<String>>,
+        req: &Request,
+        auth: BearerToken,
+        body: Json<ProfilePatchBody>,
+    ) -> Reply<UserReply, UpdateProfileError> {
+        let service = self.apps.pick(app.0.as_deref(), req)?;
+        let update = body.0.into_update()?;
+        let outcome = service.update_profile(auth.token(), update).await?;
+        tracing::info!(user_id = %outcome.user.id, "profile updated from plain fields");
+        Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
+    }
+}
+
 #[OpenApi]
 impl<L: LoginService> ProfileApi<L> {
     /// The signed-in user
@@ -151,11 +168,30 @@ impl<L: LoginService> ProfileApi<L> {
         auth: BearerToken,
         body: Json<ProfilePatchBody>,
     ) -> Reply<UserReply, UpdateProfileError> {
-        let service = self.apps.pick(app.0.as_deref(), req)?;
-        let update = body.0.into_update()?;
-        let outcome = service.update_profile(auth.token(), update).await?;
-        tracing::info!(user_id = %outcome.user.id, "profile updated from plain fields");
-        Ok(Success::json(UserReply::new(&outcome.user, outcome.status)))
+        self.change_profile(app, req, auth, body).await
+    }
+
+    /// Change the profile (plain fields), for `wx.request`
+    ///
+    /// The same operation as `PATCH /api/v1/me/profile`, with `POST`: `wx.request` knows no
+    /// `PATCH` (its methods are OPTIONS, GET, HEAD, POST, PUT, DELETE, TRACE and CONNECT).
+    /// wxlogin's client helper uses this one.
+    #[oai(
+        path = "/api/v1/me/profile",
+        method = "post",
+        operation_id = "updateProfileByPost",
+        tag = "ApiTags::Profile"
+    )]
+    async fn update_profile_by_post(
+        &self,
+        /// The mini-program (app id); else WeChat's `Referer` names it, else the default app.
+        #[oai(name = "X-WX-AppId")]
+        app: Header<Option<String>>,
+        req: &Request,
+        auth: BearerToken,
+        body: Json<ProfilePatchBody>,
+    ) -> Reply<UserReply, UpdateProfileError> {
+        self.change_profile(app, req, auth, body).await
     }
 
     /// Change the profile (encrypted data)

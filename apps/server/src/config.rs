@@ -95,6 +95,9 @@ impl Default for ServerSettings {
 pub struct DatabaseSettings {
     /// `sqlite://path?mode=rwc` (the embedded default) or `postgres://user@host/db`.
     pub url: String,
+    /// How long an authenticated lookup is answered from the session cache, in ms (default
+    /// 10,000; 0 turns the cache off). See docs/storage.md, "Session cache".
+    pub session_cache_ms: Option<u64>,
     /// Options of the SQLite store (used when `url` is `sqlite:…`).
     pub sqlite: SqliteSettings,
     /// Options of the Postgres store (used when `url` is `postgres://…`).
@@ -105,6 +108,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://wxlogin.db?mode=rwc".into(),
+            session_cache_ms: None,
             sqlite: SqliteSettings::default(),
             postgres: PostgresSettings::default(),
         }
@@ -217,6 +221,8 @@ pub struct ConfigError(pub String);
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    /// The store's session cache (`None`: off).
+    pub session_cache: Option<wxlogin_store_sqlite::CacheSettings>,
     pub wechat: WeChatConfig,
     pub service: ServiceConfig,
     pub log: LogSettings,
@@ -416,6 +422,20 @@ impl Settings {
             purge_interval: PURGE_INTERVAL,
             wechat_concurrency,
         };
+        let session_cache = match self.database.session_cache_ms {
+            Some(0) => None,
+            Some(ms) if ms > 3_600_000 => {
+                return bad(
+                    "database.session_cache_ms",
+                    "must be at most 3600000 (an hour)",
+                );
+            }
+            ms => Some(wxlogin_store_sqlite::CacheSettings {
+                lifetime: millis(ms)
+                    .unwrap_or_else(|| wxlogin_store_sqlite::CacheSettings::default().lifetime),
+                ..wxlogin_store_sqlite::CacheSettings::default()
+            }),
+        };
         let store = self.database.parse()?;
         let service_timeout_ms = self.wechat.service_timeout_ms;
         let wechat = self.wechat.parse(addr)?;
@@ -447,6 +467,7 @@ impl Settings {
         Ok(Config {
             server,
             store,
+            session_cache,
             wechat,
             service,
             log: self.log,
@@ -1053,6 +1074,7 @@ mod tests {
         assert_eq!(c.server.addr, defaults.server.addr);
         assert_eq!(c.server.http.body_limit, defaults.server.http.body_limit);
         assert_eq!(c.server.http.avatars, defaults.server.http.avatars);
+        assert_eq!(c.session_cache, defaults.session_cache);
         assert_eq!(c.server.shutdown_grace, defaults.server.shutdown_grace);
         assert_eq!(c.service.session_ttl, defaults.service.session_ttl);
         assert_eq!(c.service.idle_timeout, defaults.service.idle_timeout);

@@ -102,13 +102,15 @@ pub async fn start(config: Config, mocks: Vec<MockWeChat>) -> anyhow::Result<Run
         StoreConfig::Sqlite { location, options } => {
             let store = Sqlite::open(&location, options)
                 .await
-                .context("cannot open the SQLite database (database.url)")?;
+                .context("cannot open the SQLite database (database.url)")?
+                .with_session_cache(config.session_cache);
             with_wechat(config, store, mocks, Background::default()).await
         }
         StoreConfig::Postgres { location, options } => {
             let store = Postgres::open_lazy(&location, options)
                 .await
-                .context("cannot set up the Postgres connection pool (database.url)")?;
+                .context("cannot set up the Postgres connection pool (database.url)")?
+                .with_session_cache(config.session_cache);
             let mut background = Background::default();
             if let Some(migrating) = migrate_or_keep_trying(&store).await? {
                 background.0.push(migrating);

@@ -27,17 +27,34 @@
 pub mod testing;
 
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions, PgQueryResult};
 use uuid::Uuid;
 use wxlogin_domain::{Gender, NewLogin, StoreError};
+use wxlogin_store_sql::cache::{CHANNEL, SessionCache};
 use wxlogin_store_sql::{
-    Backend, Dialect, Pools, Queries, Store, classify, embedded_migrator, options,
+    Backend, Background, Dialect, Pools, Queries, Store, classify, embedded_migrator, options,
 };
+
+/// The session cache's settings (`Store::with_session_cache`).
+pub use wxlogin_store_sql::cache::CacheSettings;
+
+/// The `application_name` of the session cache's listener connection.
+pub const LISTENER_NAME: &str = "wxlogin-listener";
+
+/// A listener on the session cache's channel, on a connection of its own.
+async fn listen(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    // A lost connection must be reported at once (the cache goes dark then), not after a
+    // reconnection attempt that waits for a database that is away.
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
 
 /// The schema, embedded at compile time (`wxlogin_store_sql::embedded_migrator`).
 static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| embedded_migrator("postgres"));
@@ -213,6 +230,49 @@ impl Backend for PostgresBackend {
     /// logins arriving together share them, a few batches at a time on connections of their
     /// own (the rest of the pool serves everything else).
     const LOGIN_WRITERS: usize = 4;
+
+    /// Delivered at the write's commit to every instance's listener (see [`watch`](Self::watch)).
+    const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('wxlogin_sessions', $1)");
+
+    /// A task that listens on the session cache's channel with a connection of its own (one
+    /// beyond `max_connections`, named [`LISTENER_NAME`]): the
+    /// cache is live while it listens; when the connection is lost the cache goes dark (every
+    /// lookup reads the database, what was cached is dropped) until the task listens again,
+    /// retrying from 250 ms doubling to 5 s.
+    fn watch(pools: &Pools<sqlx::Postgres>, cache: Arc<SessionCache>) -> Option<Background> {
+        // A pool of its own, of one connection: the listener must never take one of the
+        // connections requests wait for.
+        let options = (*pools.writer.connect_options())
+            .clone()
+            .application_name(LISTENER_NAME);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        let task = tokio::spawn(async move {
+            let mut pause = Duration::from_millis(250);
+            loop {
+                match listen(&pool).await {
+                    Ok(mut listener) => {
+                        cache.set_live(true);
+                        pause = Duration::from_millis(250);
+                        // `None`: the connection was lost (notifications may have been missed).
+                        while let Ok(Some(notification)) = listener.try_recv().await {
+                            cache.apply(notification.payload());
+                        }
+                        cache.set_live(false);
+                        tracing::warn!("session cache off: its notification channel was lost");
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "session cache: cannot listen yet");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        Some(Background::new(task.abort_handle()))
+    }
 
     type Options = PostgresOptions;
     type Location = PostgresLocation;

@@ -4,6 +4,7 @@
 //! databases of `testing`.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -783,4 +784,98 @@ async fn a_linked_login_racing_an_erasure_of_its_user_creates_a_new_user() {
     linked.app_id = other_app();
     linked.union_id = Some(union_id);
     login_racing_an_uncommitted_erasure(first, linked).await;
+}
+
+/// Polls `check` every 10 ms for at most `within`; whether it came true.
+async fn eventually<F: Future<Output = bool>>(
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The session cache across instances: what one instance writes reaches the other's cache
+/// through the notification channel, and a lost channel empties the cache until it listens
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_on_one_instance_reach_the_session_cache_of_another() {
+    let db = fresh().await;
+    let a = Postgres::connect(db.url()).await.expect("a connects");
+    let b = Postgres::connect(db.url()).await.expect("b connects");
+    let cache = || b.session_cache().expect("the cache is on by default");
+    assert!(
+        eventually(Duration::from_secs(5), || async { cache().is_live() }).await,
+        "b's cache never heard its channel"
+    );
+
+    let login = login_for("oCached", 1, KEY_A);
+    let record = a.login(login.clone()).await.expect("login on a");
+    let found = b.find_session(&app(), &digest(1)).await.expect("find");
+    assert!(found.is_some_and(|r| r.session.revoked_at.is_none()));
+    assert_eq!(cache().len(), 1, "b keeps what it read");
+    let session_id = login.session_id;
+
+    // A revocation on a: b's next lookups see it, without waiting for the entry to age.
+    a.revoke_session(session_id, t0())
+        .await
+        .expect("revoke on a");
+    let revoked = eventually(Duration::from_secs(2), || async {
+        b.find_session(&app(), &digest(1))
+            .await
+            .expect("find")
+            .is_some_and(|r| r.session.revoked_at.is_some())
+    })
+    .await;
+    assert!(revoked, "b still answers the revoked session as active");
+
+    // An erasure on a: the session is gone for b too.
+    b.find_session(&app(), &digest(1)).await.expect("find");
+    a.erase_user(record.user.id).await.expect("erase on a");
+    let gone = eventually(Duration::from_secs(2), || async {
+        b.find_session(&app(), &digest(1))
+            .await
+            .expect("find")
+            .is_none()
+    })
+    .await;
+    assert!(gone, "b still answers the erased user's session");
+
+    // The listener's connection is cut: the cache is dropped, and it listens again.
+    a.login(login_for("oCached2", 2, KEY_B))
+        .await
+        .expect("login");
+    b.find_session(&app(), &digest(2)).await.expect("find");
+    assert_eq!(cache().len(), 1);
+    let mut admin = side(db.url()).await;
+    let (killed,): (i64,) = sqlx::query_as(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1",
+    )
+    .bind(wxlogin_store_postgres::LISTENER_NAME)
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate the listeners");
+    assert_eq!(killed, 2, "one listener per instance");
+    assert!(
+        eventually(Duration::from_secs(5), || async { cache().is_empty() }).await,
+        "a lost channel leaves the cache as it was"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async { cache().is_live() }).await,
+        "the cache never came back"
+    );
+
+    admin.close().await.ok();
+    a.close().await;
+    b.close().await;
+    db.drop_database().await.expect("drop");
 }

@@ -14,6 +14,7 @@ use wxlogin_domain::{
     ActiveAt, AppId, Directory, Stats, StatsQuery, StoreError, User, UserDetail, UserId, UserSearch,
 };
 
+use crate::cache::Forget;
 use crate::queries::user_columns;
 use crate::rows::UserRow;
 use crate::store::{Backend, Store};
@@ -263,7 +264,7 @@ where
         .execute(&mut *tx)
         .await
         .map_err(B::map_err)?;
-        tx.commit().await.map_err(B::map_err)?;
+        self.commit_and_forget(tx, &[Forget::User(user_id)]).await?;
         Ok(B::rows_affected(&revoked))
     }
 

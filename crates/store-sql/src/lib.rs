@@ -15,6 +15,7 @@
 //! the other way round, and never on each other.
 
 mod admin;
+pub mod cache;
 mod migrations;
 mod queries;
 mod rows;

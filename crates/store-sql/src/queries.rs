@@ -50,6 +50,17 @@ where
         conn: &mut Conn<D>,
         login: &NewLogin,
     ) -> Result<Option<D::Id>, StoreError> {
+        Ok(Self::returning_user_learning(conn, login)
+            .await?
+            .map(|(id, _)| id))
+    }
+
+    /// [`Queries::returning_user`], and whether the login taught the user its unionid (the
+    /// user changed: sessions cached elsewhere must hear of it).
+    pub async fn returning_user_learning(
+        conn: &mut Conn<D>,
+        login: &NewLogin,
+    ) -> Result<Option<(D::Id, bool)>, StoreError> {
         let identity: Option<IdentityRow<D>> = sqlx::query_as(D::RETURNING_IDENTITY)
             .bind(login.app_id.as_str())
             .bind(login.open_id.as_str())
@@ -63,8 +74,9 @@ where
             && let Some(union_id) = &login.union_id
         {
             Self::set_union_id(conn, identity.user_id, &login.app_id, union_id.as_str()).await?;
+            return Ok(Some((identity.user_id, true)));
         }
-        Ok(Some(identity.user_id))
+        Ok(Some((identity.user_id, false)))
     }
 
     /// The user that a first login in this app joins: the user of another app's identity with

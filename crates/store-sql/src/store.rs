@@ -20,6 +20,7 @@ use wxlogin_domain::{
     TokenDigest, User, UserId, UserStore,
 };
 
+use crate::cache::{CacheSettings, Forget, SessionCache};
 use crate::rows::AccessTokenRow;
 use crate::{Conn, Dialect, Queries};
 
@@ -67,6 +68,19 @@ pub trait Backend: Dialect {
     /// statements before it: on SQLite, whose single writer makes this 1, and on Postgres,
     /// whose commit waits for its WAL flush.
     const LOGIN_WRITERS: usize;
+
+    /// The statement (binding the payload as `$1`) that tells the other instances' session
+    /// caches what a write changed, inside the write's transaction, or `None` where no other
+    /// instance can cache (SQLite: one server per database file). See [`crate::cache`].
+    const NOTIFY: Option<&'static str>;
+
+    /// Keeps a session cache right across instances: starts what feeds it the notifications
+    /// of [`Backend::NOTIFY`] and turns it live while they are heard. `None` (the default)
+    /// for a backend without notifications, whose cache is live from the start.
+    fn watch(pools: &Pools<Self::Db>, cache: Arc<SessionCache>) -> Option<Background> {
+        let _ = (pools, cache);
+        None
+    }
 
     /// The rest of a login's find-or-create, once [`Queries::returning_user`] found no identity:
     /// creates the user and its identity, or finds the user a concurrent login created. The
@@ -129,6 +143,9 @@ pub struct Store<B: Backend> {
     pools: Pools<B::Db>,
     /// Set once the migrations have been applied; never cleared.
     ready: Arc<AtomicBool>,
+    /// The session cache, if on (see [`crate::cache`]), and what keeps it right across
+    /// instances (stopped with the last clone).
+    cache: Option<(Arc<SessionCache>, Option<Arc<Background>>)>,
     /// The queue of the writer task, once the first login has started it (`None` inside the
     /// writer task's own store, which writes directly).
     logins: Option<Arc<OnceLock<LoginQueue>>>,
@@ -165,6 +182,7 @@ impl<B: Backend> Clone for Store<B> {
         Self {
             pools: self.pools.clone(),
             ready: Arc::clone(&self.ready),
+            cache: self.cache.clone(),
             logins: self.logins.clone(),
         }
     }
@@ -210,11 +228,39 @@ impl<B: Backend> Store<B> {
         options: B::Options,
     ) -> Result<Self, StoreError> {
         let pools = B::pools(location, options).await?;
-        Ok(Self {
+        let store = Self {
             pools,
             ready: Arc::new(AtomicBool::new(false)),
+            cache: None,
             logins: (B::LOGIN_WRITERS > 0).then(|| Arc::new(OnceLock::new())),
-        })
+        };
+        Ok(store.with_session_cache(Some(CacheSettings::default())))
+    }
+
+    /// Turns the session cache on with `settings`, or off with `None` (it is on, with
+    /// [`CacheSettings::default`], in a store just opened). Call it before the store is cloned
+    /// or used: clones made earlier keep the cache they had.
+    #[must_use]
+    pub fn with_session_cache(mut self, settings: Option<CacheSettings>) -> Self {
+        self.cache = settings.map(|settings| {
+            let cache = Arc::new(SessionCache::new(settings, B::NOTIFY.is_none()));
+            let watcher = B::watch(&self.pools, Arc::clone(&cache)).map(Arc::new);
+            (cache, watcher)
+        });
+        self
+    }
+
+    /// The session cache, if on.
+    pub fn session_cache(&self) -> Option<&SessionCache> {
+        self.cache.as_ref().map(|(cache, _)| cache.as_ref())
+    }
+
+    /// Forgets what a write changed in this process's session cache (after its commit, or
+    /// its failure: a commit whose answer was lost may have happened).
+    pub(crate) fn forget(&self, forget: &[Forget]) {
+        if let Some(cache) = self.session_cache() {
+            forget.iter().for_each(|f| cache.forget(*f));
+        }
     }
 
     /// Applies the pending migrations (several instances may do so at once: each migration
@@ -264,6 +310,9 @@ impl<B: Backend> Store<B> {
         if let Some(background) = &self.pools.background {
             background.0.abort();
         }
+        if let Some((_, Some(watcher))) = &self.cache {
+            watcher.0.abort();
+        }
         self.pools.writer.close().await;
         self.pools.reader.close().await;
     }
@@ -283,35 +332,53 @@ where
     for<'r> DateTime<Utc>: Decode<'r, B::Db> + Type<B::Db>,
 {
     /// One login's statements, in the caller's transaction: find or create its user, then
-    /// insert its session.
-    async fn login_steps(conn: &mut Conn<B>, login: &NewLogin) -> Result<LoginRecord, StoreError> {
-        let (user_id, is_new_user) = match Queries::<B>::returning_user(conn, login).await? {
-            Some(user_id) => (user_id, false),
-            None => match Queries::<B>::linked_user(conn, login).await? {
-                Some(user_id) => (user_id, false),
-                None => B::create_user(conn, login).await?,
-            },
-        };
-        Queries::<B>::finish_login(conn, login, user_id, is_new_user).await
+    /// insert its session. Also says whether an existing user changed (it learnt its unionid).
+    async fn login_steps(
+        conn: &mut Conn<B>,
+        login: &NewLogin,
+    ) -> Result<(LoginRecord, bool), StoreError> {
+        let (user_id, is_new_user, changed) =
+            match Queries::<B>::returning_user_learning(conn, login).await? {
+                Some((user_id, learnt)) => (user_id, false, learnt),
+                None => match Queries::<B>::linked_user(conn, login).await? {
+                    Some(user_id) => (user_id, false, false),
+                    None => {
+                        let (user_id, is_new_user) = B::create_user(conn, login).await?;
+                        (user_id, is_new_user, false)
+                    }
+                },
+            };
+        let record = Queries::<B>::finish_login(conn, login, user_id, is_new_user).await?;
+        Ok((record, changed))
     }
 
     /// A login in a transaction of its own.
     async fn login_alone(&self, login: &NewLogin) -> Result<LoginRecord, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let record = Self::login_steps(&mut tx, login).await?;
-        tx.commit().await.map_err(B::map_err)?;
-        Ok(record)
+        self.login_together(&[login])
+            .await
+            .map(|mut records| records.remove(0))
     }
 
     /// Several logins in one transaction, in order; the first failure rolls back all of them.
-    async fn login_together(&self, batch: &[PendingLogin]) -> Result<Vec<LoginRecord>, StoreError> {
+    /// The users they changed are notified in the same transaction and forgotten after it.
+    async fn login_together(&self, batch: &[&NewLogin]) -> Result<Vec<LoginRecord>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut records = Vec::with_capacity(batch.len());
-        for pending in batch {
-            records.push(Self::login_steps(&mut tx, &pending.login).await?);
+        let mut changed = Vec::new();
+        for login in batch {
+            let (record, user_changed) = Self::login_steps(&mut tx, login).await?;
+            if user_changed {
+                changed.push(Forget::User(record.user.id));
+            }
+            records.push(record);
         }
-        tx.commit().await.map_err(B::map_err)?;
-        Ok(records)
+        let committed = async {
+            Self::notify(&mut tx, &changed).await?;
+            tx.commit().await.map_err(B::map_err)
+        }
+        .await;
+        self.forget(&changed);
+        committed.map(|()| records)
     }
 
     /// Starts the writer task of group commit (see [`Store`]) and returns its queue. The task
@@ -322,6 +389,7 @@ where
         let writer = Self {
             pools: self.pools.clone(),
             ready: Arc::clone(&self.ready),
+            cache: self.cache.clone(),
             logins: None,
         };
         let writers = Arc::new(Semaphore::new(B::LOGIN_WRITERS));
@@ -357,7 +425,10 @@ where
         let outcome = match batch.len() {
             0 => return,
             1 => Err(None),
-            _ => self.login_together(&batch).await.map_err(Some),
+            _ => {
+                let logins: Vec<&NewLogin> = batch.iter().map(|p| &p.login).collect();
+                self.login_together(&logins).await.map_err(Some)
+            }
         };
         match outcome {
             Ok(records) => {
@@ -414,6 +485,69 @@ where
             }
         };
         abandoned.0 = None;
+        outcome
+    }
+}
+
+/// What every write that a session cache must hear of shares (see [`crate::cache`]).
+impl<B: Backend> Store<B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+{
+    /// Sends [`Backend::NOTIFY`] for `forget` on `conn` (inside the write's transaction).
+    pub(crate) async fn notify(conn: &mut Conn<B>, forget: &[Forget]) -> Result<(), StoreError> {
+        let Some(statement) = B::NOTIFY.filter(|_| !forget.is_empty()) else {
+            return Ok(());
+        };
+        let payload = Forget::payloads(forget);
+        sqlx::query(statement)
+            .bind(payload.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(B::map_err)?;
+        Ok(())
+    }
+
+    /// Ends a write transaction that changed what `forget` names: notifies the other
+    /// instances in it, commits, and forgets here (whatever the commit's outcome).
+    pub(crate) async fn commit_and_forget(
+        &self,
+        mut tx: Transaction<'static, B::Db>,
+        forget: &[Forget],
+    ) -> Result<(), StoreError> {
+        let committed = async {
+            Self::notify(&mut tx, forget).await?;
+            tx.commit().await.map_err(B::map_err)
+        }
+        .await;
+        self.forget(forget);
+        committed
+    }
+
+    /// One write that changes what `forget` names: in a transaction with its notification
+    /// where other instances may cache, as a single statement on the writer pool elsewhere;
+    /// then forgotten here. `write` runs its statement on the connection it is given.
+    pub(crate) async fn write_and_forget<T>(
+        &self,
+        forget: Forget,
+        write: impl AsyncFnOnce(&mut Conn<B>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let outcome = if B::NOTIFY.is_some() {
+            let mut tx = self.begin_write().await?;
+            async {
+                let value = write(&mut tx).await?;
+                Self::notify(&mut tx, &[forget]).await?;
+                tx.commit().await.map_err(B::map_err)?;
+                Ok(value)
+            }
+            .await
+        } else {
+            let mut conn = self.writer()?.acquire().await.map_err(B::map_err)?;
+            write(&mut conn).await
+        };
+        self.forget(&[forget]);
         outcome
     }
 }
@@ -482,13 +616,25 @@ where
         app_id: &AppId,
         digest: &TokenDigest,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        Queries::<B>::find_session(self.reader()?, app_id, digest).await
+        let Some(cache) = self.session_cache() else {
+            return Queries::<B>::find_session(self.reader()?, app_id, digest).await;
+        };
+        if let Some(record) = cache.get(app_id, digest) {
+            return Ok(Some(record));
+        }
+        let ticket = cache.ticket();
+        let found = Queries::<B>::find_session(self.reader()?, app_id, digest).await?;
+        if let (Some(ticket), Some(record)) = (ticket, &found) {
+            cache.fill(ticket, app_id, record);
+        }
+        Ok(found)
     }
 
     async fn update_profile(&self, change: ProfileChange) -> Result<User, StoreError> {
         let mut tx = self.begin_write().await?;
         let user = Queries::<B>::update_profile(&mut tx, &change).await?;
-        tx.commit().await.map_err(B::map_err)?;
+        self.commit_and_forget(tx, &[Forget::User(change.user_id)])
+            .await?;
         Ok(user)
     }
 
@@ -497,7 +643,10 @@ where
         session_id: SessionId,
         key: SessionKey,
     ) -> Result<(), StoreError> {
-        Queries::<B>::rotate_session_key(self.writer()?, session_id, &key).await
+        self.write_and_forget(Forget::Session(session_id), async |conn| {
+            Queries::<B>::rotate_session_key(conn, session_id, &key).await
+        })
+        .await
     }
 
     async fn revoke_session(
@@ -505,13 +654,17 @@ where
         session_id: SessionId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        Queries::<B>::revoke_session(self.writer()?, session_id, now).await
+        self.write_and_forget(Forget::Session(session_id), async |conn| {
+            Queries::<B>::revoke_session(conn, session_id, now).await
+        })
+        .await
     }
 
     async fn refresh_session(&self, refresh: SessionRefresh) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         Queries::<B>::refresh_session(&mut tx, &refresh).await?;
-        tx.commit().await.map_err(B::map_err)
+        self.commit_and_forget(tx, &[Forget::Session(refresh.old_session_id)])
+            .await
     }
 
     async fn touch_session(
@@ -519,20 +672,26 @@ where
         session_id: SessionId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        Queries::<B>::touch_session(self.writer()?, session_id, now).await
+        Queries::<B>::touch_session(self.writer()?, session_id, now).await?;
+        if let Some(cache) = self.session_cache() {
+            cache.touched(session_id, now);
+        }
+        Ok(())
     }
 
     async fn set_phone_number(&self, change: PhoneChange) -> Result<User, StoreError> {
         let mut tx = self.begin_write().await?;
         let user = Queries::<B>::set_phone_number(&mut tx, &change).await?;
-        tx.commit().await.map_err(B::map_err)?;
+        self.commit_and_forget(tx, &[Forget::User(change.user_id)])
+            .await?;
         Ok(user)
     }
 
     async fn set_avatar(&self, change: AvatarChange) -> Result<User, StoreError> {
         let mut tx = self.begin_write().await?;
         let user = Queries::<B>::set_avatar(&mut tx, &change).await?;
-        tx.commit().await.map_err(B::map_err)?;
+        self.commit_and_forget(tx, &[Forget::User(change.user_id)])
+            .await?;
         Ok(user)
     }
 
@@ -541,7 +700,10 @@ where
     }
 
     async fn erase_user(&self, user_id: UserId) -> Result<(), StoreError> {
-        Queries::<B>::erase_user(self.writer()?, user_id).await
+        self.write_and_forget(Forget::User(user_id), async |conn| {
+            Queries::<B>::erase_user(conn, user_id).await
+        })
+        .await
     }
 
     async fn purge_sessions(&self, before: PurgeBefore) -> Result<u64, StoreError> {

@@ -35,6 +35,9 @@ use wxlogin_store_sql::{
     Backend, Background, Dialect, Pools, Store, classify, embedded_migrator, options,
 };
 
+/// The session cache's settings (`Store::with_session_cache`).
+pub use wxlogin_store_sql::cache::CacheSettings;
+
 /// The schema, embedded at compile time (`wxlogin_store_sql::embedded_migrator`).
 static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| embedded_migrator("sqlite"));
 
@@ -180,6 +183,10 @@ impl Backend for SqliteBackend {
     /// WAL: logins arriving together share one transaction and one write of their pages, one
     /// batch at a time.
     const LOGIN_WRITERS: usize = 1;
+
+    /// One server per database file: every write goes through the one process whose cache
+    /// it forgets.
+    const NOTIFY: Option<&'static str> = None;
 
     /// Opens (creating if missing) the database, at once: a file that cannot be opened is a
     /// configuration error the server reports at start. The writer pool

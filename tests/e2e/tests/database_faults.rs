@@ -390,6 +390,81 @@ mod postgres {
         assert_failures_are_spent_codes(&rig.app, &attempts).await;
         rig.assert_no_login_lost(&attempts).await;
     }
+
+    /// The session cache is not an answer while the database is away: its notifications
+    /// cannot arrive then, so the cache goes dark with its channel. A token the server was
+    /// answering from memory is refused with 503 (not served), and once the database is back
+    /// the server reads it again (what was cached before is gone).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_cached_session_is_not_answered_while_the_database_is_away() {
+        let rig = Rig::new(true, |s| s.database.session_cache_ms = Some(3_600_000)).await;
+        let app = &rig.app;
+        let token = token_of(&app.login_ok("o-cached").await);
+        let me = || async {
+            app.client
+                .get(format!("{}/api/v1/me", app.url))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("GET /api/v1/me")
+        };
+        let user = user_id_of(&expect_status(me().await, StatusCode::OK).await);
+        // Served from memory: a nickname written behind the server's back is not seen.
+        let mut probe = String::new();
+        let mut cached = false;
+        for i in 0..200 {
+            probe = format!("probe-{i}");
+            sqlx::query("UPDATE users SET nick_name = $1 WHERE id = $2::uuid")
+                .bind(&probe)
+                .bind(&user)
+                .execute(&rig.direct)
+                .await
+                .expect("write behind the server's back");
+            if expect_status(me().await, StatusCode::OK).await["user"]["nickName"] != probe.as_str()
+            {
+                cached = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(cached, "the server never answered from its session cache");
+
+        rig.proxy.cut();
+        let cut = Instant::now();
+        let mut refused = false;
+        while cut.elapsed() < ACQUIRE_TIMEOUT + SLACK * 2 {
+            let resp = me().await;
+            if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+                expect_error(
+                    resp,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                )
+                .await;
+                refused = true;
+                break;
+            }
+            assert_eq!(
+                resp.status(),
+                StatusCode::OK,
+                "only the cache can answer now"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            refused,
+            "a cached session was still served with the database away"
+        );
+
+        rig.proxy.up().await;
+        await_readyz(app, StatusCode::OK, ACQUIRE_TIMEOUT + SLACK).await;
+        let body = expect_status(me().await, StatusCode::OK).await;
+        assert_eq!(
+            body["user"]["nickName"],
+            probe.as_str(),
+            "read again after the outage"
+        );
+    }
 }
 
 /// Another process holds SQLite's write lock past the busy timeout: logins answer 503 (their

@@ -32,6 +32,9 @@ async fn two_servers_on_one_postgres() -> Pair {
     // The 200 concurrent phone requests below are about one token fetch, not about the cap on
     // concurrent WeChat calls (64 by default, beyond which calls answer 503 at once): lift it.
     settings.limits.wechat_concurrency = Some(512);
+    // Entries that never age out in a test: whatever the other instance changes must reach
+    // this one's session cache through its notifications, not by the entry expiring.
+    settings.database.session_cache_ms = Some(3_600_000);
     let a = spawn_server(settings.clone(), &mock, wechat_under_test()).await;
     let b = spawn_server(settings, &mock, wechat_under_test()).await;
     assert_ne!(a.addr(), b.addr());
@@ -53,6 +56,32 @@ impl Pair {
             .send()
             .await
             .expect("POST /onLogin")
+    }
+
+    /// `base` answers `token` from its session cache: a nickname written behind the servers'
+    /// backs (no notification) is not seen. Waits (a few seconds at most) for the cache to be
+    /// live, which it is once its listener listens.
+    async fn assert_cached(&self, base: &str, token: &str) {
+        let db = sqlx::PgPool::connect(&self._db.url())
+            .await
+            .expect("connect to the test database");
+        let user = user_id_of(&expect_status(self.me(base, token).await, StatusCode::OK).await);
+        for i in 0..200 {
+            let probe = format!("probe-{i}");
+            sqlx::query("UPDATE users SET nick_name = $1 WHERE id = $2::uuid")
+                .bind(&probe)
+                .bind(&user)
+                .execute(&db)
+                .await
+                .expect("write behind the servers' backs");
+            let me = expect_status(self.me(base, token).await, StatusCode::OK).await;
+            if me["user"]["nickName"] != probe.as_str() {
+                db.close().await;
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("{base} never answered {token:.8}… from its session cache");
     }
 
     async fn me(&self, base: &str, token: &str) -> reqwest::Response {
@@ -136,7 +165,7 @@ async fn a_logout_on_one_instance_is_honoured_by_the_other() {
     )
     .await;
     let (token, other) = (token_of(&first), token_of(&second));
-    expect_status(p.me(&p.b.url(), &token).await, StatusCode::OK).await;
+    p.assert_cached(&p.b.url(), &token).await;
 
     let resp = p
         .client
@@ -214,4 +243,79 @@ async fn two_instances_and_200_phone_requests_make_one_access_token_fetch() {
         "one fetch for both instances"
     );
     assert_eq!(pair.mock.calls(Api::Token), 0);
+}
+
+/// Every change made through one instance reaches the other's session cache at once: a
+/// profile change, a refresh, and an erasure, each right after the other instance served the
+/// token from its cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_change_on_one_instance_reaches_the_others_session_cache_at_once() {
+    let p = two_servers_on_one_postgres().await;
+    let (a, b) = (p.a.url(), p.b.url());
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let code = p.mock.mint_code("o-cached", None);
+        tokens.push(token_of(
+            &expect_status(p.login(&a, &code).await, StatusCode::OK).await,
+        ));
+    }
+    let (token, other) = (tokens[0].clone(), tokens[1].clone());
+
+    // A profile change on A is what B answers next.
+    p.assert_cached(&b, &token).await;
+    let resp = p
+        .client
+        .post(format!("{a}/api/v1/me/profile"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"nickName": "Changed on A"}))
+        .send()
+        .await
+        .expect("POST /api/v1/me/profile");
+    expect_status(resp, StatusCode::OK).await;
+    let me = expect_status(p.me(&b, &token).await, StatusCode::OK).await;
+    assert_eq!(me["user"]["nickName"], "Changed on A");
+
+    // A refresh on A: B refuses the old token at once and takes the new one.
+    p.assert_cached(&b, &token).await;
+    let resp = p
+        .client
+        .post(format!("{a}/api/v1/session/refresh"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("POST /api/v1/session/refresh");
+    let fresh = expect_status(resp, StatusCode::OK).await["token"]
+        .as_str()
+        .expect("a new token")
+        .to_owned();
+    expect_error(
+        p.me(&b, &token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    expect_status(p.me(&b, &fresh).await, StatusCode::OK).await;
+
+    // An erasure on A (with the other token): B refuses both of the user's tokens at once.
+    p.assert_cached(&b, &fresh).await;
+    let resp = p
+        .client
+        .delete(format!("{a}/api/v1/me"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .expect("DELETE /api/v1/me");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    expect_error(
+        p.me(&b, &fresh).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    expect_error(
+        p.me(&b, &other).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
 }

@@ -21,11 +21,12 @@
 //! - **Bounded**: past its capacity it starts again empty.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 use wxlogin_domain::{AppId, SessionId, SessionRecord, TokenDigest, UserId};
 
@@ -57,6 +58,26 @@ pub struct SessionCache {
     /// Whether lookups may be answered from memory.
     live: AtomicBool,
     inner: Mutex<Inner>,
+    /// The writes of this process waiting to hear their own notification (see [`Echo`]).
+    echoes: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    next_echo: AtomicU64,
+}
+
+/// A write's wait for its own notification to come back through this process's listener:
+/// once it has, PostgreSQL has delivered it to every listener, and the write answers its
+/// caller. Without the wait, a client told "logged out" by one instance could ask another
+/// before that one's listener had read the notification.
+#[derive(Debug)]
+pub struct Echo {
+    nonce: u64,
+    heard: oneshot::Receiver<()>,
+}
+
+impl Echo {
+    /// The payload part that names it (`n:<nonce>`).
+    pub fn tag(&self) -> String {
+        format!("n:{}", self.nonce)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +142,8 @@ impl SessionCache {
             settings,
             live: AtomicBool::new(live),
             inner: Mutex::default(),
+            echoes: Mutex::default(),
+            next_echo: AtomicU64::new(0),
         }
     }
 
@@ -207,6 +230,33 @@ impl SessionCache {
         }
     }
 
+    /// An [`Echo`] to send with a notification, while the channel is up (else nothing would
+    /// bring it back).
+    pub fn echo(&self) -> Option<Echo> {
+        if !self.is_live() {
+            return None;
+        }
+        let nonce = self.next_echo.fetch_add(1, Ordering::Relaxed);
+        let (tx, heard) = oneshot::channel();
+        self.echoes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(nonce, tx);
+        Some(Echo { nonce, heard })
+    }
+
+    /// Waits, at most `patience`, for `echo` to come back.
+    pub async fn heard(&self, echo: Echo, patience: Duration) {
+        let nonce = echo.nonce;
+        if tokio::time::timeout(patience, echo.heard).await.is_err() {
+            tracing::debug!("a session-cache notification did not come back in time");
+        }
+        self.echoes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&nonce);
+    }
+
     /// Forgets everything (a payload it cannot read: safer to start again).
     pub fn forget_all(&self) {
         self.lock().clear();
@@ -215,13 +265,34 @@ impl SessionCache {
     /// Applies a notification from another instance (or this one: forgetting twice is
     /// harmless).
     pub fn apply(&self, payload: &str) {
-        let parsed: Option<Vec<Forget>> = payload.split(',').map(Forget::parse).collect();
+        let mut echo = None;
+        let parsed: Option<Vec<Forget>> = payload
+            .split(',')
+            .filter(|part| match part.strip_prefix("n:") {
+                Some(nonce) => {
+                    echo = nonce.parse::<u64>().ok();
+                    false
+                }
+                None => true,
+            })
+            .map(Forget::parse)
+            .collect();
         match parsed {
             Some(all) => all.into_iter().for_each(|f| self.forget(f)),
             None => {
                 tracing::warn!("unreadable session-cache notification; the cache starts again");
                 self.forget_all();
             }
+        }
+        // Only after the forgetting: the waiting write answers its caller next.
+        if let Some(nonce) = echo
+            && let Some(tx) = self
+                .echoes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&nonce)
+        {
+            let _ = tx.send(());
         }
     }
 
@@ -440,5 +511,36 @@ mod tests {
         assert_eq!(seen(&cache), later);
         cache.touched(r.session.id, r.session.last_seen_at);
         assert_eq!(seen(&cache), later);
+    }
+
+    #[tokio::test]
+    async fn a_write_hears_its_own_notification_after_the_forgetting() {
+        let cache = live();
+        let r = record(UserId::new(), 1);
+        fill(&cache, &r);
+        let echo = cache.echo().expect("live: an echo");
+        let payload = format!(
+            "{},{}",
+            echo.tag(),
+            Forget::payloads(&[Forget::User(r.session.user_id)])
+        );
+        let started = Instant::now();
+        cache.apply(&payload);
+        assert!(
+            !cached(&cache, &r),
+            "the nonce is no reason to forget all, nor to skip"
+        );
+        cache.heard(echo, Duration::from_secs(5)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the echo woke the write"
+        );
+        // A dark cache promises no echo; one that never comes back is waited for only so long.
+        let lost = cache.echo().expect("an echo");
+        let started = Instant::now();
+        cache.heard(lost, Duration::from_millis(50)).await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        cache.set_live(false);
+        assert!(cache.echo().is_none());
     }
 }

@@ -20,7 +20,7 @@ use wxlogin_domain::{
     TokenDigest, User, UserId, UserStore,
 };
 
-use crate::cache::{CacheSettings, Forget, SessionCache};
+use crate::cache::{CacheSettings, Echo, Forget, SessionCache};
 use crate::rows::AccessTokenRow;
 use crate::{Conn, Dialect, Queries};
 
@@ -29,6 +29,10 @@ use crate::{Conn, Dialect, Queries};
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_millis(200);
 const MIN_PAUSE: Duration = Duration::from_millis(1);
+
+/// The longest a write waits for its own session-cache notification to come back (it answers
+/// anyway: the notification was sent in its transaction; a listener this slow is a sick one).
+const ECHO_PATIENCE: Duration = Duration::from_secs(1);
 
 /// What a store that is not ready yet answers (see [`Store::open_lazy`]).
 const NOT_READY: &str = "the database has not been reached yet (connecting and migrating)";
@@ -373,12 +377,14 @@ where
             records.push(record);
         }
         let committed = async {
-            Self::notify(&mut tx, &changed).await?;
-            tx.commit().await.map_err(B::map_err)
+            let echo = self.notify(&mut tx, &changed).await?;
+            tx.commit().await.map_err(B::map_err)?;
+            Ok(echo)
         }
         .await;
         self.forget(&changed);
-        committed.map(|()| records)
+        self.heard(committed?).await;
+        Ok(records)
     }
 
     /// Starts the writer task of group commit (see [`Store`]) and returns its queue. The task
@@ -496,18 +502,35 @@ where
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,
     for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
 {
-    /// Sends [`Backend::NOTIFY`] for `forget` on `conn` (inside the write's transaction).
-    pub(crate) async fn notify(conn: &mut Conn<B>, forget: &[Forget]) -> Result<(), StoreError> {
+    /// Sends [`Backend::NOTIFY`] for `forget` on `conn` (inside the write's transaction),
+    /// with the [`Echo`] that [`Store::heard`] then waits for.
+    pub(crate) async fn notify(
+        &self,
+        conn: &mut Conn<B>,
+        forget: &[Forget],
+    ) -> Result<Option<Echo>, StoreError> {
         let Some(statement) = B::NOTIFY.filter(|_| !forget.is_empty()) else {
-            return Ok(());
+            return Ok(None);
         };
-        let payload = Forget::payloads(forget);
+        let echo = self.session_cache().and_then(SessionCache::echo);
+        let payload = match &echo {
+            Some(echo) => format!("{},{}", echo.tag(), Forget::payloads(forget)),
+            None => Forget::payloads(forget),
+        };
         sqlx::query(statement)
             .bind(payload.as_str())
             .execute(&mut *conn)
             .await
             .map_err(B::map_err)?;
-        Ok(())
+        Ok(echo)
+    }
+
+    /// After the commit: waits (at most [`ECHO_PATIENCE`]) until this process's listener has
+    /// heard the write's own notification, so that every instance's has (see [`Echo`]).
+    pub(crate) async fn heard(&self, echo: Option<Echo>) {
+        if let (Some(echo), Some(cache)) = (echo, self.session_cache()) {
+            cache.heard(echo, ECHO_PATIENCE).await;
+        }
     }
 
     /// Ends a write transaction that changed what `forget` names: notifies the other
@@ -518,12 +541,14 @@ where
         forget: &[Forget],
     ) -> Result<(), StoreError> {
         let committed = async {
-            Self::notify(&mut tx, forget).await?;
-            tx.commit().await.map_err(B::map_err)
+            let echo = self.notify(&mut tx, forget).await?;
+            tx.commit().await.map_err(B::map_err)?;
+            Ok(echo)
         }
         .await;
         self.forget(forget);
-        committed
+        self.heard(committed?).await;
+        Ok(())
     }
 
     /// One write that changes what `forget` names: in a transaction with its notification
@@ -538,17 +563,19 @@ where
             let mut tx = self.begin_write().await?;
             async {
                 let value = write(&mut tx).await?;
-                Self::notify(&mut tx, &[forget]).await?;
+                let echo = self.notify(&mut tx, &[forget]).await?;
                 tx.commit().await.map_err(B::map_err)?;
-                Ok(value)
+                Ok((value, echo))
             }
             .await
         } else {
             let mut conn = self.writer()?.acquire().await.map_err(B::map_err)?;
-            write(&mut conn).await
+            write(&mut conn).await.map(|value| (value, None))
         };
         self.forget(&[forget]);
-        outcome
+        let (value, echo) = outcome?;
+        self.heard(echo).await;
+        Ok(value)
     }
 }
 

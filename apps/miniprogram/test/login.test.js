@@ -5,8 +5,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { createClient, DEFAULT_STORAGE_KEY } = require('../wxlogin.js');
-const { startStack } = require('./stack.js');
-const { createFakeWx } = require('./fake-wx.js');
+const { startStack, makers, rejection } = require('./stack.js');
 
 let stack;
 before(async () => {
@@ -16,23 +15,7 @@ after(async () => {
   if (stack) await stack.close();
 });
 
-function device(openId, extra) {
-  return createFakeWx(Object.assign({ mockUrl: stack.mockUrl, openId }, extra));
-}
-
-function client(wx, extra) {
-  return createClient(Object.assign({ baseUrl: stack.serverUrl, wx }, extra));
-}
-
-/** The rejection of `promise` (fails the test if it resolves). */
-async function rejection(promise) {
-  const outcome = await promise.then(
-    (value) => ({ value }),
-    (error) => ({ error })
-  );
-  assert.ok(outcome.error, `expected a rejection, got ${JSON.stringify(outcome.value)}`);
-  return outcome.error;
-}
+const { device, client } = makers(() => stack);
 
 test('the first login stores the token and resolves the session with the user', async () => {
   const wx = device('o-login-first');

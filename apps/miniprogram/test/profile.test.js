@@ -7,9 +7,8 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { createClient } = require('../wxlogin.js');
-const { startStack } = require('./stack.js');
-const { createFakeWx, mockPost, getUserProfile } = require('./fake-wx.js');
+const { startStack, makers, rejection } = require('./stack.js');
+const { mockPost, getUserProfile } = require('./fake-wx.js');
 
 // A 1×1 PNG.
 const PNG = Buffer.from(
@@ -28,22 +27,7 @@ after(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-function device(openId, extra) {
-  return createFakeWx(Object.assign({ mockUrl: stack.mockUrl, openId }, extra));
-}
-
-function client(wx, extra) {
-  return createClient(Object.assign({ baseUrl: stack.serverUrl, wx }, extra));
-}
-
-async function rejection(promise) {
-  const outcome = await promise.then(
-    (value) => ({ value }),
-    (error) => ({ error })
-  );
-  assert.ok(outcome.error, `expected a rejection, got ${JSON.stringify(outcome.value)}`);
-  return outcome.error;
-}
+const { device, client } = makers(() => stack);
 
 /** Another part of the mini-program calls wx.login: WeChat rotates the session key. */
 function otherWxLogin(wx) {

@@ -6,8 +6,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
 const { createClient } = require('../wxlogin.js');
-const { startStack } = require('./stack.js');
-const { createFakeWx } = require('./fake-wx.js');
+const { startStack, makers, rejection } = require('./stack.js');
 
 let stack;
 let proxy;
@@ -57,22 +56,7 @@ function startProxy(target) {
   });
 }
 
-function device(openId, extra) {
-  return createFakeWx(Object.assign({ mockUrl: stack.mockUrl, openId }, extra));
-}
-
-function client(wx, extra) {
-  return createClient(Object.assign({ baseUrl: stack.serverUrl, wx }, extra));
-}
-
-async function rejection(promise) {
-  const outcome = await promise.then(
-    (value) => ({ value }),
-    (error) => ({ error })
-  );
-  assert.ok(outcome.error, `expected a rejection, got ${JSON.stringify(outcome.value)}`);
-  return outcome.error;
-}
+const { device, client } = makers(() => stack);
 
 /** Logs `token` out behind the client's back (another device, an operator's revocation). */
 async function revoke(baseUrl, token) {

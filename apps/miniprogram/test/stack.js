@@ -187,4 +187,30 @@ async function startStack() {
   };
 }
 
-module.exports = { startStack, APP_ID, BIN, REPO };
+/**
+ * The `device` (a fake wx for one openid, talking to the stack's mock WeChat) and `client`
+ * (a wxlogin client of that device, on the stack's server) of a test file; `current` gives
+ * the stack, which the file's `before` starts.
+ */
+function makers(current) {
+  const { createFakeWx } = require('./fake-wx.js');
+  const { createClient } = require('../wxlogin.js');
+  return {
+    device: (openId, extra) =>
+      createFakeWx(Object.assign({ mockUrl: current().mockUrl, openId }, extra)),
+    client: (wx, extra) => createClient(Object.assign({ baseUrl: current().serverUrl, wx }, extra)),
+  };
+}
+
+/** The rejection of `promise` (fails the test if it resolves). */
+async function rejection(promise) {
+  const assert = require('node:assert/strict');
+  const outcome = await promise.then(
+    (value) => ({ value }),
+    (error) => ({ error })
+  );
+  assert.ok(outcome.error, `expected a rejection, got ${JSON.stringify(outcome.value)}`);
+  return outcome.error;
+}
+
+module.exports = { startStack, makers, rejection, APP_ID, BIN, REPO };

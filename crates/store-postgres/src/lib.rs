@@ -43,6 +43,78 @@ use wxlogin_store_sql::{
 /// The session cache's settings (`Store::with_session_cache`).
 pub use wxlogin_store_sql::cache::CacheSettings;
 
+/// How often the listener proves its connection works: it sends a probe through the main pool
+/// and must hear a notification (its own or another instance's) within twice this.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Turns the session cache dark when the listener task ends, however it ends.
+struct DarkOnDrop(Arc<SessionCache>);
+
+impl Drop for DarkOnDrop {
+    fn drop(&mut self) {
+        self.0.set_live(false);
+    }
+}
+
+/// Sends a probe notification through `probes` (the main pool: it proves the database takes
+/// writes too) and waits up to `within` for the listener to hear anything.
+async fn hears(
+    probes: &sqlx::PgPool,
+    cache: &SessionCache,
+    listener: &mut PgListener,
+    within: Duration,
+) -> bool {
+    if probe(probes).await.is_err() {
+        return false;
+    }
+    match tokio::time::timeout(within, listener.try_recv()).await {
+        Ok(Ok(Some(notification))) => {
+            cache.apply(notification.payload());
+            true
+        }
+        _ => false,
+    }
+}
+
+async fn probe(probes: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, 'n:probe')")
+        .bind(CHANNEL)
+        .execute(probes)
+        .await
+        .map(drop)
+}
+
+/// Feeds the notifications to the cache until the channel is lost: the connection fails,
+/// nothing was heard for two probe periods (a task sends a probe every period; one that
+/// cannot be sent is not heard either), or a write's echo did not come back. A receive is
+/// only ever cut short when the listener is given up anyway.
+async fn listen_while_alive(
+    probes: &sqlx::PgPool,
+    cache: &SessionCache,
+    listener: &mut PgListener,
+) {
+    let prober = tokio::spawn({
+        let probes = probes.clone();
+        async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                if let Err(e) = probe(&probes).await {
+                    tracing::debug!(error = %e, "session cache: a probe could not be sent");
+                }
+            }
+        }
+    });
+    while let Ok(Ok(Some(notification))) =
+        tokio::time::timeout(PROBE_EVERY * 2, listener.try_recv()).await
+    {
+        cache.apply(notification.payload());
+        if cache.take_suspicion() {
+            break;
+        }
+    }
+    prober.abort();
+}
+
 /// The `application_name` of the session cache's listener connection.
 pub const LISTENER_NAME: &str = "wxlogin-listener";
 
@@ -249,26 +321,30 @@ impl Backend for PostgresBackend {
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options);
+        let probes = pools.writer.clone();
         let task = tokio::spawn(async move {
+            // Dark whenever this task is not listening: also if it panics or is aborted.
+            let _dark = DarkOnDrop(Arc::clone(&cache));
             let mut pause = Duration::from_millis(250);
             loop {
                 match listen(&pool).await {
                     Ok(mut listener) => {
-                        cache.set_live(true);
-                        pause = Duration::from_millis(250);
-                        // `None`: the connection was lost (notifications may have been missed).
-                        while let Ok(Some(notification)) = listener.try_recv().await {
-                            cache.apply(notification.payload());
+                        // Live only once a probe came back: a LISTEN that hears nothing (a
+                        // pooler in transaction mode) must not make the cache live.
+                        if hears(&probes, &cache, &mut listener, PROBE_EVERY).await {
+                            cache.set_live(true);
+                            pause = Duration::from_millis(250);
+                            listen_while_alive(&probes, &cache, &mut listener).await;
+                            tracing::warn!("session cache off: its notification channel was lost");
                         }
                         cache.set_live(false);
-                        tracing::warn!("session cache off: its notification channel was lost");
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "session cache: cannot listen yet");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(5));
                     }
                 }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
             }
         });
         Some(Background::new(task.abort_handle()))

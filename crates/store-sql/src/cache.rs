@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -52,7 +52,6 @@ impl Default for CacheSettings {
 pub const CHANNEL: &str = "wxlogin_sessions";
 
 /// See the module doc.
-#[derive(Debug)]
 pub struct SessionCache {
     settings: CacheSettings,
     /// Whether lookups may be answered from memory.
@@ -61,6 +60,21 @@ pub struct SessionCache {
     /// The writes of this process waiting to hear their own notification (see [`Echo`]).
     echoes: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_echo: AtomicU64,
+    /// Names this process's echoes among every instance's notifications.
+    instance: String,
+    /// Raised when a write's echo did not come back: the listener may be deaf.
+    suspect: AtomicBool,
+}
+
+/// Counts only: the entries hold token digests, session keys and users.
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("settings", &self.settings)
+            .field("live", &self.is_live())
+            .field("entries", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A write's wait for its own notification to come back through this process's listener:
@@ -69,18 +83,19 @@ pub struct SessionCache {
 /// before that one's listener had read the notification.
 #[derive(Debug)]
 pub struct Echo {
+    tag: String,
     nonce: u64,
     heard: oneshot::Receiver<()>,
 }
 
 impl Echo {
-    /// The payload part that names it (`n:<nonce>`).
-    pub fn tag(&self) -> String {
-        format!("n:{}", self.nonce)
+    /// The payload part that names it: `n:<this process's id>:<nonce>`.
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     by_digest: HashMap<TokenDigest, Entry>,
     by_session: HashMap<SessionId, TokenDigest>,
@@ -89,10 +104,10 @@ struct Inner {
     generation: u64,
 }
 
-#[derive(Debug)]
 struct Entry {
     app_id: AppId,
-    record: SessionRecord,
+    /// Shared, so that a hit copies it outside the lock.
+    record: Arc<SessionRecord>,
     stored: Instant,
 }
 
@@ -144,6 +159,8 @@ impl SessionCache {
             inner: Mutex::default(),
             echoes: Mutex::default(),
             next_echo: AtomicU64::new(0),
+            instance: Uuid::now_v7().simple().to_string(),
+            suspect: AtomicBool::new(false),
         }
     }
 
@@ -163,6 +180,16 @@ impl SessionCache {
         let mut inner = self.lock();
         inner.clear();
         self.live.store(live, Ordering::Release);
+        drop(inner);
+        if live {
+            self.suspect.store(false, Ordering::Release);
+        } else {
+            // Nothing will bring the echoes back: their writes go on at once.
+            self.echoes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
     }
 
     /// The session with this digest, as `app_id` sees it, if it was stored less than the
@@ -171,10 +198,13 @@ impl SessionCache {
         if !self.is_live() {
             return None;
         }
-        let inner = self.lock();
-        let entry = inner.by_digest.get(digest)?;
-        (entry.app_id == *app_id && entry.stored.elapsed() < self.settings.lifetime)
-            .then(|| entry.record.clone())
+        let record = {
+            let inner = self.lock();
+            let entry = inner.by_digest.get(digest)?;
+            (entry.app_id == *app_id && entry.stored.elapsed() < self.settings.lifetime)
+                .then(|| Arc::clone(&entry.record))?
+        };
+        Some(SessionRecord::clone(&record))
     }
 
     /// Taken before a database read whose result [`SessionCache::fill`] may keep; `None` while
@@ -206,7 +236,7 @@ impl SessionCache {
             digest,
             Entry {
                 app_id: app_id.clone(),
-                record: record.clone(),
+                record: Arc::new(record.clone()),
                 stored: Instant::now(),
             },
         );
@@ -238,18 +268,26 @@ impl SessionCache {
         }
         let nonce = self.next_echo.fetch_add(1, Ordering::Relaxed);
         let (tx, heard) = oneshot::channel();
-        self.echoes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(nonce, tx);
-        Some(Echo { nonce, heard })
+        let mut echoes = self.echoes.lock().unwrap_or_else(PoisonError::into_inner);
+        // Echoes whose write gave up (a failed statement or commit, a cancelled request).
+        if echoes.len() >= 64 {
+            echoes.retain(|_, tx| !tx.is_closed());
+        }
+        echoes.insert(nonce, tx);
+        Some(Echo {
+            tag: format!("n:{}:{nonce}", self.instance),
+            nonce,
+            heard,
+        })
     }
 
     /// Waits, at most `patience`, for `echo` to come back.
     pub async fn heard(&self, echo: Echo, patience: Duration) {
         let nonce = echo.nonce;
         if tokio::time::timeout(patience, echo.heard).await.is_err() {
-            tracing::debug!("a session-cache notification did not come back in time");
+            // The listener may be deaf (a connection dropped without a word): it reconnects.
+            tracing::warn!("a session-cache notification did not come back in time");
+            self.suspect.store(true, Ordering::Release);
         }
         self.echoes
             .lock()
@@ -269,8 +307,11 @@ impl SessionCache {
         let parsed: Option<Vec<Forget>> = payload
             .split(',')
             .filter(|part| match part.strip_prefix("n:") {
-                Some(nonce) => {
-                    echo = nonce.parse::<u64>().ok();
+                Some(tag) => {
+                    echo = tag
+                        .split_once(':')
+                        .filter(|(instance, _)| *instance == self.instance)
+                        .and_then(|(_, nonce)| nonce.parse::<u64>().ok());
                     false
                 }
                 None => true,
@@ -305,8 +346,14 @@ impl SessionCache {
         if let Some(entry) = inner.by_digest.get_mut(&digest)
             && entry.record.session.last_seen_at < now
         {
-            entry.record.session.last_seen_at = now;
+            Arc::make_mut(&mut entry.record).session.last_seen_at = now;
         }
+    }
+
+    /// Whether a write's echo did not come back since the last call (see
+    /// [`SessionCache::heard`]): the listener should start again.
+    pub fn take_suspicion(&self) -> bool {
+        self.suspect.swap(false, Ordering::AcqRel)
     }
 
     /// How many sessions are cached (for tests and metrics).
@@ -542,5 +589,25 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(50));
         cache.set_live(false);
         assert!(cache.echo().is_none());
+    }
+
+    /// Another instance counts its echoes from 0 too: its notification wakes no write here.
+    #[tokio::test]
+    async fn only_this_processs_echo_wakes_its_write_and_a_dark_cache_wakes_them_all() {
+        let cache = live();
+        let echo = cache.echo().expect("an echo");
+        let other = echo.tag().replacen(&cache.instance, "0000", 1);
+        cache.apply(&format!("{other},u:{}", Uuid::now_v7()));
+        let started = Instant::now();
+        cache.heard(echo, Duration::from_millis(50)).await;
+        assert!(started.elapsed() >= Duration::from_millis(50), "woken by another's echo");
+        assert!(cache.take_suspicion(), "an echo that never came back raises suspicion");
+        assert!(!cache.take_suspicion(), "once");
+
+        let waiting = cache.echo().expect("an echo");
+        cache.set_live(false);
+        let started = Instant::now();
+        cache.heard(waiting, Duration::from_secs(5)).await;
+        assert!(started.elapsed() < Duration::from_secs(1), "a dark cache keeps no write waiting");
     }
 }

@@ -314,8 +314,12 @@ impl<B: Backend> Store<B> {
         if let Some(background) = &self.pools.background {
             background.0.abort();
         }
-        if let Some((_, Some(watcher))) = &self.cache {
-            watcher.0.abort();
+        if let Some((cache, watcher)) = &self.cache {
+            if let Some(watcher) = watcher {
+                watcher.0.abort();
+            }
+            // Nothing keeps it right any more.
+            cache.set_live(false);
         }
         self.pools.writer.close().await;
         self.pools.reader.close().await;

@@ -600,14 +600,23 @@ mod tests {
         cache.apply(&format!("{other},u:{}", Uuid::now_v7()));
         let started = Instant::now();
         cache.heard(echo, Duration::from_millis(50)).await;
-        assert!(started.elapsed() >= Duration::from_millis(50), "woken by another's echo");
-        assert!(cache.take_suspicion(), "an echo that never came back raises suspicion");
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "woken by another's echo"
+        );
+        assert!(
+            cache.take_suspicion(),
+            "an echo that never came back raises suspicion"
+        );
         assert!(!cache.take_suspicion(), "once");
 
         let waiting = cache.echo().expect("an echo");
         cache.set_live(false);
         let started = Instant::now();
         cache.heard(waiting, Duration::from_secs(5)).await;
-        assert!(started.elapsed() < Duration::from_secs(1), "a dark cache keeps no write waiting");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a dark cache keeps no write waiting"
+        );
     }
 }

@@ -19,7 +19,7 @@ struct Pair {
     mock: MockWeChat,
     client: reqwest::Client,
     _mock_server: MockServer,
-    _db: TestDb,
+    db: TestDb,
 }
 
 async fn two_servers_on_one_postgres() -> Pair {
@@ -45,7 +45,7 @@ async fn two_servers_on_one_postgres() -> Pair {
         mock,
         client: client(),
         _mock_server: mock_server,
-        _db: db,
+        db,
     }
 }
 
@@ -63,7 +63,7 @@ impl Pair {
     /// backs (no notification) is not seen. Waits (a few seconds at most) for the cache to be
     /// live, which it is once its listener listens.
     async fn assert_cached(&self, base: &str, token: &str) {
-        let db = sqlx::PgPool::connect(&self._db.url())
+        let db = sqlx::PgPool::connect(&self.db.url())
             .await
             .expect("connect to the test database");
         let user = user_id_of(&expect_status(self.me(base, token).await, StatusCode::OK).await);

@@ -54,6 +54,9 @@ pub struct Options {
     pub callgrind: bool,
     pub write: bool,
     pub svg: bool,
+    /// Only these endpoints (by key) after `/healthz`, which every run measures first; empty
+    /// for all of them. A filtered run prints its table and writes nothing.
+    pub only: Vec<String>,
     /// The command as typed, for the report.
     pub command: String,
 }
@@ -223,6 +226,25 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     if secs == 0 {
         bail!("--duration must be at least 1 second");
     }
+    let endpoints: Vec<Endpoint> = Endpoint::ALL
+        .into_iter()
+        .filter(|e| {
+            *e == Endpoint::Healthz
+                || opts.only.is_empty()
+                || opts.only.iter().any(|o| o == e.key())
+        })
+        .collect();
+    if let Some(unknown) = opts
+        .only
+        .iter()
+        .find(|o| !Endpoint::ALL.iter().any(|e| e.key() == o.as_str()))
+    {
+        let keys: Vec<&str> = Endpoint::ALL.iter().map(|e| e.key()).collect();
+        bail!(
+            "--only {unknown}: no such endpoint (one of {})",
+            keys.join(", ")
+        );
+    }
     ensure_tool("wrk", "wrk")?;
     if opts.callgrind {
         ensure_tool("valgrind", "valgrind")?;
@@ -270,6 +292,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         mock: &mock,
         users: if opts.quick { QUICK_USERS } else { USERS },
         secs,
+        endpoints: &endpoints,
     };
 
     let mut results = Vec::new();
@@ -310,7 +333,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     }
     println!("\n{report}");
 
-    if opts.write {
+    if opts.write && opts.only.is_empty() {
         let doc_path = crate::project_root().join("docs/benchmarks.md");
         let mut doc = fs::read_to_string(&doc_path).unwrap_or_else(|_| DOC_SKELETON.to_owned());
         for result in &results {
@@ -348,6 +371,7 @@ struct Env<'a> {
     mock: &'a str,
     users: usize,
     secs: u64,
+    endpoints: &'a [Endpoint],
 }
 
 /// Runs every endpoint against a fresh server on `db_url`.
@@ -410,7 +434,7 @@ fn bench_store(env: &Env<'_>, store: Store, db_url: &str) -> anyhow::Result<Stor
 
     let mut rss_per_endpoint = true;
     let mut rows: Vec<Row> = Vec::new();
-    for endpoint in Endpoint::ALL {
+    for &endpoint in env.endpoints {
         let healthz_rps = rows.first().map_or(0.0, |r| r.rps);
         // Enough codes for half the ceiling's rate (twice the highest target); a run that
         // spends them all is thrown away and repeated with enough for 1.5 times the ceiling,
@@ -1267,7 +1291,16 @@ impl Drop for PgDatabase {
     }
 }
 
+/// Builds the release binary, or takes `WXLOGIN_BENCH_BINARY` (a binary built before, to
+/// compare two builds back to back; a filtered run, `--only`, is the place for that).
 fn build_release() -> anyhow::Result<PathBuf> {
+    if let Some(binary) = std::env::var_os("WXLOGIN_BENCH_BINARY") {
+        let binary = PathBuf::from(binary);
+        if !binary.is_file() {
+            bail!("WXLOGIN_BENCH_BINARY: no file {}", binary.display());
+        }
+        return Ok(binary);
+    }
     let mut cmd = crate::cargo();
     cmd.args([
         "build",

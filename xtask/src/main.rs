@@ -95,6 +95,10 @@ enum Cmd {
         /// Redraw docs/benchmarks.svg with --quick too.
         #[arg(long)]
         svg: bool,
+        /// Only these endpoints (after /healthz, always measured first), comma-separated:
+        /// login_new, login_returning, update_user_info, me, profile, phone. Writes nothing.
+        #[arg(long, value_delimiter = ',', value_name = "ENDPOINTS")]
+        only: Vec<String>,
     },
 }
 
@@ -195,6 +199,7 @@ fn main() -> anyhow::Result<()> {
             no_callgrind,
             no_write,
             svg,
+            only,
         } => bench::run(&bench::Options {
             quick,
             duration,
@@ -203,6 +208,7 @@ fn main() -> anyhow::Result<()> {
             callgrind: !no_callgrind,
             write: !no_write,
             svg,
+            only,
             command: std::iter::once("cargo xtask".to_owned())
                 .chain(std::env::args().skip(1))
                 .collect::<Vec<_>>()

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use wxlogin_crypto::{Argon2Verifier, OsTokens, WeChatCipher};
 use wxlogin_domain::{
     ActiveAt, Admin, AdminConfig, AdminService, AppId, Directory, LoginService, Service,
-    ServiceConfig, StatsQuery, StoreError, SystemClock, UserStore, WeChat,
+    ServiceConfig, StatsQuery, StoreError, SystemClock, Timer, UserStore, WeChat,
 };
 use wxlogin_store_postgres::Postgres;
 use wxlogin_store_sqlite::Sqlite;
@@ -27,20 +27,19 @@ use crate::wechat_cap::Capped;
 /// The service with the adapters that never vary: the cipher, the token minter, the clock.
 pub type AppService<S, W> = Service<S, W, WeChatCipher, OsTokens, SystemClock>;
 
-/// The service over the chosen store and WeChat, with the fixed adapters.
+/// The service over the chosen store and WeChat, with the fixed adapters. Its WeChat calls
+/// are bounded on tokio's timer (the domain's default timer wakes a thread of its own for
+/// every call).
 pub fn new_service<S: UserStore, W: WeChat>(
     store: S,
     wechat: W,
     config: &ServiceConfig,
 ) -> AppService<S, W> {
-    Service::new(
-        store,
-        wechat,
-        WeChatCipher,
-        OsTokens,
-        SystemClock,
-        config.clone(),
-    )
+    let config = ServiceConfig {
+        timer: Timer::new(|d| Box::pin(tokio::time::sleep(d))),
+        ..config.clone()
+    };
+    Service::new(store, wechat, WeChatCipher, OsTokens, SystemClock, config)
 }
 
 /// A server running in the background (tests, and `main`).

@@ -50,6 +50,40 @@ pub struct ServiceConfig {
     /// HTTP client's own total timeout, so that the client's more precise error comes first;
     /// shorter than the access-token lease.
     pub wechat_timeout: std::time::Duration,
+    /// What waits out [`ServiceConfig::wechat_timeout`].
+    pub timer: Timer,
+}
+
+/// What waits out the bound on every WeChat call: by default a timer on `futures-timer`'s
+/// own thread, so the domain needs no runtime; a server on tokio passes tokio's timer, which
+/// costs no wake-up of another thread per call ([`Timer::new`]).
+#[derive(Clone)]
+pub struct Timer(Arc<dyn Fn(std::time::Duration) -> Sleep + Send + Sync>);
+
+/// A pause of [`Timer`].
+pub type Sleep = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Timer {
+    /// A timer whose `sleep(d)` completes after `d`.
+    pub fn new(sleep: impl Fn(std::time::Duration) -> Sleep + Send + Sync + 'static) -> Self {
+        Self(Arc::new(sleep))
+    }
+
+    fn sleep(&self, d: std::time::Duration) -> Sleep {
+        (self.0)(d)
+    }
+}
+
+impl Default for Timer {
+    fn default() -> Self {
+        Self::new(|d| Box::pin(futures_timer::Delay::new(d)))
+    }
+}
+
+impl std::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Timer")
+    }
 }
 
 impl Default for ServiceConfig {
@@ -62,6 +96,7 @@ impl Default for ServiceConfig {
             access_token_refetch_interval: Duration::minutes(1),
             access_token_lease: Duration::seconds(10),
             wechat_timeout: std::time::Duration::from_secs(6),
+            timer: Timer::default(),
         }
     }
 }
@@ -170,7 +205,7 @@ where
         let store = Arc::clone(&self.store);
         let wechat = Arc::clone(&self.wechat);
         let clock = Arc::clone(&self.clock);
-        let bound = self.config.wechat_timeout;
+        let (bound, timer) = (self.config.wechat_timeout, self.config.timer.clone());
         let token = self
             .access_token_fetch
             .run(&format!("access_token/{rejections}"), move || async move {
@@ -180,7 +215,7 @@ where
                         // Read before the call: the token is thought to expire a little early,
                         // never late.
                         let fetched_at = clock.now();
-                        let issued = bounded(bound, wechat.stable_access_token()).await?;
+                        let issued = bounded(&timer, bound, wechat.stable_access_token()).await?;
                         Ok(StoredAccessToken {
                             token: issued.token,
                             expires_at: fetched_at + issued.expires_in,
@@ -243,12 +278,12 @@ where
     async fn exchange(&self, code: &LoginCode) -> Result<CodeSession, WeChatError> {
         let wechat = Arc::clone(&self.wechat);
         let owned = code.clone();
-        let bound = self.config.wechat_timeout;
+        let (bound, timer) = (self.config.wechat_timeout, self.config.timer.clone());
         // The bound is inside the shared call: a stalled exchange ends (and leaves the single
         // flight) for every caller at once, and the next attempt starts a new call.
         self.exchanges
             .run(code.as_str(), move || async move {
-                bounded(bound, wechat.code_to_session(&owned)).await
+                bounded(&timer, bound, wechat.code_to_session(&owned)).await
             })
             .await
     }
@@ -258,7 +293,7 @@ where
         &self,
         call: impl Future<Output = Result<R, WeChatError>>,
     ) -> Result<R, WeChatError> {
-        bounded(self.config.wechat_timeout, call).await
+        bounded(&self.config.timer, self.config.wechat_timeout, call).await
     }
 
     /// The stored session of `token` and the state it is in now, whatever that state is.
@@ -630,14 +665,15 @@ where
     }
 }
 
-/// `call`, or `Unavailable` once `limit` has passed (the call is dropped: cancelled). The
-/// timer runs on `futures-timer`'s own thread, so this works on any executor.
+/// `call`, or `Unavailable` once `limit` has passed on `timer` (the call is dropped:
+/// cancelled).
 pub(crate) async fn bounded<T>(
+    timer: &Timer,
     limit: std::time::Duration,
     call: impl Future<Output = Result<T, WeChatError>>,
 ) -> Result<T, WeChatError> {
     let call = std::pin::pin!(call);
-    match select(call, futures_timer::Delay::new(limit)).await {
+    match select(call, timer.sleep(limit)).await {
         Either::Left((answer, _)) => answer,
         Either::Right(((), _)) => Err(WeChatError::Unavailable(format!(
             "timed out after {} ms",

@@ -81,6 +81,12 @@ pub trait Dialect: Send + Sync + 'static {
     /// (several statements in one query, run by its worker in one go),
     /// [`FINISH_LOGIN_CTE`] on Postgres (data-modifying `WITH`, one statement).
     const FINISH_LOGIN: &'static str;
+
+    /// A whole login as one query, where the driver runs several statements in one go
+    /// ([`LOGIN_STATEMENTS`] on SQLite): then each login of a batch is one trip to the
+    /// connection's worker thread instead of three or four. `None` (Postgres, which takes one
+    /// statement per query with bound values) runs the steps one by one.
+    const LOGIN_STATEMENTS: Option<&'static str> = None;
 }
 
 /// The session insert of [`Dialect::FINISH_LOGIN`]: a session is last seen when its login
@@ -120,6 +126,54 @@ pub const FINISH_LOGIN_CTE: &str = concat!(
     insert_session!(),
     "), e AS (INSERT INTO login_events (at, app_id) VALUES ($6, $3)) ",
     login_user!()
+);
+
+/// The `WITH` of [`LOGIN_STATEMENTS`]' inserts of a first login: the user of the oldest
+/// identity with unionid `$3`, if that user has no identity in app `$1` yet.
+macro_rules! joinable {
+    () => {
+        "WITH linked (user_id) AS (SELECT user_id FROM wechat_identities \
+         WHERE union_id = $3 ORDER BY created_at, app_id LIMIT 1), \
+         joinable (user_id) AS (SELECT user_id FROM linked WHERE NOT EXISTS \
+         (SELECT 1 FROM wechat_identities x WHERE x.user_id = linked.user_id AND x.app_id = $1)) "
+    };
+}
+
+/// A whole login in one query of six statements, for a database whose write transactions run
+/// one at a time (SQLite): what [`Queries::returning_user_learning`], [`Queries::linked_user`],
+/// a first login's user and identity and [`Dialect::FINISH_LOGIN`] do one after the other,
+/// decided in SQL instead of between trips. Binds `$1` app id, `$2` openid, `$3` unionid (or
+/// NULL), `$4` the id a new user gets, `$5` now, `$6` session id, `$7` token digest, `$8`
+/// session key, `$9` expiry. Its rows: one `learnt` row (the user id) if the login taught an
+/// existing identity its unionid, then the user row.
+///
+/// - the identity of `($1, $2)`, if it exists and has no unionid, learns `$3`;
+/// - otherwise, if there is none: the user of the oldest identity with unionid `$3` (another
+///   app's) is joined, unless that user already has an identity in app `$1`; failing that a
+///   new user `$4` is inserted; either way the identity `($1, $2)` is inserted for it;
+/// - then the session and the login event are inserted and the user is read through the
+///   identity. A new user is one whose id is `$4`.
+pub const LOGIN_STATEMENTS: &str = concat!(
+    "UPDATE wechat_identities SET union_id = $3 \
+     WHERE app_id = $1 AND open_id = $2 AND union_id IS NULL AND $3 IS NOT NULL \
+     RETURNING user_id AS learnt; ",
+    joinable!(),
+    "INSERT INTO users (id, created_at, updated_at) SELECT $4, $5, $5 \
+     WHERE NOT EXISTS (SELECT 1 FROM wechat_identities WHERE app_id = $1 AND open_id = $2) \
+     AND NOT EXISTS (SELECT 1 FROM joinable); ",
+    joinable!(),
+    "INSERT INTO wechat_identities (user_id, app_id, open_id, union_id, created_at) \
+     SELECT COALESCE((SELECT user_id FROM joinable), $4), $1, $2, $3, $5 \
+     WHERE NOT EXISTS (SELECT 1 FROM wechat_identities WHERE app_id = $1 AND open_id = $2); ",
+    "INSERT INTO sessions \
+     (id, user_id, app_id, token_digest, session_key, created_at, expires_at, last_seen_at) \
+     SELECT $6, user_id, $1, $7, $8, $5, $9, $5 FROM wechat_identities \
+     WHERE app_id = $1 AND open_id = $2; ",
+    "INSERT INTO login_events (at, app_id) VALUES ($5, $1); ",
+    "SELECT ",
+    queries::user_columns!(),
+    " FROM wechat_identities i JOIN users u ON u.id = i.user_id \
+      WHERE i.app_id = $1 AND i.open_id = $2"
 );
 
 /// [`Dialect::LINKED_IDENTITY`] without a lock.

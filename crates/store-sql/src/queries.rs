@@ -6,7 +6,7 @@
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Row, Type};
 use wxlogin_domain::{
     AccessToken, AccessTokenNeed, AppId, AvatarChange, AvatarId, AvatarUrl, ImageKind, LoginRecord,
     NewLogin, NickName, PhoneChange, ProfileChange, ProfileText, PurgeBefore, SessionId,
@@ -154,6 +154,40 @@ where
         .await
         .map_err(D::map_err)?;
         Ok(inserted.is_some())
+    }
+
+    /// A whole login in one query ([`Dialect::LOGIN_STATEMENTS`], `statements`): its record,
+    /// and whether an existing user learnt its unionid.
+    pub async fn login_in_one(
+        conn: &mut Conn<D>,
+        statements: &'static str,
+        login: &NewLogin,
+    ) -> Result<(LoginRecord, bool), StoreError> {
+        let new_user_id = D::Id::from(*login.new_user_id.as_uuid());
+        let rows = sqlx::query(statements)
+            .bind(login.app_id.as_str())
+            .bind(login.open_id.as_str())
+            .bind(login.union_id.as_ref().map(|u| u.as_str()))
+            .bind(new_user_id)
+            .bind(D::timestamp(login.now))
+            .bind(D::Id::from(*login.session_id.as_uuid()))
+            .bind(login.token_digest.as_bytes().as_slice())
+            .bind(login.session_key.expose_base64())
+            .bind(D::timestamp(login.expires_at))
+            .fetch_all(conn)
+            .await
+            .map_err(D::map_err)?;
+        // The `learnt` row has one column; the user row has all of them.
+        let learnt = rows.iter().any(|row| row.len() == 1);
+        let user = rows
+            .iter()
+            .find(|row| row.len() > 1)
+            .map(|row| UserRow::<D>::from_row(row).map_err(D::map_err))
+            .transpose()?
+            .ok_or_else(|| StoreError::Unexpected("the user vanished during login".into()))?
+            .into_user()?;
+        let is_new_user = user.id == login.new_user_id;
+        Ok((LoginRecord { user, is_new_user }, learnt))
     }
 
     /// The common end of every login, once its user is known: inserts the session and the

@@ -345,6 +345,9 @@ where
         conn: &mut Conn<B>,
         login: &NewLogin,
     ) -> Result<(LoginRecord, bool), StoreError> {
+        if let Some(statements) = B::LOGIN_STATEMENTS {
+            return Queries::<B>::login_in_one(conn, statements, login).await;
+        }
         let (user_id, is_new_user, changed) =
             match Queries::<B>::returning_user_learning(conn, login).await? {
                 Some((user_id, learnt)) => (user_id, false, learnt),

@@ -109,6 +109,7 @@ impl Dialect for SqliteBackend {
     const RETURNING_IDENTITY: &'static str = wxlogin_store_sql::RETURNING_IDENTITY;
     const LINKED_IDENTITY: &'static str = wxlogin_store_sql::LINKED_IDENTITY;
     const FINISH_LOGIN: &'static str = wxlogin_store_sql::FINISH_LOGIN_STATEMENTS;
+    const LOGIN_STATEMENTS: Option<&'static str> = Some(wxlogin_store_sql::LOGIN_STATEMENTS);
 
     /// Fixed-width RFC 3339 in UTC with nanoseconds (see the crate docs).
     fn timestamp(t: DateTime<Utc>) -> String {

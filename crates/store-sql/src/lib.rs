@@ -81,12 +81,6 @@ pub trait Dialect: Send + Sync + 'static {
     /// (several statements in one query, run by its worker in one go),
     /// [`FINISH_LOGIN_CTE`] on Postgres (data-modifying `WITH`, one statement).
     const FINISH_LOGIN: &'static str;
-
-    /// A whole login as one query, where the driver runs several statements in one go
-    /// ([`LOGIN_STATEMENTS`] on SQLite): then each login of a batch is one trip to the
-    /// connection's worker thread instead of three or four. `None` (Postgres, which takes one
-    /// statement per query with bound values) runs the steps one by one.
-    const LOGIN_STATEMENTS: Option<&'static str> = None;
 }
 
 /// The session insert of [`Dialect::FINISH_LOGIN`]: a session is last seen when its login

@@ -156,19 +156,23 @@ where
         Ok(inserted.is_some())
     }
 
-    /// A whole login in one query ([`Dialect::LOGIN_STATEMENTS`], `statements`): its record,
-    /// and whether an existing user learnt its unionid.
+    /// A whole login in one query, `statements` (the stores' `login_at_once`): binds `$1`
+    /// app id, `$2` openid, `$3` unionid (or NULL), `$4` the id a new user gets, `$5` now,
+    /// `$6` session id, `$7` token digest, `$8` session key, `$9` expiry. Its answer is the
+    /// user row, if the query could sign the login in, and any number of rows whose `learnt`
+    /// column holds a user id (on the user row or a row of its own) if the login taught an
+    /// existing identity its unionid. A new user is one whose id is `$4`. `None` without a
+    /// user row.
     pub async fn login_in_one(
         conn: &mut Conn<D>,
         statements: &'static str,
         login: &NewLogin,
-    ) -> Result<(LoginRecord, bool), StoreError> {
-        let new_user_id = D::Id::from(*login.new_user_id.as_uuid());
+    ) -> Result<Option<(LoginRecord, bool)>, StoreError> {
         let rows = sqlx::query(statements)
             .bind(login.app_id.as_str())
             .bind(login.open_id.as_str())
             .bind(login.union_id.as_ref().map(|u| u.as_str()))
-            .bind(new_user_id)
+            .bind(D::Id::from(*login.new_user_id.as_uuid()))
             .bind(D::timestamp(login.now))
             .bind(D::Id::from(*login.session_id.as_uuid()))
             .bind(login.token_digest.as_bytes().as_slice())
@@ -177,17 +181,17 @@ where
             .fetch_all(conn)
             .await
             .map_err(D::map_err)?;
-        // The `learnt` row has one column; the user row has all of them.
-        let learnt = rows.iter().any(|row| row.len() == 1);
-        let user = rows
+        let learnt = rows
             .iter()
-            .find(|row| row.len() > 1)
-            .map(|row| UserRow::<D>::from_row(row).map_err(D::map_err))
-            .transpose()?
-            .ok_or_else(|| StoreError::Unexpected("the user vanished during login".into()))?
+            .any(|row| matches!(row.try_get::<Option<D::Id>, _>("learnt"), Ok(Some(_))));
+        let Some(row) = rows.iter().find(|row| row.len() > 1) else {
+            return Ok(None);
+        };
+        let user = UserRow::<D>::from_row(row)
+            .map_err(D::map_err)?
             .into_user()?;
         let is_new_user = user.id == login.new_user_id;
-        Ok((LoginRecord { user, is_new_user }, learnt))
+        Ok(Some((LoginRecord { user, is_new_user }, learnt)))
     }
 
     /// The common end of every login, once its user is known: inserts the session and the

@@ -93,6 +93,20 @@ pub trait Backend: Dialect {
         conn: &mut Conn<Self>,
         login: &NewLogin,
     ) -> impl Future<Output = Result<(Self::Id, bool), StoreError>> + Send;
+
+    /// A login in one trip to the database, in the caller's transaction, where the store can:
+    /// its record and whether an existing user learnt its unionid. `None` (the default, and
+    /// whenever the store's one query could not settle the login) runs the steps one by one:
+    /// [`Queries::returning_user_learning`], [`Queries::linked_user`],
+    /// [`Backend::create_user`], [`Queries::finish_login`]. Whatever it wrote before
+    /// answering `None` it has undone.
+    fn login_at_once(
+        conn: &mut Conn<Self>,
+        login: &NewLogin,
+    ) -> impl Future<Output = Result<Option<(LoginRecord, bool)>, StoreError>> + Send {
+        let _ = (conn, login);
+        std::future::ready(Ok(None))
+    }
 }
 
 /// Where a store's statements run. The two may be one pool (clones of it).
@@ -345,8 +359,8 @@ where
         conn: &mut Conn<B>,
         login: &NewLogin,
     ) -> Result<(LoginRecord, bool), StoreError> {
-        if let Some(statements) = B::LOGIN_STATEMENTS {
-            return Queries::<B>::login_in_one(conn, statements, login).await;
+        if let Some(done) = B::login_at_once(conn, login).await? {
+            return Ok(done);
         }
         let (user_id, is_new_user, changed) =
             match Queries::<B>::returning_user_learning(conn, login).await? {

@@ -30,9 +30,9 @@ use sqlx::sqlite::{
     SqliteQueryResult, SqliteSynchronous,
 };
 use uuid::fmt::Hyphenated;
-use wxlogin_domain::{Gender, NewLogin, StoreError};
+use wxlogin_domain::{Gender, LoginRecord, NewLogin, StoreError};
 use wxlogin_store_sql::{
-    Backend, Background, Dialect, Pools, Store, classify, embedded_migrator, options,
+    Backend, Background, Dialect, Pools, Queries, Store, classify, embedded_migrator, options,
 };
 
 /// The session cache's settings (`Store::with_session_cache`).
@@ -109,7 +109,6 @@ impl Dialect for SqliteBackend {
     const RETURNING_IDENTITY: &'static str = wxlogin_store_sql::RETURNING_IDENTITY;
     const LINKED_IDENTITY: &'static str = wxlogin_store_sql::LINKED_IDENTITY;
     const FINISH_LOGIN: &'static str = wxlogin_store_sql::FINISH_LOGIN_STATEMENTS;
-    const LOGIN_STATEMENTS: Option<&'static str> = Some(wxlogin_store_sql::LOGIN_STATEMENTS);
 
     /// Fixed-width RFC 3339 in UTC with nanoseconds (see the crate docs).
     fn timestamp(t: DateTime<Utc>) -> String {
@@ -278,6 +277,23 @@ impl Backend for SqliteBackend {
 
     /// Race-free find-then-insert: the write lock is held from `BEGIN IMMEDIATE` on, so no
     /// other login can insert this identity between the caller's read and this insert.
+    /// Always in one trip ([`wxlogin_store_sql::LOGIN_STATEMENTS`]: six statements in one
+    /// query, run by the connection's worker thread in one go): writers run one at a time, so
+    /// nothing can come between its statements.
+    async fn login_at_once(
+        conn: &mut SqliteConnection,
+        login: &NewLogin,
+    ) -> Result<Option<(LoginRecord, bool)>, StoreError> {
+        match Queries::<Self>::login_in_one(conn, wxlogin_store_sql::LOGIN_STATEMENTS, login)
+            .await?
+        {
+            Some(done) => Ok(Some(done)),
+            None => Err(StoreError::Unexpected(
+                "the user vanished during login".into(),
+            )),
+        }
+    }
+
     async fn create_user(
         conn: &mut SqliteConnection,
         login: &NewLogin,

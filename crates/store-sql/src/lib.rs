@@ -23,6 +23,8 @@ mod store;
 
 pub mod options;
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::{Database, Decode, Encode, Type};
@@ -122,18 +124,18 @@ pub const FINISH_LOGIN_CTE: &str = concat!(
     login_user!()
 );
 
-/// The `WITH` of [`LOGIN_STATEMENTS`]' inserts of a first login: the user of the oldest
-/// identity with unionid `$3`, if that user has no identity in app `$1` yet.
+/// In [`LOGIN_STATEMENTS`], the user a first login joins: the user of the oldest identity
+/// with unionid `$3`, if that user has no identity in app `$1` yet; else NULL. A scalar
+/// subquery, not a `WITH`: SQLite would build an ephemeral table for that on every run.
 macro_rules! joinable {
     () => {
-        "WITH linked (user_id) AS (SELECT user_id FROM wechat_identities \
-         WHERE union_id = $3 ORDER BY created_at, app_id LIMIT 1), \
-         joinable (user_id) AS (SELECT user_id FROM linked WHERE NOT EXISTS \
-         (SELECT 1 FROM wechat_identities x WHERE x.user_id = linked.user_id AND x.app_id = $1)) "
+        "(SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM wechat_identities x \
+         WHERE x.user_id = w.user_id AND x.app_id = $1) THEN w.user_id END \
+         FROM wechat_identities w WHERE w.union_id = $3 ORDER BY w.created_at, w.app_id LIMIT 1)"
     };
 }
 
-/// A whole login in one query of six statements, for a database whose write transactions run
+/// A whole login in one query of seven statements, for a database whose write transactions run
 /// one at a time (SQLite): what [`Queries::returning_user_learning`], [`Queries::linked_user`],
 /// a first login's user and identity and [`Dialect::FINISH_LOGIN`] do one after the other,
 /// decided in SQL instead of between trips. Binds `$1` app id, `$2` openid, `$3` unionid (or
@@ -148,17 +150,23 @@ macro_rules! joinable {
 /// - then the session and the login event are inserted and the user is read through the
 ///   identity. A new user is one whose id is `$4`.
 pub const LOGIN_STATEMENTS: &str = concat!(
+    // A `SELECT` first rather than `UPDATE … RETURNING`, for which SQLite builds an
+    // ephemeral table.
+    "SELECT user_id AS learnt FROM wechat_identities \
+     WHERE app_id = $1 AND open_id = $2 AND union_id IS NULL AND $3 IS NOT NULL; ",
     "UPDATE wechat_identities SET union_id = $3 \
-     WHERE app_id = $1 AND open_id = $2 AND union_id IS NULL AND $3 IS NOT NULL \
-     RETURNING user_id AS learnt; ",
-    joinable!(),
+     WHERE app_id = $1 AND open_id = $2 AND union_id IS NULL AND $3 IS NOT NULL; ",
     "INSERT INTO users (id, created_at, updated_at) SELECT $4, $5, $5 \
      WHERE NOT EXISTS (SELECT 1 FROM wechat_identities WHERE app_id = $1 AND open_id = $2) \
-     AND NOT EXISTS (SELECT 1 FROM joinable); ",
+     AND ",
     joinable!(),
+    " IS NULL; ",
+    // `VALUES`, not `INSERT … SELECT` reading the table it writes, which SQLite would run
+    // through an ephemeral table. The identity exists already for a returning login.
     "INSERT INTO wechat_identities (user_id, app_id, open_id, union_id, created_at) \
-     SELECT COALESCE((SELECT user_id FROM joinable), $4), $1, $2, $3, $5 \
-     WHERE NOT EXISTS (SELECT 1 FROM wechat_identities WHERE app_id = $1 AND open_id = $2); ",
+     VALUES (COALESCE(",
+    joinable!(),
+    ", $4), $1, $2, $3, $5) ON CONFLICT (app_id, open_id) DO NOTHING; ",
     "INSERT INTO sessions \
      (id, user_id, app_id, token_digest, session_key, created_at, expires_at, last_seen_at) \
      SELECT $6, user_id, $1, $7, $8, $5, $9, $5 FROM wechat_identities \
@@ -169,6 +177,43 @@ pub const LOGIN_STATEMENTS: &str = concat!(
     " FROM wechat_identities i JOIN users u ON u.id = i.user_id \
       WHERE i.app_id = $1 AND i.open_id = $2"
 );
+
+/// The most logins [`login_statements`] puts in one query: 8 × 7 statements. Every count up
+/// to it is a query of its own in each connection's statement cache.
+pub const LOGINS_PER_QUERY: usize = 8;
+
+/// [`LOGIN_STATEMENTS`] for `count` logins (1 to [`LOGINS_PER_QUERY`]) one after the other
+/// in one query, the `n`-th login's placeholders `$1`…`$9` renumbered `$(9n + 1)`…`$(9n + 9)`.
+pub fn login_statements(count: usize) -> &'static str {
+    static QUERIES: [OnceLock<String>; LOGINS_PER_QUERY] =
+        [const { OnceLock::new() }; LOGINS_PER_QUERY];
+    assert!(
+        (1..=LOGINS_PER_QUERY).contains(&count),
+        "login_statements: {count} logins"
+    );
+    QUERIES[count - 1].get_or_init(|| {
+        (0..count)
+            .map(|n| renumber(LOGIN_STATEMENTS, 9 * n))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// `sql` with every placeholder `$k` turned into `$(k + offset)`.
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let k: usize = rest[..digits].parse().expect("a placeholder's number");
+        out.push_str(&(k + offset).to_string());
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// [`Dialect::LINKED_IDENTITY`] without a lock.
 pub const LINKED_IDENTITY: &str = "SELECT user_id, union_id FROM wechat_identities \
@@ -255,5 +300,36 @@ mod tests {
         let text = classify_only(e).to_string();
         assert!(!text.contains("SECRETVALUE"), "{text}");
         assert!(text.contains("session_key"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod login_statements_tests {
+    use super::*;
+
+    #[test]
+    fn each_login_of_a_query_binds_nine_placeholders_of_its_own() {
+        assert_eq!(
+            renumber("a = $1 AND b = $9, $10", 9),
+            "a = $10 AND b = $18, $19"
+        );
+        assert_eq!(login_statements(1), LOGIN_STATEMENTS);
+        let three = login_statements(3);
+        assert_eq!(three.matches("INSERT INTO sessions").count(), 3);
+        for k in 1..=27 {
+            assert!(
+                three.contains(&format!("${k} ")) || three.contains(&format!("${k},")),
+                "${k}"
+            );
+        }
+        assert!(!three.contains("$28"));
+        // Built once per count.
+        assert!(std::ptr::eq(login_statements(3), three));
+    }
+
+    #[test]
+    #[should_panic(expected = "login_statements")]
+    fn a_query_holds_at_most_logins_per_query() {
+        let _ = login_statements(LOGINS_PER_QUERY + 1);
     }
 }

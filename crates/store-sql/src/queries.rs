@@ -156,42 +156,57 @@ where
         Ok(inserted.is_some())
     }
 
-    /// A whole login in one query, `statements` (the stores' `login_at_once`): binds `$1`
-    /// app id, `$2` openid, `$3` unionid (or NULL), `$4` the id a new user gets, `$5` now,
-    /// `$6` session id, `$7` token digest, `$8` session key, `$9` expiry. Its answer is the
-    /// user row, if the query could sign the login in, and any number of rows whose `learnt`
-    /// column holds a user id (on the user row or a row of its own) if the login taught an
-    /// existing identity its unionid. A new user is one whose id is `$4`. `None` without a
-    /// user row.
+    /// Logins in one query, `statements`: for the `n`-th login (from 0), the statements bind
+    /// `$(9n + 1)` app id, `$(9n + 2)` openid, `$(9n + 3)` unionid (or NULL), `$(9n + 4)` the
+    /// id a new user gets, `$(9n + 5)` now, `$(9n + 6)` session id, `$(9n + 7)` token digest,
+    /// `$(9n + 8)` session key, `$(9n + 9)` expiry (see [`crate::login_statements`]). The
+    /// rows, for each login in order: a one-column `learnt` row if the login taught an
+    /// existing identity its unionid, then its user row. A new user is one whose id is the
+    /// login's new user id.
     pub async fn login_in_one(
         conn: &mut Conn<D>,
         statements: &'static str,
-        login: &NewLogin,
-    ) -> Result<Option<(LoginRecord, bool)>, StoreError> {
-        let rows = sqlx::query(statements)
-            .bind(login.app_id.as_str())
-            .bind(login.open_id.as_str())
-            .bind(login.union_id.as_ref().map(|u| u.as_str()))
-            .bind(D::Id::from(*login.new_user_id.as_uuid()))
-            .bind(D::timestamp(login.now))
-            .bind(D::Id::from(*login.session_id.as_uuid()))
-            .bind(login.token_digest.as_bytes().as_slice())
-            .bind(login.session_key.expose_base64())
-            .bind(D::timestamp(login.expires_at))
-            .fetch_all(conn)
-            .await
-            .map_err(D::map_err)?;
-        let learnt = rows
-            .iter()
-            .any(|row| matches!(row.try_get::<Option<D::Id>, _>("learnt"), Ok(Some(_))));
-        let Some(row) = rows.iter().find(|row| row.len() > 1) else {
-            return Ok(None);
-        };
-        let user = UserRow::<D>::from_row(row)
-            .map_err(D::map_err)?
-            .into_user()?;
-        let is_new_user = user.id == login.new_user_id;
-        Ok(Some((LoginRecord { user, is_new_user }, learnt)))
+        logins: &[&NewLogin],
+    ) -> Result<Vec<(LoginRecord, bool)>, StoreError> {
+        let mut query = sqlx::query(statements);
+        for login in logins {
+            query = query
+                .bind(login.app_id.as_str())
+                .bind(login.open_id.as_str())
+                .bind(login.union_id.as_ref().map(|u| u.as_str()))
+                .bind(D::Id::from(*login.new_user_id.as_uuid()))
+                .bind(D::timestamp(login.now))
+                .bind(D::Id::from(*login.session_id.as_uuid()))
+                .bind(login.token_digest.as_bytes().as_slice())
+                .bind(login.session_key.expose_base64())
+                .bind(D::timestamp(login.expires_at));
+        }
+        let rows = query.fetch_all(conn).await.map_err(D::map_err)?;
+        let mut done = Vec::with_capacity(logins.len());
+        let mut learnt = false;
+        for row in &rows {
+            if row.len() == 1 {
+                learnt |= matches!(row.try_get::<Option<D::Id>, _>("learnt"), Ok(Some(_)));
+                continue;
+            }
+            let Some(login) = logins.get(done.len()) else {
+                break;
+            };
+            let user = UserRow::<D>::from_row(row)
+                .map_err(D::map_err)?
+                .into_user()?;
+            let is_new_user = user.id == login.new_user_id;
+            done.push((
+                LoginRecord { user, is_new_user },
+                std::mem::take(&mut learnt),
+            ));
+        }
+        if done.len() != logins.len() || rows.iter().filter(|r| r.len() > 1).count() != done.len() {
+            return Err(StoreError::Unexpected(
+                "a login's user vanished during login".into(),
+            ));
+        }
+        Ok(done)
     }
 
     /// The common end of every login, once its user is known: inserts the session and the

@@ -94,17 +94,16 @@ pub trait Backend: Dialect {
         login: &NewLogin,
     ) -> impl Future<Output = Result<(Self::Id, bool), StoreError>> + Send;
 
-    /// A login in one trip to the database, in the caller's transaction, where the store can:
-    /// its record and whether an existing user learnt its unionid. `None` (the default, and
-    /// whenever the store's one query could not settle the login) runs the steps one by one:
+    /// Logins in few trips to the database, in the caller's transaction and in order, where
+    /// the store can: each one's record and whether an existing user learnt its unionid.
+    /// `None` (the default) runs each login's steps one by one:
     /// [`Queries::returning_user_learning`], [`Queries::linked_user`],
-    /// [`Backend::create_user`], [`Queries::finish_login`]. Whatever it wrote before
-    /// answering `None` it has undone.
+    /// [`Backend::create_user`], [`Queries::finish_login`].
     fn login_at_once(
         conn: &mut Conn<Self>,
-        login: &NewLogin,
-    ) -> impl Future<Output = Result<Option<(LoginRecord, bool)>, StoreError>> + Send {
-        let _ = (conn, login);
+        logins: &[&NewLogin],
+    ) -> impl Future<Output = Result<Option<Vec<(LoginRecord, bool)>>, StoreError>> + Send {
+        let _ = (conn, logins);
         std::future::ready(Ok(None))
     }
 }
@@ -359,9 +358,6 @@ where
         conn: &mut Conn<B>,
         login: &NewLogin,
     ) -> Result<(LoginRecord, bool), StoreError> {
-        if let Some(done) = B::login_at_once(conn, login).await? {
-            return Ok(done);
-        }
         let (user_id, is_new_user, changed) =
             match Queries::<B>::returning_user_learning(conn, login).await? {
                 Some((user_id, learnt)) => (user_id, false, learnt),
@@ -388,10 +384,19 @@ where
     /// The users they changed are notified in the same transaction and forgotten after it.
     async fn login_together(&self, batch: &[&NewLogin]) -> Result<Vec<LoginRecord>, StoreError> {
         let mut tx = self.begin_write().await?;
+        let done = match B::login_at_once(&mut tx, batch).await? {
+            Some(done) => done,
+            None => {
+                let mut done = Vec::with_capacity(batch.len());
+                for login in batch {
+                    done.push(Self::login_steps(&mut tx, login).await?);
+                }
+                done
+            }
+        };
         let mut records = Vec::with_capacity(batch.len());
         let mut changed = Vec::new();
-        for login in batch {
-            let (record, user_changed) = Self::login_steps(&mut tx, login).await?;
+        for (record, user_changed) in done {
             if user_changed {
                 changed.push(Forget::User(record.user.id));
             }

@@ -277,21 +277,20 @@ impl Backend for SqliteBackend {
 
     /// Race-free find-then-insert: the write lock is held from `BEGIN IMMEDIATE` on, so no
     /// other login can insert this identity between the caller's read and this insert.
-    /// Always in one trip ([`wxlogin_store_sql::LOGIN_STATEMENTS`]: six statements in one
-    /// query, run by the connection's worker thread in one go): writers run one at a time, so
-    /// nothing can come between its statements.
+    /// Always, in one trip to the connection's worker thread per
+    /// [`wxlogin_store_sql::LOGINS_PER_QUERY`] logins ([`wxlogin_store_sql::LOGIN_STATEMENTS`]
+    /// for each, run by the worker in one go): writers run one at a time, so nothing can come
+    /// between the statements.
     async fn login_at_once(
         conn: &mut SqliteConnection,
-        login: &NewLogin,
-    ) -> Result<Option<(LoginRecord, bool)>, StoreError> {
-        match Queries::<Self>::login_in_one(conn, wxlogin_store_sql::LOGIN_STATEMENTS, login)
-            .await?
-        {
-            Some(done) => Ok(Some(done)),
-            None => Err(StoreError::Unexpected(
-                "the user vanished during login".into(),
-            )),
+        logins: &[&NewLogin],
+    ) -> Result<Option<Vec<(LoginRecord, bool)>>, StoreError> {
+        let mut done = Vec::with_capacity(logins.len());
+        for chunk in logins.chunks(wxlogin_store_sql::LOGINS_PER_QUERY) {
+            let statements = wxlogin_store_sql::login_statements(chunk.len());
+            done.extend(Queries::<Self>::login_in_one(&mut *conn, statements, chunk).await?);
         }
+        Ok(Some(done))
     }
 
     async fn create_user(

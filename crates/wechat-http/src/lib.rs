@@ -122,6 +122,8 @@ struct Inner {
     client: reqwest::Client,
     /// Validated, ending in `/`: API paths are joined onto it.
     base: Url,
+    /// Each API's URL, joined onto `base` once (a join parses the whole URL again).
+    joined: std::sync::Mutex<std::collections::HashMap<&'static str, Url>>,
     app_id: AppId,
     app_secret: SecretString,
 }
@@ -167,6 +169,7 @@ impl WeChatHttp {
             inner: Arc::new(Inner {
                 client,
                 base: config.base_url.0,
+                joined: std::sync::Mutex::default(),
                 app_id: config.app_id,
                 app_secret: config.app_secret,
             }),

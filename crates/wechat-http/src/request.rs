@@ -8,6 +8,7 @@
 
 use std::error::Error as _;
 use std::fmt;
+use std::sync::PoisonError;
 use std::time::Instant;
 
 use secrecy::ExposeSecret as _;
@@ -170,12 +171,14 @@ impl WeChatHttp {
         result
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        call: &Call<'_>,
-        started: Instant,
-    ) -> Result<T, CallError> {
+    /// The URL of `call`'s API, without its query: joined onto the base URL on its first call,
+    /// cloned afterwards.
+    fn api_url(&self, call: &Call<'_>) -> Result<url::Url, CallError> {
         let inner = &*self.inner;
+        let mut joined = inner.joined.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(url) = joined.get(call.path) {
+            return Ok(url.clone());
+        }
         let url = inner.base.join(call.path).map_err(|err| {
             call.error(
                 Kind::Unexpected,
@@ -183,14 +186,27 @@ impl WeChatHttp {
                 format!("cannot build the URL: {err}"),
             )
         })?;
+        joined.insert(call.path, url.clone());
+        Ok(url)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        call: &Call<'_>,
+        started: Instant,
+    ) -> Result<T, CallError> {
+        let inner = &*self.inner;
+        let mut url = self.api_url(call)?;
+        // Percent-encodes every value, so a code or secret holding `&`, `+` or `=` cannot
+        // change the request.
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&call.query);
+        }
         let request = match &call.json {
             None => inner.client.get(url),
             Some(body) => inner.client.post(url).json(body),
         };
-        // `.query()` percent-encodes every value, so a code or secret holding `&`, `+` or `=`
-        // cannot change the request.
         let mut response = request
-            .query(&call.query)
             .send()
             .await
             .map_err(|err| call.transport_error(err, started))?;

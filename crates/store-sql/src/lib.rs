@@ -107,7 +107,8 @@ macro_rules! login_user {
     };
 }
 
-/// [`Dialect::FINISH_LOGIN`] as three statements in one query (SQLite).
+/// [`Dialect::FINISH_LOGIN`] as three statements in one query (SQLite, whose logins run
+/// [`LOGIN_STATEMENTS`] instead: the step-by-step login it belongs to is not reached there).
 pub const FINISH_LOGIN_STATEMENTS: &str = concat!(
     insert_session!(),
     "; INSERT INTO login_events (at, app_id) VALUES ($6, $3); ",

@@ -293,6 +293,8 @@ impl Backend for SqliteBackend {
         Ok(Some(done))
     }
 
+    /// The step-by-step login's user creation. Not reached while [`Self::login_at_once`]
+    /// answers every login; the trait requires it, and it stays correct should that change.
     async fn create_user(
         conn: &mut SqliteConnection,
         login: &NewLogin,

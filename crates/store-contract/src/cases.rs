@@ -623,13 +623,6 @@ pub async fn union_id_links_the_identities_of_two_apps<S: UserStore>(store: S) {
     assert_ne!(second_openid.user.id, first.user.id);
     assert_eq!(second_openid.user.open_id.as_str(), "oShopB2");
     assert_eq!(second_openid.user.union_id, union("uPerson"));
-    // A third app still joins the oldest identity's user.
-    let mut in_third = login_for("oShopC", 7, KEY_C);
-    in_third.app_id = AppId::parse("wx3333333333333333").expect("a valid app id");
-    in_third.union_id = union("uPerson");
-    let third = login(&store, in_third).await;
-    assert_eq!(third.user.id, first.user.id);
-    assert!(!third.is_new_user);
 }
 
 /// First logins of one person (one unionid) in two apps at once, many times over, end with one
